@@ -1,0 +1,42 @@
+"""Exceptions with messages meant for the user.
+
+Anything raised as a :class:`PlantainError` is printed by the CLI as one line, without a
+traceback, and makes the command exit non-zero. Everything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+
+class PlantainError(Exception):
+    """A user-facing error: bad input, missing file, unknown name."""
+
+
+class SpecError(PlantainError):
+    """One or more problems in a spec file, reported together as ``FILE: key.path: message``."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class PluginError(PlantainError):
+    """A plugin failed to load or register, or two plugins claim one name."""
+
+
+def suggest(name: str, candidates) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest candidates, or ``""``."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+
+
+def unknown(what: str, name: str, candidates) -> PlantainError:
+    """An 'unknown X' error with close-match suggestions and the known names."""
+    known = sorted(str(c) for c in candidates)
+    hint = suggest(name, known)
+    listing = ", ".join(known) if known else "none"
+    return PlantainError(f"unknown {what} {name!r}{hint}; known: {listing}")

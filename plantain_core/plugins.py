@@ -1,0 +1,240 @@
+"""The plugin manager: entry-point loading, registration with provenance, failures.
+
+Plugins are modules (or objects) exposing ``plantain_*`` hook implementations, found
+through the entry-point group ``plantain``. Built-in plugins are registered there too,
+exactly as a third party's would be.
+
+Each entry point is loaded and each of its hooks called on its own, inside try/except,
+so one broken plugin is recorded and shown by ``plantain list`` while the rest keep
+working. ``PLANTAIN_STRICT_PLUGINS=1`` makes any such failure fatal;
+``PLANTAIN_DISABLE_PLUGINS=a,b`` skips plugins by entry-point name.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from importlib import metadata
+from typing import Any, Iterable
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError, unknown
+
+ENTRY_POINT_GROUP = "plantain"
+STRICT_ENV = "PLANTAIN_STRICT_PLUGINS"
+DISABLE_ENV = "PLANTAIN_DISABLE_PLUGINS"
+
+#: The registries a plugin can add to, keyed by the hook that fills each.
+KINDS = {
+    "generator": "plantain_register_generators",
+    "interpreter": "plantain_register_interpreters",
+    "model": "plantain_register_models",
+}
+
+
+@attrs.frozen
+class Provider:
+    """Who supplied something: plugin (entry-point) name, distribution and version, module."""
+
+    plugin: str
+    distribution: str | None = None
+    version: str | None = None
+    module: str | None = None
+
+    def label(self) -> str:
+        dist = self.distribution or "?"
+        return f"{self.plugin} ({dist} {self.version or '?'})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class Entry:
+    """A registered generator, interpreter or model loader and who provided it."""
+
+    name: str
+    obj: Any
+    provider: Provider
+
+
+@attrs.frozen
+class PluginFailure:
+    """A plugin that could not be imported or whose hook raised."""
+
+    plugin: str
+    distribution: str | None
+    stage: str  # "import" or the hook name
+    error: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.define
+class PluginInfo:
+    """One loaded plugin: provenance and the hooks it implements."""
+
+    provider: Provider
+    hooks: list[str]
+    status: str = "loaded"  # loaded | failed | disabled
+
+
+def strict_mode() -> bool:
+    return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def disabled_plugins() -> set[str]:
+    return {p.strip() for p in os.environ.get(DISABLE_ENV, "").split(",") if p.strip()}
+
+
+def _module_name(plugin: Any) -> str:
+    return getattr(plugin, "__name__", None) or type(plugin).__module__
+
+
+def _distribution_of(ep: metadata.EntryPoint) -> tuple[str | None, str | None]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None, None
+    return dist.metadata["Name"], dist.version
+
+
+@attrs.define
+class Registry:
+    """Everything the loaded plugins supplied, with provenance, plus their failures."""
+
+    pm: pluggy.PluginManager
+    generators: dict[str, Entry] = attrs.field(factory=dict)
+    interpreters: dict[str, Entry] = attrs.field(factory=dict)
+    models: dict[str, Entry] = attrs.field(factory=dict)
+    spec_dirs: list[tuple[pathlib.Path, Provider]] = attrs.field(factory=list)
+    plugins: dict[str, PluginInfo] = attrs.field(factory=dict)
+    failures: list[PluginFailure] = attrs.field(factory=list)
+    #: (kind, name) claimed by two plugins -> the message naming both; using it is an error.
+    conflicts: dict[tuple[str, str], str] = attrs.field(factory=dict)
+
+    def table(self, kind: str) -> dict[str, Entry]:
+        return {"generator": self.generators, "interpreter": self.interpreters, "model": self.models}[kind]
+
+    def get(self, kind: str, name: str) -> Entry:
+        table = self.table(kind)
+        if (kind, name) in self.conflicts:
+            raise PluginError(self.conflicts[(kind, name)])
+        if name not in table:
+            raise unknown(kind, name, table)
+        return table[name]
+
+    def _fail(self, failure: PluginFailure, exc: BaseException | None = None) -> None:
+        self.failures.append(failure)
+        if failure.plugin in self.plugins:
+            self.plugins[failure.plugin].status = "failed"
+        if strict_mode():
+            raise PluginError(
+                f"plugin {failure.plugin!r} ({failure.distribution or '?'}) failed at "
+                f"{failure.stage}: {failure.error} [{STRICT_ENV} is set]"
+            ) from exc
+
+    def add_plugin(self, plugin: Any, provider: Provider) -> None:
+        """Register one plugin object and collect what each of its hooks supplies."""
+        try:
+            self.pm.register(plugin, name=provider.plugin)
+        except Exception as exc:  # pluggy validates hook signatures here
+            self._fail(PluginFailure(provider.plugin, provider.distribution, "register", _describe(exc)), exc)
+            return
+        hooks = sorted(
+            h for h in dir(plugin) if h.startswith("plantain_") and callable(getattr(plugin, h, None))
+        )
+        self.plugins[provider.plugin] = PluginInfo(provider, hooks)
+        for kind, hook in KINDS.items():
+            if hook in hooks:
+                self._collect(plugin, provider, kind, hook)
+        if "plantain_spec_dirs" in hooks:
+            try:
+                dirs = getattr(plugin, "plantain_spec_dirs")() or []
+                for d in dirs:
+                    self.spec_dirs.append((pathlib.Path(d), provider))
+            except Exception as exc:
+                self._fail(PluginFailure(provider.plugin, provider.distribution, "plantain_spec_dirs", _describe(exc)), exc)
+
+    def _collect(self, plugin: Any, provider: Provider, kind: str, hook: str) -> None:
+        table = self.table(kind)
+        staged: dict[str, Entry] = {}
+
+        def register(name: str, obj: Any) -> None:
+            if not isinstance(name, str) or not name:
+                raise PluginError(f"{kind} name must be a non-empty string, got {name!r}")
+            if name in table or name in staged:
+                other = (table.get(name) or staged[name]).provider
+                message = f"duplicate {kind} name {name!r}: provided by {other.label()} and by {provider.label()}"
+                self.conflicts[(kind, name)] = message
+                self._fail(PluginFailure(provider.plugin, provider.distribution, hook, message))
+                return
+            staged[name] = Entry(name, obj, provider)
+
+        try:
+            getattr(plugin, hook)(register=register)
+        except Exception as exc:
+            self._fail(PluginFailure(provider.plugin, provider.distribution, hook, _describe(exc)), exc)
+            return
+        table.update(staged)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def entry_points() -> list[metadata.EntryPoint]:
+    eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    # One entry point per name: the same distribution can be seen twice on sys.path
+    # (an editable install plus a build folder); the first one wins, as import would.
+    seen: dict[str, metadata.EntryPoint] = {}
+    for ep in eps:
+        seen.setdefault(ep.name, ep)
+    return sorted(seen.values(), key=lambda ep: (ep.name != "core", ep.name))
+
+
+def load_registry(extra: Iterable[tuple[str, Any]] = (), use_entry_points: bool = True) -> Registry:
+    """Load every plugin of the ``plantain`` entry-point group, then ``extra`` plugins
+    given as ``(name, plugin_object)`` (used by tests and embedding code)."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    reg = Registry(pm)
+    blocked = disabled_plugins()
+    if use_entry_points:
+        for ep in entry_points():
+            dist, version = _distribution_of(ep)
+            provider = Provider(ep.name, dist, version, ep.value)
+            if ep.name in blocked:
+                reg.plugins[ep.name] = PluginInfo(provider, [], status="disabled")
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                reg.plugins[ep.name] = PluginInfo(provider, [], status="failed")
+                reg._fail(PluginFailure(ep.name, dist, "import", _describe(exc)), exc)
+                continue
+            reg.add_plugin(plugin, provider)
+    for name, plugin in extra:
+        if name in blocked:
+            continue
+        reg.add_plugin(plugin, Provider(name, None, None, _module_name(plugin)))
+    return reg
+
+
+_cached: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loaded on first use."""
+    global _cached
+    if _cached is None:
+        _cached = load_registry()
+    return _cached
+
+
+def reset_registry() -> None:
+    global _cached
+    _cached = None
