@@ -17,6 +17,7 @@ the key path each came from, so their own checks name the right key.
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Any
 
@@ -37,8 +38,31 @@ class RawPair:
     meta: dict[str, Any]
 
 
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _template_problem(template: str) -> str | None:
+    """Templates are data: only ``{name}`` placeholders, no attribute, index or format spec."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"invalid template: {exc}"
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if not _IDENT.match(name) or spec or conversion:
+            return f"placeholder {{{name}}} must be a plain {{name}}"
+    return None
+
+
 def _placeholders(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+
+
+def _fill(template: str, item: dict[str, Any]) -> str:
+    return "".join(
+        literal + ("" if name is None else str(item[name])) for literal, name, _, _ in string.Formatter().parse(template)
+    )
 
 
 def read_pairs(stimuli: dict[str, Any], fields: tuple[str, ...]) -> tuple[list[RawPair], list[Problem]]:
@@ -100,6 +124,8 @@ def _expand_template(stimuli: dict[str, Any], fields: tuple[str, ...]) -> tuple[
             problems.append((f"stimuli.template.{k}", "unknown key" + suggest(k, fields)))
         elif not isinstance(v, str):
             problems.append((f"stimuli.template.{k}", "expected a string"))
+        elif (why := _template_problem(v)) is not None:
+            problems.append((f"stimuli.template.{k}", why))
     if problems:
         return [], problems
     out: list[RawPair] = []
@@ -110,15 +136,16 @@ def _expand_template(stimuli: dict[str, Any], fields: tuple[str, ...]) -> tuple[
             continue
         problems += _check_id(key, item)
         filled: dict[str, Any] = {}
+        item_ok = True
         for field, tmpl in template.items():
             missing = [p for p in _placeholders(tmpl) if p not in item]
             if missing:
                 problems.append((key, f"template.{field} needs {', '.join(missing)}, missing in this item"))
-                continue
-            try:
-                filled[field] = tmpl.format(**item)
-            except (ValueError, IndexError, KeyError) as exc:
-                problems.append((f"stimuli.template.{field}", f"invalid template: {exc}"))
+                item_ok = False
+            else:
+                filled[field] = _fill(tmpl, item)
+        if not item_ok:
+            continue
         meta = {k: v for k, v in item.items() if k != "id"}
         out.append(RawPair(key, item.get("id"), filled, meta))
     return out, problems
