@@ -1,0 +1,29 @@
+"""Shared card wording for the seed-probe interpreters (the numbers come from
+plantain_core.trends)."""
+
+from __future__ import annotations
+
+from plantain_core import Section
+
+
+def trend_section(title: str, layout: str, covariate: str, trend: dict, reading: str) -> Section:
+    if trend.get("mean_rho") is None:
+        body = f"Not computed: {trend.get('note', 'no testable units')}."
+        return Section(title, body)
+    body = (
+        f"For the {trend['units']} units with the largest |t| ({layout} layout), the Spearman "
+        f"correlation between {covariate} and each unit's per-pair effect (signed so the "
+        f"unit's own effect is positive) averages **ρ = {trend['mean_rho']:.3f}** "
+        f"({trend['n_positive_rho']} of {trend['units']} units positive); permutation p = "
+        f"{trend['p_perm']:.4f} over {trend['permutations']} shuffles of the pairs. {reading}"
+    )
+    return Section(title, body)
+
+
+def graded_reading(trend: dict, grows: str) -> str:
+    rho, p = trend.get("mean_rho"), trend.get("p_perm")
+    if rho is None:
+        return ""
+    if p is not None and p < 0.05:
+        return f"The effect {'grows' if rho > 0 else 'shrinks'} {grows} (p < 0.05)."
+    return f"No reliable trend {grows} at this sample size (p ≥ 0.05)."
