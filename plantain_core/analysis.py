@@ -1,0 +1,282 @@
+"""From a run folder's saved captures to every output: stats, result files, card, figures.
+
+``plantain report RUN_DIR`` and the end of ``plantain run`` both call
+:func:`analyze_run`; it needs no model, only ``manifest.json`` and ``captures/*.npz``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from typing import Any, Mapping, Sequence
+
+import attrs
+import numpy as np
+
+from . import __version__
+from .errors import PlantainError
+from .interpretation import Interpretation
+from .results import json_safe, write_results
+from .stats import (DEFAULT_FLIPS, DEFAULT_SEED, DEFAULT_SPLITS, DEFAULT_THRESHOLDS, LayoutStats,
+                    compute_layout_stats, count_mlp_units)
+
+MANIFEST = "manifest.json"
+CAPTURES = "captures"
+
+
+@attrs.frozen(eq=False)
+class ProbeResult:
+    """What an interpreter's ``interpret(spec, pairs, result)`` receives as ``result``.
+
+    ``layouts`` maps layout name → :class:`~plantain_core.stats.LayoutStats` (per-unit
+    t, d, p, q, p_fwer and the N×U differences ``diff``, rows in ``pair_ids`` order,
+    which is also the order of ``pairs``). ``summary`` is the JSON summary per layout.
+    """
+
+    layouts: dict[str, LayoutStats]
+    summary: dict[str, Any]
+    manifest: dict[str, Any]
+    pair_ids: tuple[str, ...]
+
+    @property
+    def primary(self) -> LayoutStats:
+        """The true-heads layout when captured, else the first one."""
+        return self.layouts.get("heads") or next(iter(self.layouts.values()))
+
+
+def read_manifest(run_dir: pathlib.Path) -> dict[str, Any]:
+    path = run_dir / MANIFEST
+    if not run_dir.is_dir():
+        raise PlantainError(f"run folder not found: {run_dir}")
+    if not path.is_file():
+        raise PlantainError(f"{path} not found: not a plantain run folder (expected manifest.json and captures/)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PlantainError(f"{path}: cannot read manifest: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise PlantainError(f"{path}: manifest must be a JSON object")
+    return manifest
+
+
+def load_captures(run_dir: pathlib.Path, layout: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """``a``, ``b`` (N×U), unit names and pair ids of one layout; errors if incomplete."""
+    path = run_dir / CAPTURES / f"{layout}.npz"
+    if not path.is_file():
+        raise PlantainError(f"{path} not found: layout {layout!r} was not captured in this run")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("a", "b", "units", "pair_ids") if k not in z.files]
+            if missing:
+                raise PlantainError(f"{path}: missing arrays {', '.join(missing)}")
+            a = np.asarray(z["a"], dtype=np.float64)
+            b = np.asarray(z["b"], dtype=np.float64)
+            units = [str(u) for u in z["units"]]
+            pair_ids = [str(p) for p in z["pair_ids"]]
+            done = np.asarray(z["done"], dtype=bool) if "done" in z.files else np.ones(len(pair_ids), bool)
+    except PlantainError:
+        raise
+    except Exception as exc:  # a truncated or foreign file
+        raise PlantainError(f"{path}: cannot read captures: {type(exc).__name__}: {exc}") from exc
+    if not done.all():
+        raise PlantainError(
+            f"run {run_dir} is incomplete: {int(done.sum())} of {done.size} pairs captured for layout "
+            f"{layout!r}; finish it with `plantain run ... --out {run_dir} --resume` before reporting"
+        )
+    n = len(pair_ids)
+    if a.shape != (n, len(units)) or b.shape != a.shape:
+        raise PlantainError(f"{path}: a {a.shape} and b {b.shape} do not match {n} pairs × {len(units)} units")
+    return a, b, units, pair_ids
+
+
+def stats_options(manifest, flips, splits, seed, thresholds) -> dict[str, Any]:
+    """Explicit arguments win, then the manifest's values, then the defaults."""
+    def pick(value, key, default):
+        if value is not None:
+            return value
+        return manifest[key] if manifest.get(key) is not None else default
+
+    thr = pick(thresholds, "thresholds", DEFAULT_THRESHOLDS)
+    return {
+        "flips": int(pick(flips, "flips", DEFAULT_FLIPS)),
+        "splits": int(pick(splits, "splits", DEFAULT_SPLITS)),
+        "seed": int(pick(seed, "seed", DEFAULT_SEED)),
+        "thresholds": [float(x) for x in thr],
+    }
+
+
+def rebuild_spec_and_pairs(manifest: Mapping[str, Any], registry, pair_ids: Sequence[str]):
+    """The spec and pairs for the interpreter, in capture order, plus notes on fallbacks.
+
+    First choice: re-validate the recorded spec and ask its generator for the pairs.
+    When that fails (spec file moved, generator plugin gone) the spec is rebuilt from
+    the manifest without validation and the pairs from the manifest's pair records.
+    """
+    from .spec import ModelSettings, ProbeSpec, parse_spec
+    from .stimuli import ImageSource, Pair, Stimulus
+
+    notes: list[str] = []
+    data = manifest.get("spec") or {}
+    spec = pairs = None
+    try:
+        spec, problems = parse_spec(dict(data), pathlib.Path(manifest.get("spec_path") or f"{data.get('name', 'probe')}.toml"), registry)
+        if problems:
+            notes.append("spec could not be re-validated (" + "; ".join(f"{k}: {m}" for k, m in problems[:3]) + ")")
+            spec = None
+        else:
+            pairs = list(registry.get("generator", spec.generator).obj.pairs(spec))
+    except Exception as exc:
+        notes.append(f"spec could not be re-validated ({type(exc).__name__}: {exc})")
+        spec = None
+    if spec is None and data.get("name"):
+        model = data.get("model") or {}
+        spec = ProbeSpec(
+            name=data["name"], generator=data.get("generator", "?"), stimuli=data.get("stimuli", {}),
+            title=data.get("title", data["name"]), description=data.get("description", ""),
+            interpreter=data.get("interpreter", "default"), direction=tuple(data.get("direction", ("A", "B"))),
+            tags=tuple(data.get("tags", ())), model=ModelSettings(**{k: v for k, v in model.items() if k in ("id", "revision", "height", "width")}),
+            path=manifest.get("spec_path"),
+        )
+
+    def stim(rec):
+        rec = rec or {}
+        img = rec.get("image")
+        keys = ("path", "prompt", "seed", "steps", "guidance")
+        image = ImageSource(**{k: v for k, v in img.items() if k in keys}) if isinstance(img, dict) else None
+        return Stimulus(prompt=str(rec.get("prompt", "")), image=image)
+
+    by_id = {p.id: p for p in pairs or []}
+    if pairs is None or set(by_id) != set(pair_ids):
+        try:
+            recs = {str(r["id"]): r for r in manifest.get("pairs", [])}
+            by_id = {i: Pair(i, stim(recs[i].get("a")), stim(recs[i].get("b")), dict(recs[i].get("meta") or {})) for i in pair_ids}
+            if pairs is not None:
+                notes.append("the generator's pairs differ from the captured ones; using the manifest's pair records")
+        except Exception as exc:
+            notes.append(f"pairs could not be rebuilt ({type(exc).__name__}: {exc})")
+            return spec, None, notes
+    return spec, [by_id[i] for i in pair_ids], notes
+
+
+def interpret(spec, pairs, result: ProbeResult, registry) -> tuple[Interpretation | None, list[str]]:
+    """Run the spec's interpreter; a missing or failing one leaves a note, not a crash."""
+    if spec is None or pairs is None:
+        return None, ["no interpreter was run: the spec or its pairs could not be rebuilt"]
+    try:
+        interpreter = registry.get("interpreter", spec.interpreter).obj
+    except Exception as exc:
+        return None, [f"interpreter {spec.interpreter!r} not available: {exc}"]
+    try:
+        out = interpreter.interpret(spec, pairs, result)
+    except Exception as exc:
+        return None, [f"interpreter {spec.interpreter!r} failed: {type(exc).__name__}: {exc}"]
+    if not isinstance(out, Interpretation):
+        return None, [f"interpreter {spec.interpreter!r} returned {type(out).__name__}, not an Interpretation"]
+    return out, []
+
+
+def token_confounds(manifest: Mapping[str, Any], layouts: Mapping[str, LayoutStats], pair_ids) -> dict[str, Any] | None:
+    """Prompt length as a confound: token counts of A and B, and per layout the Pearson r
+    across pairs between the token-count difference and the pair's probe score (mean over
+    units with |t| > first threshold of sign(t)·D / sd(D))."""
+    recs = manifest.get("token_counts")
+    if not recs:
+        return None
+    counts = {str(r["id"]): (float(r["a"]), float(r["b"])) for r in recs}
+    if not all(i in counts for i in pair_ids):
+        return {"note": "token counts do not cover every captured pair"}
+    ta = np.array([counts[i][0] for i in pair_ids])
+    tb = np.array([counts[i][1] for i in pair_ids])
+    delta = ta - tb
+    out: dict[str, Any] = {
+        "token_counts": {
+            "mean_a": float(ta.mean()), "mean_b": float(tb.mean()), "mean_diff": float(delta.mean()),
+            "max_abs_diff": float(np.abs(delta).max()), "pairs_unequal": int(np.count_nonzero(delta)),
+        },
+        "token_diff_vs_score_r": {},
+    }
+    for name, st in layouts.items():
+        sel = np.isfinite(st.t) & (np.abs(st.t) > st.thresholds[0])
+        if not sel.any() or np.ptp(delta) == 0:
+            out["token_diff_vs_score_r"][name] = None
+            continue
+        sd = st.diff[:, sel].std(axis=0, ddof=1)
+        score = (np.sign(st.t[sel]) * st.diff[:, sel] / sd).mean(axis=1)
+        r = np.corrcoef(delta, score)[0, 1] if np.ptp(score) > 0 else math.nan
+        out["token_diff_vs_score_r"][name] = float(r)
+    return out
+
+
+def analyze_run(run_dir, *, flips: int | None = None, splits: int | None = None, seed: int | None = None,
+                thresholds: Sequence[float] | None = None, registry=None, figures: bool = True) -> dict[str, Any]:
+    """Recompute every output of a run folder from its captures; return summary.json's content."""
+    from .report.card import write_card
+
+    run_dir = pathlib.Path(run_dir)
+    manifest = read_manifest(run_dir)
+    options = stats_options(manifest, flips, splits, seed, thresholds)
+    if options["flips"] < 1 or options["splits"] < 0 or any(t <= 0 for t in options["thresholds"]):
+        raise PlantainError(f"invalid statistics options {options}: flips ≥ 1, splits ≥ 0, thresholds > 0")
+    names = list(manifest.get("layouts") or sorted(p.stem for p in (run_dir / CAPTURES).glob("*.npz")))
+    if not names:
+        raise PlantainError(f"{run_dir}: no layouts recorded in the manifest and no captures/*.npz")
+
+    layouts: dict[str, LayoutStats] = {}
+    pair_ids: list[str] | None = None
+    for name in names:
+        a, b, units, ids = load_captures(run_dir, name)
+        if pair_ids is not None and ids != pair_ids:
+            raise PlantainError(f"{run_dir}: layout {name!r} lists its pairs in a different order from the others")
+        pair_ids = ids
+        layouts[name] = compute_layout_stats(a, b, units, layout=name, pair_ids=ids, flips=options["flips"],
+                                             splits=options["splits"], seed=options["seed"],
+                                             thresholds=options["thresholds"])
+
+    info = manifest.get("layout_info") or {}
+    layout_summaries = {}
+    for name, st in layouts.items():
+        s = st.summary_dict()
+        mlp = (info.get(name) or {}).get("mlp_units")
+        if mlp is None and name == "slices16":
+            mlp = count_mlp_units(st.units)
+        if mlp is not None:
+            s["mlp_units"] = int(mlp)
+        layout_summaries[name] = s
+
+    spec_data = manifest.get("spec") or {}
+    summary: dict[str, Any] = {
+        "plantain_version": __version__,
+        "probe": spec_data.get("name"),
+        "direction": list(spec_data.get("direction", ["A", "B"])),
+        "n_pairs": len(pair_ids or []),
+        "model": manifest.get("model"),
+        "stats": options,
+        "layouts": layout_summaries,
+    }
+    if registry is None:
+        from .plugins import get_registry
+
+        registry = get_registry()
+    result = ProbeResult(layouts, layout_summaries, manifest, tuple(pair_ids or ()))
+    spec, pairs, notes = rebuild_spec_and_pairs(manifest, registry, result.pair_ids)
+    interp, more = interpret(spec, pairs, result, registry)
+    notes += more
+    summary["interpreter"] = spec.interpreter if spec is not None else None
+    summary["interpretation"] = json_safe(interp.numbers) if interp is not None else {}
+    confounds = token_confounds(manifest, layouts, result.pair_ids)
+    if isinstance(manifest.get("confounds"), dict):
+        confounds = {**manifest["confounds"], **(confounds or {})}
+    if confounds is not None:
+        summary["confounds"] = json_safe(confounds)
+    if notes:
+        summary["notes"] = notes
+
+    write_results(run_dir, summary, layouts)
+    figs: dict[str, dict[str, str]] = {}
+    if figures:
+        from .report.figures import write_figures
+
+        figs = write_figures(run_dir, layouts)
+    write_card(run_dir, json_safe(summary), manifest, spec, interp, figs)
+    return json_safe(summary)

@@ -1,0 +1,63 @@
+"""``plantain report RUN_DIR``: recompute statistics, result files, card and figures
+from a run folder's saved captures (no model needed)."""
+
+from __future__ import annotations
+
+import math
+
+import click
+
+
+class ThresholdList(click.ParamType):
+    """Comma-separated positive numbers, e.g. ``3,5``."""
+
+    name = "THRESHOLDS"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+        try:
+            out = tuple(float(x) for x in str(value).split(",") if x.strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of numbers (e.g. 3,5)", param, ctx)
+        if not out or any(not math.isfinite(x) or x <= 0 for x in out):
+            self.fail(f"{value!r}: thresholds must be positive numbers (e.g. 3,5)", param, ctx)
+        return out
+
+
+@click.command("report")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("--flips", type=click.IntRange(min=1), default=None,
+              help="Sign-flip null size (default: the run's, else 200). Exact enumeration when 2^(N-1) <= flips.")
+@click.option("--splits", type=click.IntRange(min=1), default=None,
+              help="Random 50/50 splits for split-half r (default: the run's, else 100).")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of flips and splits (default: the run's, else 0).")
+@click.option("--thresholds", type=ThresholdList(), default=None, help="|t| thresholds for counts, e.g. 3,5 (default 3,5).")
+@click.option("--no-figures", is_flag=True, help="Skip the PNG figures (faster).")
+def cli(run_dir, flips, splits, seed, thresholds, no_figures):
+    """Recompute summary.json, units.csv, blocks.csv, README.md and figures of RUN_DIR."""
+    from ..analysis import analyze_run
+
+    summary = analyze_run(run_dir, flips=flips, splits=splits, seed=seed, thresholds=thresholds,
+                          figures=not no_figures)
+    echo_summary(summary, run_dir, figures=not no_figures)
+
+
+def echo_summary(summary: dict, run_dir, *, figures: bool = True) -> None:
+    """A few lines per layout: counts against the null, max |t|, FWER/BH, split-half r."""
+    click.echo(f"{summary.get('probe')}: {summary['n_pairs']} pairs, t = mean({' − '.join(summary['direction'])})")
+    for name, s in summary["layouts"].items():
+        parts = []
+        for row in s["thresholds"]:
+            ratio = f"{row['ratio']:.1f}x" if row["ratio"] is not None else f"n/a ({row['ratio_note']})"
+            parts.append(f"|t|>{row['threshold']:g}: {row['observed']} (null p99 {row['null_p99']:g}, {ratio})")
+        sh = s["split_half"]["median"]
+        mx = s["max_abs_t"]
+        mx_text = f"{mx:.2f}" if mx is not None else "n/a"
+        sh_text = f"{sh:.3f}" if sh is not None else "n/a"
+        sig = s["significant"]
+        click.echo(f"  {name} ({s['n_units']} units): " + "; ".join(parts) + f"; max |t| {mx_text}")
+        click.echo(f"    FWER p<0.05: {sig['p_fwer_lt_0.05']}, BH q<0.05: {sig['q_lt_0.05']}, split-half r: {sh_text}")
+    for note in summary.get("notes", []):
+        click.echo(f"  note: {note}")
+    click.echo(f"wrote summary.json, units.csv, blocks.csv, README.md{', figures/' if figures else ''} in {run_dir}")

@@ -1,0 +1,341 @@
+"""The run's README.md: a model card shaped like the seed probe cards.
+
+Everything in it is written from the summary (numbers), the manifest (what was run)
+and the spec; the interpretation starts with neutral sentences generated from the
+numbers, then the interpreter's sections. Nothing here computes statistics.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from typing import Any, Mapping
+
+from ..fsutil import atomic_write_text
+
+CARD = "README.md"
+DEFAULT_TAGS = ("interpretability", "per-unit-attention", "paired-prompt-probe", "flux2", "plantain")
+PER_PAIR_IMAGE = "the conditioning image"
+
+
+def num(x: Any) -> str:
+    """Readable numbers: integers with thousands separators, small floats to 2 decimals."""
+    if x is None:
+        return "—"
+    x = float(x)
+    if not math.isfinite(x):
+        return "∞" if x > 0 else "—"
+    if x == int(x) and abs(x) < 1e15:
+        return f"{int(x):,}"
+    return f"{x:.2f}" if abs(x) < 10 else f"{x:,.1f}"
+
+
+def pct(count: int, total: int) -> str:
+    return f"{100.0 * count / total:.1f}%" if total else "—"
+
+
+def ratio_text(row: Mapping[str, Any]) -> str:
+    if row.get("ratio") is None:
+        note = row.get("ratio_note") or "undefined"
+        return "∞ (null p99 = 0)" if note == "null p99 is 0" else f"— ({note})"
+    r = row["ratio"]
+    return f"{r:,.0f}×" if r >= 100 else f"{r:.1f}×"
+
+
+def md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def model_info(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    model = manifest.get("model") or {}
+    mid = model.get("id") or "unknown"
+    return {"id": mid, "revision": model.get("revision"), "name": model.get("name") or mid,
+            "tiny": (model.get("name") == "tiny" or mid == "tiny")}
+
+
+def front_matter(summary, manifest, spec_data) -> str:
+    m = model_info(manifest)
+    tags = list(DEFAULT_TAGS)
+    if "heads" in summary.get("layouts", {}):
+        tags.insert(1, "per-head-attention")
+    tags += [t for t in spec_data.get("tags", []) if t not in tags]
+    lines = ["---", "language: en", "license: apache-2.0", f"base_model: {m['id']}",
+             "library_name: diffusers", "tags:"] + [f"- {t}" for t in tags] + ["---", ""]
+    return "\n".join(lines)
+
+
+def describe_layout(name: str, s: Mapping[str, Any]) -> str:
+    u = s["n_units"]
+    if name == "heads":
+        return (f"`heads`: {u:,} true attention heads. A unit is the feature slice [h·d, (h+1)·d) of one head in the "
+                "input of the attention output projection; in joint blocks it covers the image stream (`to_out[0]`) "
+                "and the text stream (`to_add_out`) together.")
+    if name == "slices16":
+        mlp = s.get("mlp_units")
+        mlp_text = (f" **{mlp:,} of these {u:,} units are MLP channels of single blocks, not attention heads** "
+                    "(a single block's `to_out` input is attention output followed by MLP activations); "
+                    f"{u - mlp:,} are 16-feature pieces of attention heads.") if mlp is not None else ""
+        return (f"`slices16`: {u:,} 16-feature slices of the whole input of joint `to_out[0]` and single-block "
+                f"`to_out`, the unit the seed cards call \"heads\".{mlp_text}")
+    return f"`{name}`: {u:,} units."
+
+
+def stimulus_text(manifest, spec_data) -> list[str]:
+    """What A and B differ in, read from the recorded pairs rather than assumed."""
+    pairs = manifest.get("pairs") or []
+    gen = spec_data.get("generator", "?")
+    lines = [f"Stimuli: {len(pairs) or '?'} matched pairs from generator `{gen}`."]
+    if not pairs:
+        return lines
+    prompts_differ = sum(1 for p in pairs if (p.get("a") or {}).get("prompt") != (p.get("b") or {}).get("prompt"))
+    images_differ = sum(1 for p in pairs if (p.get("a") or {}).get("image") != (p.get("b") or {}).get("image"))
+    images = [(p.get("a") or {}).get("image") for p in pairs] + [(p.get("b") or {}).get("image") for p in pairs]
+    if prompts_differ:
+        lines.append(f"A and B differ in the prompt in {prompts_differ} of {len(pairs)} pairs.")
+    if images_differ:
+        lines.append(f"A and B differ in {PER_PAIR_IMAGE} in {images_differ} of {len(pairs)} pairs; "
+                     "the prompt is " + ("the same within each pair." if not prompts_differ else "also varied."))
+    distinct = {repr(i) for i in images if i}
+    if distinct and not images_differ:
+        img = next(i for i in images if i)
+        if len(distinct) == 1 and img.get("prompt"):
+            lines.append(f"Every pass is conditioned on one fixed reference image generated once from the prompt "
+                         f"\"{img['prompt']}\" at {img.get('steps', manifest.get('image_steps', 14))} steps, guidance "
+                         f"{img.get('guidance', manifest.get('image_guidance', 4.0))}, seed {img.get('seed', '?')}.")
+        elif len(distinct) == 1:
+            lines.append(f"Every pass is conditioned on one fixed reference image read from `{img.get('path')}`.")
+    generated = any(i and i.get("prompt") for i in images)
+    if images_differ and generated:
+        lines.append(f"Images given by prompt were generated once at {manifest.get('image_steps', 14)} steps, guidance "
+                     f"{manifest.get('image_guidance', 4.0)}, and cached.")
+    return lines
+
+
+def pairs_table(manifest) -> list[str]:
+    pairs = manifest.get("pairs") or []
+    if not pairs:
+        return []
+    # one shared reference image is described above; list images only when they vary
+    images = {repr((p.get(side) or {}).get("image")) for p in pairs for side in ("a", "b")}
+    show_images = len(images) > 1
+    out = ["<details><summary>The pairs</summary>", "", "| id | A | B |", "|---|---|---|"]
+    for p in pairs:
+        def cell(side):
+            s = p.get(side) or {}
+            img = s.get("image") or {}
+            extra = f" [image: {img.get('path') or img.get('prompt')}]" if img and show_images else ""
+            return md_escape(f"{s.get('prompt', '')}{extra}")
+        out.append(f"| {md_escape(p.get('id', ''))} | {cell('a')} | {cell('b')} |")
+    return out + ["", "</details>", ""]
+
+
+def method_section(summary, manifest, spec_data) -> list[str]:
+    m = model_info(manifest)
+    a_name, b_name = summary.get("direction", ["A", "B"])
+    st = summary.get("stats", {})
+    size = f"{manifest.get('height', '?')}×{manifest.get('width', '?')}" if manifest.get("height") else "the model default size"
+    rev = f" at revision `{m['revision']}`" if m["revision"] else ""
+    out = ["## Method", ""]
+    out += stimulus_text(manifest, spec_data) + [""]
+    out += pairs_table(manifest)
+    out += [
+        f"Each stimulus runs once through `{m['id']}`{rev} ({manifest.get('dtype', '?')} on {manifest.get('device', '?')}) "
+        f"at {manifest.get('steps', 1)} inference step with guidance {manifest.get('guidance', 1.0)} (no CFG), at "
+        f"{size}; the initial noise is seeded per pair (run seed {manifest.get('seed', '?')}) so A and B share it.",
+        "",
+        "A forward pre-hook on every attention output projection takes the RMS of its input over tokens and the "
+        f"unit's features (token scope: {manifest.get('token_scope', 'all')}), one number per unit per pass. "
+        "Unit layouts:",
+        "",
+    ]
+    out += [f"- {describe_layout(n, s)}" for n, s in summary["layouts"].items()]
+    out += [
+        "",
+        f"Per unit, with D = A − B over the N = {summary.get('n_pairs')} pairs (A = \"{a_name}\", B = \"{b_name}\"): "
+        "paired t = mean(D) / (sd(D)/√N), Cohen's d_z = mean(D)/sd(D), a parametric two-sided p (t, N−1 df), "
+        "Benjamini–Hochberg q, and a max-|t| sign-flip permutation p that controls the family-wise error. "
+        "Positive t means a larger RMS under A.",
+        f"Null: {_null_text(summary)}; seed {st.get('seed')}. Split-half: {st.get('splits')} random 50/50 splits of "
+        "the pairs, Pearson r of per-unit t between halves. See plantain's `docs/statistics.md`.",
+        "",
+    ]
+    return out
+
+
+def _null_text(summary) -> str:
+    null = next(iter(summary["layouts"].values()))["null"]
+    if null["exact"]:
+        return f"all {null['flips']:,} sign patterns enumerated exactly (first sign fixed; |t| is symmetric)"
+    return f"{null['flips']:,} random sign flips of D within pairs"
+
+
+def results_section(name, s, figs) -> list[str]:
+    u = s["n_units"]
+    out = [f"### Layout `{name}` ({u:,} units)", "",
+           "| metric | observed | null mean | null p99 | observed / null p99 |", "|---|---:|---:|---:|---:|"]
+    for row in s["thresholds"]:
+        out.append(f"| units with \\|t\\| > {row['threshold']:g} | {row['observed']:,} ({pct(row['observed'], u)}) | "
+                   f"{num(row['null_mean'])} | {num(row['null_p99'])} | {ratio_text(row)} |")
+    ld = s["large_d"]
+    out.append(f"| units with \\|d\\| > {ld['threshold']:g} (large) | {ld['count']:,} ({pct(ld['count'], u)}) | — | — | — |")
+    sh = s["split_half"]
+    if sh["median"] is not None:
+        out.append(f"| split-half r (median of {sh['valid_splits']}) | {sh['median']:.3f} [IQR {sh['q25']:.3f}, "
+                   f"{sh['q75']:.3f}] | — | — | — |")
+    else:
+        out.append(f"| split-half r | — ({sh.get('note') or 'undefined'}) | — | — | — |")
+    where = f" (`{s['max_abs_t_unit']}`)" if s.get("max_abs_t_unit") else ""
+    mx = f"{s['max_abs_t']:.2f}" if s["max_abs_t"] is not None else "—"
+    out.append(f"| max \\|t\\| | {mx}{where} | — | — | — |")
+    sig = s["significant"]
+    out.append(f"| units with BH q < 0.05 | {sig['q_lt_0.05']:,} | — | — | — |")
+    out.append(f"| units with FWER p < 0.05 (max-\\|t\\|) | {sig['p_fwer_lt_0.05']:,} | — | — | — |")
+    out.append("")
+    untested = s["n_zero_variance"] + s["n_nonfinite"]
+    if untested:
+        out += [f"{untested:,} {'unit was' if untested == 1 else 'units were'} not tested ({s['n_zero_variance']:,} with zero variance of D, "
+                f"{s['n_nonfinite']:,} with non-finite captures): their t is NaN and they count as not exceeding any "
+                "threshold; fractions are of all units.", ""]
+    if s["top_blocks"]:
+        out += ["**Top blocks by max |t|:**", ""]
+        for b in s["top_blocks"]:
+            key = next(k for k in b if k.startswith("n_abs_t_gt_"))
+            out.append(f"- {b['block']}: max|t|={b['max_abs_t']:.2f}, {b[key]:,}/{b['units']:,} units at "
+                       f"|t|>{key.rsplit('_', 1)[1]}, median |d|={b['median_abs_d']:.2f}")
+        out.append("")
+    f = figs.get(name) or {}
+    for kind, alt in (("heatmap", "per-unit t by block"), ("null", "null counts and observed count"),
+                      ("split_half", "split-half t scatter")):
+        if kind in f:
+            out.append(f"![{name}: {alt}]({f[kind]})")
+    return out + [""]
+
+
+def _have(count: int) -> str:
+    return "has" if count == 1 else "have"
+
+
+def _units(count: int) -> str:
+    return f"{count:,} unit passes" if count == 1 else f"{count:,} units pass"
+
+
+def default_interpretation(name, s, direction) -> str:
+    """Neutral sentences from the numbers; no claim beyond them."""
+    u = s["n_units"]
+    rows = s["thresholds"]
+    first = rows[0]
+    parts = [f"On the `{name}` layout, {first['observed']:,} of {u:,} units ({pct(first['observed'], u)}) "
+             f"{_have(first['observed'])} "
+             f"|t| > {first['threshold']:g} against a sign-flip null p99 of {num(first['null_p99'])} ({ratio_text(first)})"]
+    for row in rows[1:]:
+        ratio = f", {ratio_text(row)}" if row.get("ratio") is not None else ""
+        parts.append(f"{row['observed']:,} {_have(row['observed'])} |t| > {row['threshold']:g} "
+                     f"(null p99 {num(row['null_p99'])}{ratio})")
+    text = "; ".join(parts) + "."
+    if first["observed"]:
+        text += (f" Of the units above |t| > {first['threshold']:g}, {first['positive']:,} are larger under "
+                 f"\"{direction[0]}\" and {first['observed'] - first['positive']:,} under \"{direction[1]}\".")
+    sig = s["significant"]
+    text += (f" {_units(sig['p_fwer_lt_0.05'])} the max-|t| family-wise test at 0.05 and "
+             f"{sig['q_lt_0.05']:,} {_have(sig['q_lt_0.05'])} BH q < 0.05.")
+    sh = s["split_half"]
+    if sh["median"] is not None:
+        r = sh["median"]
+        how = "replicates well" if r >= 0.7 else "replicates partly" if r >= 0.3 else "barely replicates"
+        text += (f" The per-unit pattern {how} across independent halves of the pairs "
+                 f"(median split-half r = {r:.2f}).")
+    p99 = first["null_p99"] or 0
+    if sig["p_fwer_lt_0.05"] == 0 and first["observed"] <= p99:
+        text += " These counts are within the range of the sign-flip null: no evidence that A and B differ here."
+    return text
+
+
+def write_card(run_dir, summary: Mapping[str, Any], manifest: Mapping[str, Any], spec, interpretation,
+               figs: Mapping[str, Mapping[str, str]]) -> pathlib.Path:
+    spec_data = dict(manifest.get("spec") or {})
+    title = spec_data.get("title") or spec_data.get("name") or "plantain probe"
+    m = model_info(manifest)
+    direction = summary.get("direction") or ["A", "B"]
+    lines = [front_matter(summary, manifest, spec_data), f"# {title}", ""]
+    lines += [f"A paired-stimulus, per-unit attention probe of `{m['name'] if m['tiny'] else m['id']}` made with plantain. "
+              f"{spec_data.get('description', '').strip()}".strip(), ""]
+    lines += ["## Question", "",
+              f"Do the model's attention units respond differently to \"{direction[0]}\" (A) than to "
+              f"\"{direction[1]}\" (B) when everything else in a pair is held fixed? t = mean(A − B).", ""]
+    lines += method_section(summary, manifest, spec_data)
+    lines += ["## Results", ""]
+    for name, s in summary["layouts"].items():
+        lines += results_section(name, s, figs)
+    lines += ["## Interpretation", ""]
+    for n, s in summary["layouts"].items():
+        lines += [default_interpretation(n, s, direction), ""]
+    if interpretation is not None:
+        for sec in interpretation.sections:
+            lines += [f"### {sec.title}", "", sec.markdown.strip(), ""]
+    for note in summary.get("notes", []):
+        lines += [f"_Note: {note}._", ""]
+    lines += confounds_section(summary)
+    lines += limitations_section(summary, manifest, m)
+    lines += reproduce_section(summary, manifest, spec_data, m, run_dir)
+    lines += ["## License", "", "Apache 2.0 (this card and its numbers); the model keeps its own license.", ""]
+    return atomic_write_text(pathlib.Path(run_dir) / CARD, "\n".join(lines))
+
+
+def confounds_section(summary) -> list[str]:
+    c = summary.get("confounds")
+    if not c:
+        return []
+    out = ["## Confounds", ""]
+    tc = c.get("token_counts")
+    if tc:
+        out.append(f"Prompt length: mean {num(tc['mean_a'])} tokens for A and {num(tc['mean_b'])} for B "
+                   f"(mean difference {num(tc['mean_diff'])}, largest {num(tc['max_abs_diff'])}; "
+                   f"{tc['pairs_unequal']} pairs differ in length).")
+        for name, r in (c.get("token_diff_vs_score_r") or {}).items():
+            out.append(f"- `{name}`: r between token-count difference and the pair's probe score = "
+                       + (f"{r:.2f}" if r is not None else "— (no variation or no units above the first threshold)"))
+    for key, value in c.items():
+        if key not in ("token_counts", "token_diff_vs_score_r"):
+            out.append(f"- {key}: {value}")
+    return out + [""]
+
+
+def limitations_section(summary, manifest, m) -> list[str]:
+    n = summary.get("n_pairs")
+    out = ["## Limitations", ""]
+    if m["tiny"]:
+        out.append("- **This run used the embedded `tiny` model with random weights: its numbers say nothing about "
+                   "FLUX.2 or any trained model.** It exists to test the pipeline.")
+    out += [
+        "- The probe is correlational: a unit whose RMS differs between A and B is not shown to cause anything.",
+        f"- {n} pairs; one inference step at one noise level; RMS magnitude only (not direction or attention pattern).",
+        "- The text stream is padded to 512 tokens with no attention mask, so prompt length and padding can move "
+        "unit RMS" + ("; see the confounds above." if summary.get("confounds") else
+                      "; this run recorded no token counts to check it."),
+        "- The null p99 comes from a finite number of sign patterns, and observed / null p99 is large whenever the "
+        "null p99 is small; the FWER p and BH q per unit (units.csv) are the per-unit evidence.",
+    ]
+    s16 = summary.get("layouts", {}).get("slices16")
+    if s16 is not None:
+        mlp = f" ({s16['mlp_units']:,} of {s16['n_units']:,} are MLP channels)" if s16.get("mlp_units") is not None else ""
+        out.append(f"- `slices16` units are not attention heads{mlp}. Use `heads` for claims about attention heads.")
+    return out + [""]
+
+
+def reproduce_section(summary, manifest, spec_data, m, run_dir) -> list[str]:
+    st = summary.get("stats", {})
+    layouts = ",".join(summary.get("layouts", {}))
+    name = spec_data.get("name", "PROBE")
+    dtype = f" --dtype {manifest['dtype']}" if manifest.get("dtype") else ""
+    cmd = (f"plantain run {name} --model {m['name'] if m['tiny'] else m['id']} --seed {manifest.get('seed', 0)} "
+           f"--units {layouts}{dtype} --flips {st.get('flips')} --splits {st.get('splits')}")
+    versions = {k: v for k, v in manifest.items() if k.endswith("_version") and isinstance(v, str)}
+    versions.update({f"{k}": v for k, v in (manifest.get("versions") or {}).items()})
+    vtext = ", ".join(f"{k.replace('_version', '')} {v}" for k, v in sorted(versions.items()))
+    out = ["## Reproduce", "", "```", cmd, f"plantain report {pathlib.Path(run_dir).name}"
+           + (f" --seed {st.get('seed')}" if st.get("seed") != manifest.get("seed", 0) else ""), "```", ""]
+    if vtext:
+        out.append(f"Versions: {vtext}; statistics by plantain {summary.get('plantain_version')}.")
+    if manifest.get("spec_sha256"):
+        out.append(f"Spec sha256: `{manifest['spec_sha256']}`.")
+    return out + [""]

@@ -1,0 +1,130 @@
+"""The card's figures: per-block t heatmap, null count histogram, split-half scatter.
+
+matplotlib is imported inside the functions (``plantain list`` must stay fast) and used
+through ``Figure`` objects with the Agg canvas, never pyplot, so no global state or GUI
+backend is involved. PNGs are written atomically without a Software stamp, so reruns
+give the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+
+import numpy as np
+
+from ..fsutil import atomic_write_bytes
+from ..stats import LayoutStats
+
+FIGURES = "figures"
+
+
+def _new_figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: pathlib.Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def block_matrix(st: LayoutStats) -> tuple[list[str], np.ndarray]:
+    """Blocks (rows, in capture order) × unit position within the block, NaN-padded."""
+    blocks: dict[str, list[int]] = {}
+    for i, blk in enumerate(st.blocks_of_units):
+        blocks.setdefault(blk, []).append(i)
+    width = max(len(v) for v in blocks.values())
+    mat = np.full((len(blocks), width), np.nan)
+    for r, idx in enumerate(blocks.values()):
+        mat[r, : len(idx)] = st.t[idx]
+    return list(blocks), mat
+
+
+def heatmap(st: LayoutStats, path: pathlib.Path) -> None:
+    names, mat = block_matrix(st)
+    fin = np.abs(mat[np.isfinite(mat)])
+    lim = float(np.percentile(fin, 99)) if fin.size else 1.0
+    lim = max(lim, st.thresholds[0], 1e-9)
+    fig = _new_figure(10, 1.2 + 0.22 * len(names))
+    ax = fig.add_subplot()
+    import matplotlib
+
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#bbbbbb")
+    im = ax.imshow(np.ma.masked_invalid(mat), aspect="auto", interpolation="nearest", cmap=cmap, vmin=-lim, vmax=lim)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("unit index within block")
+    ax.set_title(f"{st.layout}: per-unit paired t (grey: untested or padding; colour clipped at ±{lim:.1f})", fontsize=9)
+    fig.colorbar(im, ax=ax, label="t", shrink=0.8)
+    _save(fig, path)
+
+
+def null_histogram(st: LayoutStats, path: pathlib.Path) -> None:
+    abs_t = np.abs(st.t)
+    k = len(st.thresholds)
+    fig = _new_figure(4.2 * k, 3.2)
+    for j, thr in enumerate(st.thresholds):
+        ax = fig.add_subplot(1, k, j + 1)
+        null = st.null_counts[:, j]
+        observed = int(np.count_nonzero(abs_t[np.isfinite(abs_t)] > thr))
+        hi = int(null.max())
+        bins = np.arange(0, hi + 2) - 0.5 if hi < 60 else 40
+        ax.hist(null, bins=bins, color="#7a8ca8")
+        p99 = float(np.percentile(null, 99))
+        ax.axvline(p99, color="k", ls="--", lw=1, label=f"null p99 = {p99:.4g}")
+        right = max(hi, p99) * 1.15 + 1
+        if observed <= right * 3:
+            ax.axvline(observed, color="#c0392b", lw=2, label=f"observed = {observed}")
+            ax.set_xlim(-0.5, max(right, observed * 1.05 + 1))
+        else:  # keep the null readable; mark the observed count at the edge
+            ax.set_xlim(-0.5, right)
+            ax.annotate(f"observed = {observed} →", xy=(0.98, 0.9), xycoords="axes fraction", ha="right",
+                        color="#c0392b", fontsize=9)
+        ax.set_xlabel(f"units with |t| > {thr:g}")
+        ax.set_ylabel("sign-flip patterns")
+        ax.legend(fontsize=7, loc="upper center")
+    how = "exact enumeration" if st.exact else "random sign flips"
+    fig.suptitle(f"{st.layout}: null counts over {st.flips_used} patterns ({how})", fontsize=9)
+    _save(fig, path)
+
+
+def split_scatter(st: LayoutStats, path: pathlib.Path) -> None:
+    fig = _new_figure(4.5, 4.2)
+    ax = fig.add_subplot()
+    if st.split_example is None:
+        ax.text(0.5, 0.5, st.split_note or "no split-half data", ha="center", va="center", wrap=True)
+        ax.set_axis_off()
+    else:
+        t1, t2 = st.split_example
+        ok = np.isfinite(t1) & np.isfinite(t2)
+        ax.scatter(t1[ok], t2[ok], s=3, alpha=0.4, color="#2c5d8f", rasterized=True, linewidths=0)
+        r0 = st.split_r[0]
+        ax.set_title(f"{st.layout}: t in two halves of the pairs (split 1 of {st.split_r.size}, r = {r0:.3f})",
+                     fontsize=8)
+        ax.set_xlabel("t, half 1")
+        ax.set_ylabel("t, half 2")
+        ax.axhline(0, color="#999", lw=0.5)
+        ax.axvline(0, color="#999", lw=0.5)
+    _save(fig, path)
+
+
+def write_figures(run_dir, layouts: dict[str, LayoutStats]) -> dict[str, dict[str, str]]:
+    """Write every figure; return layout → {kind: path relative to the run folder}."""
+    run_dir = pathlib.Path(run_dir)
+    out: dict[str, dict[str, str]] = {}
+    for name, st in layouts.items():
+        rel = {
+            "heatmap": f"{FIGURES}/{name}_t_heatmap.png",
+            "null": f"{FIGURES}/{name}_null_counts.png",
+            "split_half": f"{FIGURES}/{name}_split_half.png",
+        }
+        heatmap(st, run_dir / rel["heatmap"])
+        null_histogram(st, run_dir / rel["null"])
+        split_scatter(st, run_dir / rel["split_half"])
+        out[name] = rel
+    return out

@@ -1,0 +1,185 @@
+"""The result files of a run: summary.json, units.csv, blocks.csv.
+
+Every number is printed with a fixed format (10 significant digits) and files are
+written atomically, so recomputing with the same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import pathlib
+from typing import Any, Mapping
+
+import numpy as np
+
+from .fsutil import atomic_write_json, atomic_write_text
+from .stats import LARGE_D, LayoutStats, top_blocks
+
+SUMMARY = "summary.json"
+UNITS_CSV = "units.csv"
+BLOCKS_CSV = "blocks.csv"
+UNITS_COLUMNS = ("layout", "unit", "block", "mean_diff", "t", "d", "p", "q", "p_fwer")
+
+
+def json_float(x) -> float | None:
+    """A float for JSON: NaN/inf → None, 10 significant digits so reruns print the same."""
+    x = float(x)
+    if not math.isfinite(x):
+        return None
+    return float(f"{x:.10g}")
+
+
+def observed_over_null(observed: int, p99: float) -> tuple[float, str | None]:
+    """observed / null p99, or NaN with the reason when the null p99 is 0."""
+    if p99 > 0:
+        return observed / p99, None
+    if observed == 0:
+        return math.nan, "observed and null p99 are both 0"
+    return math.nan, "null p99 is 0"
+
+
+def layout_summary(st: LayoutStats) -> dict[str, Any]:
+    """One layout's entry of ``summary.json``: JSON-safe (NaN → None), counts and
+    fractions of all units, null, split-half, significance and top blocks."""
+    n_units = st.n_units
+    abs_t = np.abs(st.t)
+    finite = np.isfinite(abs_t)
+    rows = []
+    for k, thr in enumerate(st.thresholds):
+        observed = int(np.count_nonzero(abs_t[finite] > thr))
+        positive = int(np.count_nonzero(st.t[finite] > thr))
+        null = st.null_counts[:, k]
+        p99 = float(np.percentile(null, 99))
+        ratio, note = observed_over_null(observed, p99)
+        rows.append({
+            "threshold": float(thr),
+            "observed": observed,
+            "positive": positive,  # of those, units with t > 0: larger under A
+            "fraction": json_float(observed / n_units if n_units else math.nan),
+            "null_mean": json_float(float(null.mean())),
+            "null_p99": json_float(p99),
+            "ratio": json_float(ratio),
+            "ratio_note": note,
+        })
+    large = int(np.count_nonzero(np.abs(st.d[finite]) > LARGE_D))
+    best = int(np.nanargmax(abs_t)) if finite.any() else None
+    sr = st.split_r[np.isfinite(st.split_r)]
+    thr0 = st.thresholds[0]
+    return {
+        "n_units": n_units,
+        "n_tested": int(finite.sum()),
+        "n_pairs": st.n_pairs,
+        "n_zero_variance": int(st.zero_variance.sum()),
+        "n_nonfinite": int(st.nonfinite.sum()),
+        "untested_note": (
+            "units with zero variance or non-finite captures have t = NaN; they are excluded "
+            "from every count (which stay fractions of all units) and from BH and FWER"
+        ),
+        "thresholds": rows,
+        "max_abs_t": json_float(abs_t[best]) if best is not None else None,
+        "max_abs_t_unit": st.units[best] if best is not None else None,
+        "large_d": {
+            "threshold": LARGE_D,
+            "count": large,
+            "fraction": json_float(large / n_units if n_units else math.nan),
+        },
+        "significant": {
+            "p_lt_0.05": int(np.count_nonzero(st.p[finite] < 0.05)),
+            "q_lt_0.05": int(np.count_nonzero(st.q[finite] < 0.05)),
+            "p_fwer_lt_0.05": int(np.count_nonzero(st.p_fwer[finite] < 0.05)),
+        },
+        "split_half": {
+            "median": json_float(np.median(sr)) if sr.size else None,
+            "q25": json_float(np.percentile(sr, 25)) if sr.size else None,
+            "q75": json_float(np.percentile(sr, 75)) if sr.size else None,
+            "splits": int(st.split_r.size),
+            "valid_splits": int(sr.size),
+            "note": st.split_note,
+        },
+        "null": {
+            "method": "sign-flip",
+            "flips": st.flips_used,
+            "flips_requested": st.flips,
+            "exact": st.exact,
+            "seed": st.seed,
+            # |t| a unit must exceed to pass the max-|t| FWER test at 0.05
+            "max_abs_t_p95": json_float(np.percentile(st.null_max_abs_t, 95)),
+        },
+        "top_blocks": [b.as_dict(thr0) for b in top_blocks(st.blocks)],
+    }
+
+
+def fmt(x: Any) -> str:
+    """One CSV cell: integers as is, floats as %.10g, NaN/inf as empty/'inf'."""
+    if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+        return str(int(x))
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        if math.isnan(x):
+            return ""
+        if math.isinf(x):
+            return "inf" if x > 0 else "-inf"
+        return f"{x:.10g}"
+    s = str(x)
+    if any(c in s for c in ',"\n\r'):
+        s = '"' + s.replace('"', '""') + '"'
+    return s
+
+
+def json_safe(obj: Any) -> Any:
+    """Recursively turn numpy scalars/arrays into JSON types; NaN/inf → None; floats
+    rounded to 10 significant digits (stable across reruns and platforms' last bits)."""
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [json_safe(v) for v in obj.tolist()]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        x = float(obj)
+        return float(f"{x:.10g}") if math.isfinite(x) else None
+    if obj is None or isinstance(obj, str):
+        return obj
+    return str(obj)
+
+
+def units_csv(layouts: Mapping[str, LayoutStats]) -> str:
+    """One row per unit of every layout, in capture order."""
+    buf = io.StringIO()
+    buf.write(",".join(UNITS_COLUMNS) + "\n")
+    for name, st in layouts.items():
+        cols = (st.mean_diff, st.t, st.d, st.p, st.q, st.p_fwer)
+        # Formatting 16k×6 floats is a string job; %.10g via a list comprehension per column.
+        text_cols = [[fmt(v) for v in c.tolist()] for c in cols]
+        for i, unit in enumerate(st.units):
+            row = [fmt(name), fmt(unit), fmt(st.blocks_of_units[i])] + [c[i] for c in text_cols]
+            buf.write(",".join(row) + "\n")
+    return buf.getvalue()
+
+
+def blocks_csv(layouts: Mapping[str, LayoutStats]) -> str:
+    """One row per block; the count column is named after the first threshold
+    (``n_abs_t_gt_3`` with the default thresholds)."""
+    thr = {st.thresholds[0] for st in layouts.values()}
+    label = f"n_abs_t_gt_{next(iter(thr)):g}" if len(thr) == 1 else "n_abs_t_gt_first_threshold"
+    buf = io.StringIO()
+    buf.write(f"layout,block,units,max_abs_t,{label},median_abs_d\n")
+    for name, st in layouts.items():
+        for b in st.blocks:
+            buf.write(",".join(fmt(v) for v in (name, b.block, b.units, b.max_abs_t, b.n_abs_t_gt, b.median_abs_d)) + "\n")
+    return buf.getvalue()
+
+
+def write_results(run_dir: str | pathlib.Path, summary: Mapping[str, Any], layouts: Mapping[str, LayoutStats]) -> list[pathlib.Path]:
+    """Write summary.json, units.csv and blocks.csv into ``run_dir`` atomically."""
+    run_dir = pathlib.Path(run_dir)
+    return [
+        atomic_write_json(run_dir / SUMMARY, json_safe(summary)),
+        atomic_write_text(run_dir / UNITS_CSV, units_csv(layouts)),
+        atomic_write_text(run_dir / BLOCKS_CSV, blocks_csv(layouts)),
+    ]
