@@ -1,0 +1,216 @@
+"""Per-unit RMS capture with torch forward pre-hooks on the attention output projections.
+
+(Named ``capture`` so it is not confused with pluggy's plugin hooks.)
+
+For every hooked projection input ``x`` (batch, tokens, features) the pre-hook adds up
+``x**2`` over the tokens of the requested scope, per batch element and per feature, in
+float32 on the device. When the transformer's forward returns, each layout's unit sums
+are formed on the device, every layout is stacked into one tensor and moved to the host
+once; there they become RMS = sqrt(sum(x^2) / (tokens * unit features)) in float64.
+
+Sites and token scopes (the text stream is always first in the single-block sequence,
+``torch.cat([encoder_hidden_states, hidden_states])`` in diffusers):
+
+============  ======================  ========================  ======================
+scope         joint ``heads``         joint ``slices16``        single blocks
+============  ======================  ========================  ======================
+``all``       to_out[0] + to_add_out  to_out[0] (cards' unit)   every token
+``image``     to_out[0]               to_out[0]                 tokens [text_len:]
+``text``      to_add_out              to_add_out                tokens [:text_len]
+============  ======================  ========================  ======================
+
+"image" tokens are the noisy latent followed by any conditioning-image tokens.
+
+Interventions: each pre-hook first offers its input to an optional ``editor(site, x)``;
+a tensor it returns replaces the projection input (ablate or patch a unit's slice) and
+is what gets captured. Nothing in plantain passes an editor yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator
+
+import attrs
+import numpy as np
+
+from .models.layouts import LAYOUT_NAMES, BlockInfo, Layout, check_scope, describe_blocks, build_layouts
+
+# Bound the float32 temporary of a projection input (elements): long single-block
+# sequences of the 4B model at 1024px would otherwise double activation memory.
+_CHUNK_ELEMENTS = 1 << 26
+
+
+@attrs.frozen
+class Site:
+    """One hooked projection: its block, stream ("image", "text" or "single") and module."""
+
+    block: BlockInfo
+    stream: str
+    module: Any = attrs.field(eq=False, repr=False)
+
+
+Editor = Callable[[Site, Any, int], Any]  # (site, x, text_len) -> replacement x or None
+
+
+def _sumsq(x, start: int, stop: int):
+    """sum over tokens [start, stop) of x**2 -> (batch, features) float32, chunked."""
+    import torch
+
+    x = x[:, start:stop]
+    batch, tokens, feats = x.shape
+    out = torch.zeros(batch, feats, dtype=torch.float32, device=x.device)
+    step = max(1, _CHUNK_ELEMENTS // max(1, batch * feats))
+    for i in range(0, tokens, step):
+        out += x[:, i:i + step].float().square().sum(dim=1)
+    return out
+
+
+@attrs.define(eq=False)
+class UnitCapture:
+    """Live capture state; use :func:`capture_units`. ``take()`` returns what was captured."""
+
+    transformer: Any
+    layouts: dict[str, Layout]
+    token_scope: str
+    editor: Editor | None = None
+    sites: list[Site] = attrs.field(factory=list)
+    _handles: list[Any] = attrs.field(factory=list)
+    _text_len: int | None = None
+    _sums: dict[tuple[int, str], Any] = attrs.field(factory=dict)
+    _tokens: dict[tuple[int, str], int] = attrs.field(factory=dict)
+    _done: list[dict[str, np.ndarray]] = attrs.field(factory=list)
+    forwards: int = 0
+
+    # -- which tokens each site contributes -------------------------------------------
+    def _joint_streams(self, layout: str) -> tuple[str, ...]:
+        if self.token_scope == "image":
+            return ("image",)
+        if self.token_scope == "text":
+            return ("text",)
+        return ("image", "text") if layout == "heads" else ("image",)
+
+    def _needed(self, site: Site) -> bool:
+        if site.stream == "single":
+            return True
+        return any(site.stream in self._joint_streams(name) for name in self.layouts)
+
+    def _token_range(self, site: Site, n_tokens: int) -> tuple[int, int]:
+        if site.stream != "single" or self.token_scope == "all":
+            return 0, n_tokens
+        if self._text_len is None:
+            raise RuntimeError("single-block capture without a transformer forward (text length unknown)")
+        return (self._text_len, n_tokens) if self.token_scope == "image" else (0, self._text_len)
+
+    # -- hooks -------------------------------------------------------------------------
+    def _on_transformer_start(self, module, args, kwargs):
+        ehs = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
+        self._text_len = None if ehs is None else int(ehs.shape[1])
+        self._sums.clear()  # a forward that raised leaves partial sums behind
+        self._tokens.clear()
+
+    def _on_transformer_end(self, module, args, kwargs, output):
+        self._done.append(self._finish())
+        self.forwards += 1
+
+    def _make_pre_hook(self, ordinal: int, site: Site):
+        import torch
+
+        def hook(module, args):
+            x = args[0]
+            replaced = None
+            if self.editor is not None:
+                replaced = self.editor(site, x, self._text_len)
+                if replaced is not None:
+                    x = replaced
+            if self._needed(site):
+                start, stop = self._token_range(site, x.shape[1])
+                with torch.no_grad():
+                    self._sums[(ordinal, site.stream)] = _sumsq(x.detach(), start, stop)
+                self._tokens[(ordinal, site.stream)] = stop - start
+            return None if replaced is None else (replaced, *args[1:])
+
+        return hook
+
+    def _finish(self) -> dict[str, np.ndarray]:
+        """Unit sums for every layout on the device, one transfer, RMS in float64."""
+        import torch
+
+        pieces, denoms, sizes = [], [], []
+        for name, layout in self.layouts.items():
+            n = 0
+            for ordinal, span in enumerate(layout.spans):
+                streams = ("single",) if span.block.kind == "single" else self._joint_streams(name)
+                total, tokens = None, 0
+                for stream in streams:
+                    ss = self._sums[(ordinal, stream)][:, :span.features]
+                    total = ss if total is None else total + ss
+                    tokens += self._tokens[(ordinal, stream)]
+                units = span.stop - span.start
+                pieces.append(total.reshape(total.shape[0], units, span.width).sum(dim=-1))
+                denoms.append(np.full(units, float(tokens * span.width)))
+                n += units
+            sizes.append(n)
+        with torch.no_grad():
+            sums = torch.cat(pieces, dim=1).cpu().numpy().astype(np.float64)  # the one host transfer
+        rms = np.sqrt(sums / np.concatenate(denoms)[None, :])
+        out, start = {}, 0
+        for name, n in zip(self.layouts, sizes):
+            out[name] = rms[:, start:start + n]
+            start += n
+        self._sums.clear()
+        self._tokens.clear()
+        return out
+
+    def take(self) -> dict[str, np.ndarray]:
+        """RMS per layout, (rows, units) float64: one row per batch element of every
+        transformer forward since the last ``take()``, in call order."""
+        done, self._done = self._done, []
+        if not done:
+            return {name: np.zeros((0, len(layout)), dtype=np.float64) for name, layout in self.layouts.items()}
+        return {name: np.concatenate([d[name] for d in done], axis=0) for name in self.layouts}
+
+    # -- install / remove --------------------------------------------------------------
+    def install(self) -> None:
+        blocks = describe_blocks(self.transformer)
+        joint = list(getattr(self.transformer, "transformer_blocks", []))
+        single = list(getattr(self.transformer, "single_transformer_blocks", []))
+        for info in blocks:
+            if info.kind == "joint":
+                attn = joint[info.index].attn
+                self.sites += [Site(info, "image", attn.to_out[0]), Site(info, "text", attn.to_add_out)]
+            else:
+                self.sites.append(Site(info, "single", single[info.index].attn.to_out))
+        ordinal_of = {info: i for i, info in enumerate(blocks)}
+        self._handles.append(self.transformer.register_forward_pre_hook(self._on_transformer_start, with_kwargs=True))
+        self._handles.append(self.transformer.register_forward_hook(self._on_transformer_end, with_kwargs=True))
+        for site in self.sites:
+            hook = self._make_pre_hook(ordinal_of[site.block], site)
+            self._handles.append(site.module.register_forward_pre_hook(hook))
+
+    def remove(self) -> None:
+        while self._handles:
+            self._handles.pop().remove()
+
+
+@contextlib.contextmanager
+def capture_units(
+    transformer,
+    layouts=LAYOUT_NAMES,
+    token_scope: str = "all",
+    editor: Editor | None = None,
+) -> Iterator[UnitCapture]:
+    """Capture per-unit RMS of every attention output projection input while inside.
+
+    ``layouts`` is a sequence of layout names (``heads``, ``slices16``); ``token_scope``
+    is ``all``, ``image`` or ``text``. Yields a :class:`UnitCapture`; call ``take()``
+    after each transformer forward. The hooks are removed on exit, also on error.
+    """
+    check_scope(token_scope)
+    built = build_layouts(layouts, describe_blocks(transformer))
+    cap = UnitCapture(transformer, built, token_scope, editor)
+    try:
+        cap.install()
+        yield cap
+    finally:
+        cap.remove()

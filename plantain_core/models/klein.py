@@ -1,0 +1,167 @@
+"""FLUX.2 Klein from the hub or a local diffusers folder, and the bundled transformer presets.
+
+The presets (``presets/*.json``) are the transformer configs of the published Klein
+checkpoints, so ``plantain units`` can count units with no download and no weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+from typing import Any
+
+from ..errors import PlantainError
+
+PRESET_DIR = pathlib.Path(__file__).with_name("presets")
+HUB_ORG = "black-forest-labs"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# The diffusers default (9, 18, 27): the Qwen3 layers stacked into the prompt embedding.
+TEXT_OUT_LAYERS = (9, 18, 27)
+DEFAULT_SIZE = 1024
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+
+
+def find_preset(model: str) -> pathlib.Path | None:
+    """The bundled config for a hub id (``black-forest-labs/FLUX.2-klein-base-4B``) or its
+    repository name, case-insensitively."""
+    name = model.rstrip("/").rsplit("/", 1)[-1].lower()
+    for path in PRESET_DIR.glob("*.json"):
+        if path.stem.lower() == name:
+            return path
+    return None
+
+
+def is_hub_id(model: str) -> bool:
+    return bool(_HUB_ID.match(model)) and not os.path.exists(model)
+
+
+def local_pipeline_dir(model: str) -> pathlib.Path | None:
+    """``model`` as a local diffusers pipeline folder (has ``model_index.json``), or None."""
+    path = pathlib.Path(model).expanduser()
+    if path.is_dir() and (path / "model_index.json").is_file():
+        return path.resolve()
+    return None
+
+
+def is_klein_folder(path: pathlib.Path) -> bool:
+    try:
+        index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return index.get("_class_name") == "Flux2KleinPipeline"
+
+
+def transformer_config(model: str) -> tuple[dict[str, Any], str]:
+    """The transformer config of ``model`` (hub id with a preset, a local pipeline folder,
+    a transformer folder or a config.json) and where it came from. No weights, no network."""
+    path = pathlib.Path(model).expanduser()
+    candidates = [path / "transformer" / "config.json", path / "config.json", path]
+    for cand in candidates:
+        if cand.is_file() and cand.suffix == ".json":
+            try:
+                return json.loads(cand.read_text(encoding="utf-8")), str(cand.resolve())
+            except (OSError, ValueError) as exc:
+                raise PlantainError(f"cannot read transformer config {cand}: {exc}") from None
+    preset = find_preset(model)
+    if preset is not None:
+        return json.loads(preset.read_text(encoding="utf-8")), f"preset {preset.stem}"
+    cached = _cached_hub_config(model) if is_hub_id(model) else None
+    if cached is not None:
+        return json.loads(pathlib.Path(cached).read_text(encoding="utf-8")), cached
+    raise PlantainError(
+        f"no transformer config for {model!r}: not a local folder with transformer/config.json, "
+        f"not in the hub cache, and no bundled preset; presets: {', '.join(preset_names())}, or 'tiny'"
+    )
+
+
+def _cached_hub_config(repo_id: str) -> str | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    hit = try_to_load_from_cache(repo_id, "transformer/config.json")
+    return hit if isinstance(hit, str) else None
+
+
+def download_hint(model: str) -> str:
+    return (
+        f"download it first with `hf download {model}` (or `huggingface-cli download {model}`; "
+        f"gated models need `hf auth login`), pass a local diffusers folder, or use --model tiny"
+    )
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _is_cached(model: str, revision: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(model, "model_index.json", revision=revision), str)
+
+
+def _short(exc: BaseException) -> str:
+    """The first sentence of an error: diffusers' and the hub's messages run to paragraphs."""
+    text = " ".join(str(exc).split())
+    for stop in (". ", " (", "; "):
+        if stop in text:
+            text = text[: text.index(stop)]
+    return text[:200] or type(exc).__name__
+
+
+def load_klein_pipeline(model: str, revision: str | None, dtype):
+    """``Flux2KleinPipeline.from_pretrained`` with every "not here" failure turned into one
+    PlantainError that says how to get the model."""
+    from diffusers import Flux2KleinPipeline
+
+    local = local_pipeline_dir(model)
+    if local is None and not is_hub_id(model):
+        raise PlantainError(f"model {model!r} is neither a local diffusers folder (with model_index.json) nor a hub id")
+    cached = local is not None or _is_cached(model, revision)
+    if not cached and _offline():
+        raise PlantainError(f"model {model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+                            + download_hint(model))
+    try:
+        pipe = Flux2KleinPipeline.from_pretrained(str(local or model), revision=revision, dtype=dtype)
+    except Exception as exc:
+        # OSError covers missing files and no network; the hub's HTTP errors (gated, not
+        # found) are not OSErrors in every huggingface_hub version.
+        if not isinstance(exc, (OSError, ValueError)) and not type(exc).__module__.startswith("huggingface_hub"):
+            raise
+        if cached:
+            raise PlantainError(f"cannot load model {model!r}: {_short(exc)}; " + download_hint(model)) from None
+        raise PlantainError(f"model {model!r} is not in the local Hugging Face cache and could not be downloaded "
+                            f"({_short(exc)}); " + download_hint(model)) from None
+    if not isinstance(pipe, Flux2KleinPipeline):
+        raise PlantainError(f"model {model!r} loads as {type(pipe).__name__}, not Flux2KleinPipeline")
+    return pipe
+
+
+def text_encoder_out_layers(pipe) -> tuple[int, ...]:
+    """Klein stacks Qwen3 layers (9, 18, 27); a smaller text encoder (a saved tiny model,
+    a distilled experiment) gets as many evenly spaced layers as the transformer expects."""
+    n_layers = pipe.text_encoder.config.num_hidden_layers
+    if n_layers >= max(TEXT_OUT_LAYERS):
+        return TEXT_OUT_LAYERS
+    stacked = pipe.transformer.config.joint_attention_dim // pipe.text_encoder.config.hidden_size
+    return tuple(round(n_layers * (i + 1) / stacked) for i in range(stacked))
+
+
+def resolved_revision(model: str, revision: str | None) -> str | None:
+    """The hub commit that a load of ``model`` used (its snapshot folder), else the request."""
+    if not is_hub_id(model):
+        return revision
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return revision
+    hit = try_to_load_from_cache(model, "model_index.json", revision=revision)
+    parts = pathlib.PurePath(hit).parts if isinstance(hit, str) else ()
+    if "snapshots" in parts and parts.index("snapshots") + 1 < len(parts):
+        return parts[parts.index("snapshots") + 1]
+    return revision
