@@ -49,7 +49,7 @@ CASES = [
     ("model-size", dict(model={"height": 100}), ["model.height: must be a positive multiple of 16, got 100"]),
     ("generator", dict(generator="text-pairs"),
      ["generator: unknown generator 'text-pairs' (did you mean 'text-pair' or 'image-pair'?); known: fixed-image-text-pair, image-pair, text-pair"]),
-    ("interpreter", dict(interpreter="defualt"), ["interpreter: unknown interpreter 'defualt' (did you mean 'default'?); known: default"]),
+    ("interpreter", dict(interpreter="defualt"), ["interpreter: unknown interpreter 'defualt' (did you mean 'default'?); known: after, default, dense, measure, otherview"]),
     ("duplicate-ids", dict(stimuli=pairs(("p0", "a", "b"), ("p1", "c", "d"), ("p0", "e", "f"))),
      ["stimuli.pairs[2].id: duplicate pair id 'p0' (also pairs[0])"]),
     ("too-few", dict(stimuli=pairs(("p0", "a", "b"), ("p1", "c", "d"))),

@@ -1,0 +1,133 @@
+"""``plantain run NAME|SPEC.toml``: capture a probe on a model, then statistics and the card."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import shutil
+
+import click
+
+from ..errors import PlantainError
+from ..plugins import get_registry
+from .common import load_catalog, spec_dir_option
+from .report import ThresholdList, echo_summary
+
+LAYOUTS = ("heads", "slices16")
+DTYPES = {"bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16", "half": "fp16",
+          "fp32": "fp32", "float32": "fp32", "float": "fp32"}
+DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class LayoutList(click.ParamType):
+    name = "LAYOUTS"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        names = tuple(v.strip() for v in str(value).split(",") if v.strip())
+        bad = [n for n in names if n not in LAYOUTS]
+        if bad or not names:
+            from ..errors import suggest
+
+            hint = suggest(bad[0], LAYOUTS) if bad else ""
+            self.fail(f"{value!r}: unknown unit layout {bad[0] if bad else ''!r}{hint}; choose from {', '.join(LAYOUTS)}", param, ctx)
+        return tuple(dict.fromkeys(names))
+
+
+def _device(ctx, param, value):
+    if not DEVICE_RE.match(value):
+        raise click.BadParameter(f"{value!r} is not a device; use auto, cpu, cuda, cuda:N or mps", ctx, param)
+    return value
+
+
+def _dtype(ctx, param, value):
+    if value is None:
+        return None
+    if value.lower() not in DTYPES:
+        raise click.BadParameter(f"{value!r} is not a dtype; use bf16, fp16 or fp32", ctx, param)
+    return DTYPES[value.lower()]
+
+
+def _slug(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", pathlib.Path(model).name if "/" in model else model).strip("-") or "model"
+
+
+def default_out(name: str, model: str, seed: int) -> pathlib.Path:
+    return pathlib.Path("runs") / f"{name}-{_slug(model)}-seed{seed}"
+
+
+def update_manifest(out: pathlib.Path, **fields) -> None:
+    """Add fields to the run's manifest (atomically): the statistics options, so
+    ``plantain report`` redoes the same, and the final status."""
+    import json
+
+    from ..fsutil import atomic_write_json
+
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(fields)
+    atomic_write_json(path, manifest)
+
+
+@click.command("run")
+@click.argument("probe")
+@click.option("--model", default=None, help="tiny, a hub id or a local diffusers folder (default: the spec's [model] id).")
+@click.option("--revision", default=None, help="Hub revision (default: the spec's, else main).")
+@click.option("--device", default="auto", callback=_device, show_default=True, help="auto = cuda, then mps, then cpu.")
+@click.option("--dtype", default=None, callback=_dtype, help="bf16, fp16 or fp32 (default: bf16 on cuda, fp32 elsewhere).")
+@click.option("--units", "layouts", type=LayoutList(), default="heads,slices16", show_default=True,
+              help="Unit layouts to capture, comma-separated.")
+@click.option("--token-scope", type=click.Choice(["all", "image", "text"]), default="all", show_default=True,
+              help="Tokens each unit's RMS covers.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Stimuli per forward (default: automatic).")
+@click.option("--height", type=click.IntRange(min=16), default=None, help="Image height (default: model's / spec's).")
+@click.option("--width", type=click.IntRange(min=16), default=None, help="Image width (default: model's / spec's).")
+@click.option("--flips", type=click.IntRange(min=1), default=200, show_default=True, help="Sign-flip null size.")
+@click.option("--splits", type=click.IntRange(min=1), default=100, show_default=True, help="Split-half splits.")
+@click.option("--thresholds", type=ThresholdList(), default="3,5", show_default=True, help="|t| thresholds.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Noise, flips and splits seed.")
+@click.option("--out", type=click.Path(path_type=pathlib.Path), default=None,
+              help="Run folder (default: runs/<probe>-<model>-seed<seed>).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--cpu-offload", is_flag=True, help="Offload model parts to CPU between uses (small GPUs).")
+@click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@spec_dir_option
+def cli(probe, model, revision, device, dtype, layouts, token_scope, batch_size, height, width, flips, splits,
+        thresholds, seed, out, resume, cpu_offload, no_figures, no_progress, spec_dirs):
+    """Run probe PROBE (a name or a spec file): capture, statistics, card."""
+    from ..analysis import analyze_run
+    from ..runner import run_probe
+
+    for name, value in (("--height", height), ("--width", width)):
+        if value is not None and value % 16:
+            raise click.BadParameter(f"{value} is not a multiple of 16", param_hint=name)
+    spec = load_catalog(spec_dirs).resolve(probe)
+    pairs = get_registry().get("generator", spec.generator).obj.pairs(spec)
+    get_registry().get("interpreter", spec.interpreter)  # fail before any work
+    model = model or spec.model.id
+    # The spec's size belongs to the spec's model: another --model keeps its own default.
+    spec_size = (spec.model.height, spec.model.width) if model == spec.model.id else (None, None)
+    out = out or default_out(spec.name, model, seed)
+    created = not out.exists()
+    if not created and any(out.iterdir()) and not resume:
+        raise PlantainError(f"--out {out} exists and is not empty; pass --resume to continue it or choose another --out")
+    if resume and created:
+        raise PlantainError(f"--resume: {out} does not exist; nothing to resume")
+    try:
+        run_probe(
+            spec, pairs, out, model=model, revision=revision, device=device, dtype=dtype,
+            layouts=layouts, batch_size=batch_size, seed=seed, token_scope=token_scope,
+            height=height or spec_size[0], width=width or spec_size[1], resume=resume,
+            progress=not no_progress, offload=cpu_offload,
+        )
+        update_manifest(out, flips=flips, splits=splits, seed=seed, thresholds=list(thresholds))
+    except BaseException:
+        # Leave nothing half-written: a run that failed before capturing anything is removed.
+        if created and out.exists() and not any((out / "captures").glob("*.npz")):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    summary = analyze_run(out, flips=flips, splits=splits, seed=seed, thresholds=thresholds, figures=not no_figures)
+    update_manifest(out, status="complete")
+    echo_summary(summary, out, figures=not no_figures)
