@@ -1,9 +1,12 @@
-"""Shared card wording for the seed-probe interpreters (the numbers come from
-plantain_core.trends)."""
+"""Shared pieces of the seed-probe interpreters: the graded-covariate trend interpreter
+and its card wording (the numbers come from plantain_core.trends)."""
 
 from __future__ import annotations
 
-from plantain_core import Section
+from typing import Any, Callable, Mapping
+
+from plantain_core import Interpretation, Section
+from plantain_core.trends import covariate_trend
 
 
 def trend_section(title: str, layout: str, covariate: str, trend: dict, reading: str) -> Section:
@@ -27,3 +30,21 @@ def graded_reading(trend: dict, grows: str) -> str:
     if p is not None and p < 0.05:
         return f"The effect {'grows' if rho > 0 else 'shrinks'} {grows} (p < 0.05)."
     return f"No reliable trend {grows} at this sample size (p ≥ 0.05)."
+
+
+class TrendInterpreter:
+    """Does the probe's effect follow a graded per-pair covariate read from pair meta?"""
+
+    def __init__(self, *, description: str, key: str, covariate: Callable[[Mapping[str, Any]], float],
+                 title: str, label: str, grows: str, caveat: str = ""):
+        self.description = description
+        self.key, self.covariate = key, covariate
+        self.title, self.label, self.grows, self.caveat = title, label, grows, caveat
+
+    def interpret(self, spec, pairs, result) -> Interpretation:
+        stats = result.primary
+        values = [float(self.covariate(p.meta)) for p in pairs]
+        trend = covariate_trend(stats, values, seed=result.manifest.get("seed", 0))
+        reading = graded_reading(trend, self.grows) + self.caveat
+        numbers = {self.key: trend, "covariate": {"min": min(values), "max": max(values)}}
+        return Interpretation(numbers, (trend_section(self.title, stats.layout, self.label, trend, reading),))

@@ -60,7 +60,7 @@ def test_sign_agreement_separates_axis_units_from_class_detectors():
 
 def test_interpreters_write_numbers_and_a_section():
     from plantain_core.analysis import ProbeResult
-    from plantain_plugins.otherview import OtherviewInterpreter
+    from plantain_core.plugins import get_registry
 
     rng = np.random.default_rng(4)
     diff = rng.normal(0, 1, size=(N, U))
@@ -68,7 +68,7 @@ def test_interpreters_write_numbers_and_a_section():
     st = stats_of(diff)
     pairs = [Pair(f"c{i}", Stimulus("a"), Stimulus("b"), {"rank": i + 1}) for i in range(N)]
     result = ProbeResult({"heads": st}, {}, {"seed": 0}, tuple(p.id for p in pairs))
-    out = OtherviewInterpreter().interpret(None, pairs, result)
+    out = get_registry().get("interpreter", "otherview").obj.interpret(None, pairs, result)
     assert out.numbers["trend_vs_rank"]["mean_rho"] > 0.3
     (section,) = out.sections
     assert section.title == "Graded perceptual-similarity axis"
