@@ -159,21 +159,29 @@ def rebuild_spec_and_pairs(manifest: Mapping[str, Any], registry, pair_ids: Sequ
     return spec, [by_id[i] for i in pair_ids], notes
 
 
-def interpret(spec, pairs, result: ProbeResult, registry) -> tuple[Interpretation | None, list[str]]:
-    """Run the spec's interpreter; a missing or failing one leaves a note, not a crash."""
+def interpret(spec, pairs, result: ProbeResult, registry) -> tuple[Interpretation | None, list[str], str | None]:
+    """Run the spec's interpreter: (interpretation, notes, error).
+
+    A missing interpreter leaves a note (reporting a run where its plugin is not
+    installed); one that raises or returns the wrong thing is a plugin fault: ``error``
+    names the interpreter and its plugin, and the statistics are kept without it.
+    """
     if spec is None or pairs is None:
-        return None, ["no interpreter was run: the spec or its pairs could not be rebuilt"]
+        return None, ["no interpreter was run: the spec or its pairs could not be rebuilt"], None
     try:
-        interpreter = registry.get("interpreter", spec.interpreter).obj
+        entry = registry.get("interpreter", spec.interpreter)
     except Exception as exc:
-        return None, [f"interpreter {spec.interpreter!r} not available: {exc}"]
+        return None, [f"interpreter {spec.interpreter!r} not available: {exc}"], None
+    who = f"interpreter {spec.interpreter!r} from plugin {entry.provider.label()}"
     try:
-        out = interpreter.interpret(spec, pairs, result)
+        out = entry.obj.interpret(spec, pairs, result)
     except Exception as exc:
-        return None, [f"interpreter {spec.interpreter!r} failed: {type(exc).__name__}: {exc}"]
+        error = f"{who} failed: {type(exc).__name__}: {exc}"
+        return None, [error], error
     if not isinstance(out, Interpretation):
-        return None, [f"interpreter {spec.interpreter!r} returned {type(out).__name__}, not an Interpretation"]
-    return out, []
+        error = f"{who} returned {type(out).__name__}, not an Interpretation"
+        return None, [error], error
+    return out, [], None
 
 
 def token_confounds(manifest: Mapping[str, Any], layouts: Mapping[str, LayoutStats], pair_ids) -> dict[str, Any] | None:
@@ -260,10 +268,12 @@ def analyze_run(run_dir, *, flips: int | None = None, splits: int | None = None,
         registry = get_registry()
     result = ProbeResult(layouts, layout_summaries, manifest, tuple(pair_ids or ()))
     spec, pairs, notes = rebuild_spec_and_pairs(manifest, registry, result.pair_ids)
-    interp, more = interpret(spec, pairs, result, registry)
+    interp, more, interp_error = interpret(spec, pairs, result, registry)
     notes += more
     summary["interpreter"] = spec.interpreter if spec is not None else None
     summary["interpretation"] = json_safe(interp.numbers) if interp is not None else {}
+    if interp_error:
+        summary["interpreter_error"] = interp_error
     confounds = token_confounds(manifest, layouts, result.pair_ids)
     if isinstance(manifest.get("confounds"), dict):
         confounds = {**manifest["confounds"], **(confounds or {})}

@@ -67,3 +67,18 @@ def resolve_dtype(dtype, device: str):
 
     name = default_dtype_name(device) if dtype is None else dtype_name(dtype)
     return getattr(torch, _TORCH_NAMES[name])
+
+
+def check_dtype_supported(device: str, dtype) -> None:
+    """Refuse a dtype the device cannot compute in (e.g. bf16 on an MPS or CPU build
+    without it), with one clear message instead of a failure deep inside the model."""
+    import torch
+
+    try:
+        x = torch.ones(4, 4, device=device, dtype=dtype)
+        float((x @ x).sum())
+    except (RuntimeError, TypeError, NotImplementedError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PlantainError(
+            f"--dtype {dtype_name(dtype)} is not supported on device {device!r} ({reason}); use --dtype fp32"
+        ) from None

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import __version__
+from .devices import check_dtype_supported, resolve_device, resolve_dtype
 from .errors import PlantainError
 from .fsutil import atomic_write_bytes, atomic_write_json
 from .images import get_images
@@ -123,11 +124,17 @@ def _read_previous(run_dir: pathlib.Path, layouts, pair_ids):
         path = run_dir / "captures" / f"{name}.npz"
         if not path.is_file():
             return None, np.zeros(len(pair_ids), dtype=bool)
-        with np.load(path, allow_pickle=False) as z:
-            if list(z["units"]) != list(layout.units) or list(z["pair_ids"]) != list(pair_ids):
-                raise PlantainError(f"cannot resume {run_dir}: {path.name} has other units or pairs than this run")
-            arrays[name] = (z["a"].copy(), z["b"].copy())
-            done &= z["done"].astype(bool)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                units, ids = list(z["units"]), list(z["pair_ids"])
+                a, b, flags = z["a"].copy(), z["b"].copy(), z["done"].astype(bool)
+        except Exception as exc:  # not written by plantain's atomic writes: damaged or foreign
+            raise PlantainError(f"cannot resume {run_dir}: {path} is unreadable ({type(exc).__name__}: {exc}); "
+                                f"start a new run in another --out") from None
+        if units != list(layout.units) or ids != list(pair_ids):
+            raise PlantainError(f"cannot resume {run_dir}: {path.name} has other units or pairs than this run")
+        arrays[name] = (a, b)
+        done &= flags
     return arrays, done
 
 
@@ -193,7 +200,13 @@ def run_probe(
     if manifest_path.is_file():
         if not resume:
             raise PlantainError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-        old = json.loads(manifest_path.read_text(encoding="utf-8"))
+        try:
+            old = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise PlantainError(f"cannot resume {run_dir}: {manifest_path.name} is unreadable ({exc}); "
+                                f"start a new run in another --out") from None
+        if not isinstance(old, dict):
+            raise PlantainError(f"cannot resume {run_dir}: {manifest_path.name} is not a plantain manifest")
 
     timings: dict[str, float] = {}
     if revision is None and isinstance(model, str) and model == spec.model.id:
@@ -202,7 +215,11 @@ def run_probe(
         from .plugins import get_registry
 
         registry = get_registry()
+    if dtype is not None and not isinstance(model, LoadedModel):  # refuse before a long model load
+        dev = resolve_device(device)
+        check_dtype_supported(dev, resolve_dtype(dtype, dev))
     bundle = load_model(model, device, dtype, registry=registry, revision=revision, offload=offload)
+    check_dtype_supported(bundle.device, bundle.dtype)
     timings["load"] = round(bundle.load_seconds, 4)
     pipe = bundle.pipeline
     height = height or (bundle.default_size if bundle.is_tiny else spec.model.height) or bundle.default_size
@@ -250,6 +267,8 @@ def run_probe(
         _check_resume(run_dir, old, manifest)
         prev, done = _read_previous(run_dir, built, pair_ids)
         arrays = prev or arrays
+        for stale in run_dir.rglob(".*.tmp"):  # temp files of a write a kill cut short
+            stale.unlink(missing_ok=True)
         manifest["created"] = old.get("created", manifest["created"])
         manifest["images"] = old.get("images", [])
         for key, value in old.items():  # keys others added (statistics options) survive a resume
@@ -259,8 +278,10 @@ def run_probe(
         return _run(pipe, bundle, manifest, manifest_path, cap_dir, pairs, built, arrays, done, seed, token_scope,
                     height, width, batch_size, progress, timings, capture_units)
     except BaseException as exc:
-        manifest["status"] = "failed"
-        manifest["error"] = f"{type(exc).__name__}: {exc}"
+        # Ctrl-C is the user's choice, not a fault: say so, so the folder reads as resumable.
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        manifest["status"] = "interrupted" if interrupted else "failed"
+        manifest["error"] = "interrupted (KeyboardInterrupt)" if interrupted else f"{type(exc).__name__}: {exc}"
         atomic_write_json(manifest_path, manifest)
         raise
 
@@ -288,18 +309,7 @@ def _run(pipe, bundle, manifest, manifest_path, cap_dir, pairs, built, arrays, d
 
     start = time.perf_counter()
     prompts = list(dict.fromkeys(s.prompt for i in pending for s in pairs[i].stimuli()))
-    embeds, text_ids = {}, None
-    with torch.inference_mode():
-        for k in range(0, len(prompts), 8):
-            chunk = prompts[k:k + 8]
-            pe, text_ids = pipe.encode_prompt(prompt=chunk, device=exec_device, max_sequence_length=MAX_SEQUENCE_LENGTH,
-                                              text_encoder_out_layers=tuple(bundle.text_encoder_out_layers))
-            embeds.update({p: pe[j:j + 1] for j, p in enumerate(chunk)})
-        cond = {}
-        for source, (img, _) in images.items():
-            pixels = _condition_pixels(pipe, img)
-            cond[source] = pipe.prepare_image_latents(images=[pixels], batch_size=1, generator=None,
-                                                      device=exec_device, dtype=pipe.vae.dtype)
+    embeds, text_ids, cond = encode_stimuli(pipe, bundle, prompts, images)
     timings["encode"] = round(time.perf_counter() - start, 4)
 
     transformer = pipe.transformer
@@ -353,9 +363,44 @@ def _run(pipe, bundle, manifest, manifest_path, cap_dir, pairs, built, arrays, d
     return manifest
 
 
+def encode_stimuli(pipe, bundle, prompts, images):
+    """Each prompt encoded once (``{prompt: (1, 512, dim)}``, text ids) and each conditioning
+    image VAE-encoded once (``{source: (latents, ids)}``), as the pipeline does."""
+    import torch
+
+    exec_device = pipe._execution_device
+    embeds, text_ids, cond = {}, None, {}
+    with torch.inference_mode():
+        for k in range(0, len(prompts), 8):
+            chunk = prompts[k:k + 8]
+            pe, text_ids = pipe.encode_prompt(prompt=chunk, device=exec_device, max_sequence_length=MAX_SEQUENCE_LENGTH,
+                                              text_encoder_out_layers=tuple(bundle.text_encoder_out_layers))
+            embeds.update({p: pe[j:j + 1] for j, p in enumerate(chunk)})
+        for source, (img, _) in images.items():
+            pixels = _condition_pixels(pipe, img)
+            cond[source] = pipe.prepare_image_latents(images=[pixels], batch_size=1, generator=None,
+                                                      device=exec_device, dtype=pipe.vae.dtype)
+    return embeds, text_ids, cond
+
+
 def _forward(pipe, transformer, cap, pairs, items, embeds, text_ids, cond, timestep, latent_dtype, seed,
              height, width, device) -> dict[str, np.ndarray]:
     """One transformer forward for ``items`` [(pair index, side)], built as __call__ builds it."""
+    kwargs = transformer_inputs(pipe, transformer, pairs, items, embeds, text_ids, cond, timestep, latent_dtype,
+                                seed, height, width, device)
+    with transformer.cache_context("cond"):
+        transformer(**kwargs)
+    rows = cap.take()
+    n = len(items)
+    if any(len(v) != n for v in rows.values()):
+        raise RuntimeError(f"capture returned {[len(v) for v in rows.values()]} rows for a batch of {n}")
+    return rows
+
+
+def transformer_inputs(pipe, transformer, pairs, items, embeds, text_ids, cond, timestep, latent_dtype, seed,
+                       height, width, device) -> dict:
+    """The transformer's keyword arguments for ``items`` [(pair index, side)]: per-pair
+    seeded noise (+ conditioning latents), prompt embeddings, ids, the probe timestep."""
     import torch
 
     latents, latent_ids, hidden, ids = [], None, [], None
@@ -376,18 +421,13 @@ def _forward(pipe, transformer, cap, pairs, items, embeds, text_ids, cond, times
     n = len(items)
     prompt_embeds = torch.cat([embeds[pairs[i].stimuli()[s].prompt] for i, s in items], dim=0)
     t = timestep.expand(n).to(latents[0].dtype)
-    with transformer.cache_context("cond"):
-        transformer(
-            hidden_states=torch.cat(hidden, dim=0),
-            timestep=t / 1000,
-            guidance=None,
-            encoder_hidden_states=prompt_embeds,
-            txt_ids=text_ids[:1].expand(n, -1, -1),
-            img_ids=ids.expand(n, -1, -1),
-            joint_attention_kwargs=None,
-            return_dict=False,
-        )
-    rows = cap.take()
-    if any(len(v) != n for v in rows.values()):
-        raise RuntimeError(f"capture returned {[len(v) for v in rows.values()]} rows for a batch of {n}")
-    return rows
+    return dict(
+        hidden_states=torch.cat(hidden, dim=0),
+        timestep=t / 1000,
+        guidance=None,
+        encoder_hidden_states=prompt_embeds,
+        txt_ids=text_ids[:1].expand(n, -1, -1),
+        img_ids=ids.expand(n, -1, -1),
+        joint_attention_kwargs=None,
+        return_dict=False,
+    )

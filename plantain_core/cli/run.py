@@ -10,7 +10,7 @@ import click
 
 from ..errors import PlantainError
 from ..plugins import get_registry
-from .common import load_catalog, spec_dir_option
+from .common import load_catalog, spec_dir_option, warn_plugin_failures
 from .report import ThresholdList, echo_summary
 
 LAYOUTS = ("heads", "slices16")
@@ -26,6 +26,8 @@ class LayoutList(click.ParamType):
         if isinstance(value, tuple):
             return value
         names = tuple(v.strip() for v in str(value).split(",") if v.strip())
+        if not names:
+            self.fail(f"{value!r}: no unit layout given; choose from {', '.join(LAYOUTS)}", param, ctx)
         bad = [n for n in names if n not in LAYOUTS]
         if bad or not names:
             from ..errors import suggest
@@ -103,18 +105,27 @@ def cli(probe, model, revision, device, dtype, layouts, token_scope, batch_size,
     for name, value in (("--height", height), ("--width", width)):
         if value is not None and value % 16:
             raise click.BadParameter(f"{value} is not a multiple of 16", param_hint=name)
+    warn_plugin_failures()  # a broken plugin is the likely cause of an unknown name below
     spec = load_catalog(spec_dirs).resolve(probe)
-    pairs = get_registry().get("generator", spec.generator).obj.pairs(spec)
+    generator = get_registry().get("generator", spec.generator)
+    try:
+        pairs = generator.obj.pairs(spec)
+    except Exception as exc:  # validation built them once; a plugin that fails now is still named
+        raise PlantainError(f"generator {spec.generator!r} from plugin {generator.provider.label()} failed to "
+                            f"build the pairs of {spec.path or spec.name}: {type(exc).__name__}: {exc}") from None
     get_registry().get("interpreter", spec.interpreter)  # fail before any work
     model = model or spec.model.id
     # The spec's size belongs to the spec's model: another --model keeps its own default.
     spec_size = (spec.model.height, spec.model.width) if model == spec.model.id else (None, None)
     out = out or default_out(spec.name, model, seed)
     created = not out.exists()
+    if not created and not out.is_dir():
+        raise PlantainError(f"--out {out} is a file, not a folder; choose another --out")
     if not created and any(out.iterdir()) and not resume:
         raise PlantainError(f"--out {out} exists and is not empty; pass --resume to continue it or choose another --out")
-    if resume and created:
-        raise PlantainError(f"--resume: {out} does not exist; nothing to resume")
+    if resume and not (out / "manifest.json").is_file():
+        what = "does not exist" if created else "holds no plantain run (no manifest.json)"
+        raise PlantainError(f"--resume: {out} {what}; nothing to resume")
     try:
         run_probe(
             spec, pairs, out, model=model, revision=revision, device=device, dtype=dtype,
@@ -123,11 +134,49 @@ def cli(probe, model, revision, device, dtype, layouts, token_scope, batch_size,
             progress=not no_progress, offload=cpu_offload,
         )
         update_manifest(out, flips=flips, splits=splits, seed=seed, thresholds=list(thresholds))
-    except BaseException:
+        summary = analyze_run(out, flips=flips, splits=splits, seed=seed, thresholds=thresholds,
+                              figures=not no_figures)
+    except BaseException as exc:
         # Leave nothing half-written: a run that failed before capturing anything is removed.
         if created and out.exists() and not any((out / "captures").glob("*.npz")):
             shutil.rmtree(out, ignore_errors=True)
+        if isinstance(exc, KeyboardInterrupt):
+            _interrupted(probe, out)
         raise
-    summary = analyze_run(out, flips=flips, splits=splits, seed=seed, thresholds=thresholds, figures=not no_figures)
+    error = summary.get("interpreter_error")
+    if error:
+        # The statistics, result files and card are written; the plugin's analyses are not.
+        update_manifest(out, status="failed", error=error)
+        echo_summary(summary, out, figures=not no_figures)
+        raise PlantainError(f"{error}; the run is marked failed (statistics, result files and card were written "
+                            f"without its analyses). Fix the plugin, then: plantain run {probe} --out {out} --resume "
+                            f"(and the same options)")
     update_manifest(out, status="complete")
     echo_summary(summary, out, figures=not no_figures)
+
+
+def _interrupted(probe: str, out: pathlib.Path):
+    """Ctrl-C: one line saying what was kept and how to continue; exit 130, no traceback."""
+    if not (out / "manifest.json").is_file():
+        click.echo("Error: interrupted before any pair was captured; nothing was kept", err=True)
+        raise click.exceptions.Exit(130)
+    import json
+
+    import numpy as np
+
+    try:  # what --resume will reuse: pairs done in every layout (a layout not yet written has none)
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        done = np.ones(len(manifest["pair_ids"]), dtype=bool)
+        for name in manifest["layouts"]:
+            path = out / "captures" / f"{name}.npz"
+            if not path.is_file():
+                done[:] = False
+                continue
+            with np.load(path, allow_pickle=False) as z:
+                done &= z["done"].astype(bool)
+    except Exception:
+        done = None
+    count = f"{int(done.sum())} of {done.size} pairs are" if done is not None else "the captures are"
+    click.echo(f"Error: interrupted: {count} captured and kept in {out}; continue with: "
+               f"plantain run {probe} --out {out} --resume (and the same options)", err=True)
+    raise click.exceptions.Exit(130)
