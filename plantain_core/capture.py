@@ -21,15 +21,20 @@ scope         joint ``heads``         joint ``slices16``        single blocks
 
 "image" tokens are the noisy latent followed by any conditioning-image tokens.
 
-Interventions: each pre-hook first offers its input to an optional ``editor(site, x)``;
-a tensor it returns replaces the projection input (ablate or patch a unit's slice) and
-is what gets captured. Nothing in plantain passes an editor yet.
+Interventions: each pre-hook first offers its input to an optional
+``editor(site, x, text_len)``; a tensor it returns replaces the projection input and is
+what gets captured. :class:`SliceEditor` is the one mechanism that reads and writes the
+units' slices: :func:`unit_features` maps units of a layout to the projection-input
+features they cover at each site, and :func:`token_range` gives the tokens of the run's
+scope, the same ones the capture sums over. ``plantain causal`` (``causal.py``) builds
+its mean/zero ablations and activation patches on it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from collections import Counter
+from typing import Any, Callable, Iterator, Sequence
 
 import attrs
 import numpy as np
@@ -51,6 +56,99 @@ class Site:
 
 
 Editor = Callable[[Site, Any, int], Any]  # (site, x, text_len) -> replacement x or None
+SiteKey = tuple[BlockInfo, str]  # (block, stream): one hooked projection
+
+
+def joint_streams(layout: str, scope: str) -> tuple[str, ...]:
+    """Which joint-block projections (``image`` = to_out[0], ``text`` = to_add_out) a
+    unit of ``layout`` covers under token ``scope``."""
+    if scope == "image":
+        return ("image",)
+    if scope == "text":
+        return ("text",)
+    return ("image", "text") if layout == "heads" else ("image",)
+
+
+def token_range(stream: str, scope: str, n_tokens: int, text_len: int | None) -> tuple[int, int]:
+    """Tokens [start, stop) of one projection input that a unit covers under ``scope``:
+    every token of a joint stream; in single blocks text first, then image tokens."""
+    if stream != "single" or scope == "all":
+        return 0, n_tokens
+    if text_len is None:
+        raise RuntimeError("single-block capture without a transformer forward (text length unknown)")
+    return (text_len, n_tokens) if scope == "image" else (0, text_len)
+
+
+def unit_features(layout: Layout, indices, token_scope: str) -> dict[SiteKey, np.ndarray]:
+    """Projection-input features (sorted int64) that units ``indices`` of ``layout`` cover,
+    per site. A joint ``heads`` unit under scope ``all`` covers both streams."""
+    span_of = layout.block_index()
+    out: dict[SiteKey, list[int]] = {}
+    for u in np.asarray(indices, dtype=np.int64).ravel():
+        span = layout.spans[span_of[u]]
+        first = int(u - span.start) * span.width
+        streams = ("single",) if span.block.kind == "single" else joint_streams(layout.name, token_scope)
+        for stream in streams:
+            out.setdefault((span.block, stream), []).extend(range(first, first + span.width))
+    return {key: np.unique(np.asarray(v, dtype=np.int64)) for key, v in out.items()}
+
+
+def merge_features(*maps: dict[SiteKey, np.ndarray]) -> dict[SiteKey, np.ndarray]:
+    out: dict[SiteKey, np.ndarray] = {}
+    for m in maps:
+        for key, feats in m.items():
+            out[key] = np.union1d(out[key], feats) if key in out else np.asarray(feats, dtype=np.int64)
+    return out
+
+
+class SliceEditor:
+    """An ``editor`` for :func:`capture_units` that reads and/or writes units' slices.
+
+    ``features`` maps each site (block, stream) to the projection-input features of the
+    chosen units (:func:`unit_features`); the tokens are the run's scope
+    (:func:`token_range`). At every hooked projection with chosen features, the slice
+    ``x[:, start:stop, features]`` (batch, tokens, features) goes to ``read(key, part)``
+    if given; if ``write`` is given, ``write(key, part)`` returns its replacement and
+    the projection sees a copy of ``x`` with that slice replaced. Sites without chosen
+    features are left alone.
+    """
+
+    def __init__(self, features: dict[SiteKey, np.ndarray], token_scope: str, *, read=None, write=None):
+        check_scope(token_scope)
+        self.features = {k: np.asarray(v, dtype=np.int64) for k, v in features.items() if len(v)}
+        self.token_scope = token_scope
+        self.read, self.write = read, write
+        self._index: dict[tuple[SiteKey, Any], Any] = {}
+        self.calls = 0
+
+    def index(self, key: SiteKey, device):
+        """The features of ``key`` as a long tensor on ``device`` (cached)."""
+        import torch
+
+        cached = self._index.get((key, device))
+        if cached is None:
+            cached = self._index[(key, device)] = torch.as_tensor(self.features[key], device=device)
+        return cached
+
+    def __call__(self, site: Site, x, text_len):
+        key = (site.block, site.stream)
+        if key not in self.features:
+            return None
+        self.calls += 1
+        start, stop = token_range(site.stream, self.token_scope, x.shape[1], text_len)
+        feats = self.index(key, x.device)
+        part = x[:, start:stop].index_select(-1, feats)
+        if self.read is not None:
+            self.read(key, part)
+        if self.write is None:
+            return None
+        new = self.write(key, part)
+        if tuple(new.shape) != tuple(part.shape):
+            raise RuntimeError(f"{site.block.name}/{site.stream}: replacement {tuple(new.shape)} for a slice "
+                               f"{tuple(part.shape)}")
+        out = x.clone()
+        out[:, start:stop, feats] = new.to(dtype=x.dtype, device=x.device)
+        return out
 
 
 def _sumsq(x, start: int, stop: int):
@@ -66,6 +164,52 @@ def _sumsq(x, start: int, stop: int):
     return out
 
 
+class SliceMeans:
+    """A ``read`` callback of :class:`SliceEditor`: the slices' sum per (site, token
+    count) over every row read, in float32; ``mean(key, tokens)`` is their mean
+    (per token position and feature), what mean ablation writes."""
+
+    def __init__(self):
+        self.sums: dict[Any, Any] = {}
+        self.counts: dict[Any, int] = {}
+
+    def __call__(self, key, part) -> None:
+        k = (key, part.shape[1])
+        s = part.float().sum(dim=0)
+        self.sums[k] = s if k not in self.sums else self.sums[k] + s
+        self.counts[k] = self.counts.get(k, 0) + part.shape[0]
+
+    def mean(self, key, tokens: int):
+        if (key, tokens) not in self.sums:
+            raise RuntimeError(f"no mean for {key[0].name}/{key[1]} at {tokens} tokens: no pass of that shape was read")
+        return self.sums[(key, tokens)] / self.counts[(key, tokens)]
+
+    @property
+    def shapes(self) -> int:
+        """The most token counts seen at one site (1: every pass had the same shape)."""
+        return max(Counter(key for key, _ in self.sums).values(), default=0)
+
+
+class SliceStore:
+    """A ``read`` callback of :class:`SliceEditor` keeping each row's slice under an id
+    (``rows``: the ids of the next forward's rows, e.g. pair indices); ``get(key, ids)``
+    stacks them again, what activation patching writes."""
+
+    def __init__(self):
+        self.rows: list[int] = []
+        self.data: dict[Any, dict[int, Any]] = {}
+
+    def __call__(self, key, part) -> None:
+        store = self.data.setdefault(key, {})
+        for r, pair in enumerate(self.rows):
+            store[pair] = part[r].clone()
+
+    def get(self, key, rows: Sequence[int]):
+        import torch
+
+        return torch.stack([self.data[key][i] for i in rows])
+
+
 @attrs.define(eq=False)
 class UnitCapture:
     """Live capture state; use :func:`capture_units`. ``take()`` returns what was captured."""
@@ -74,6 +218,7 @@ class UnitCapture:
     layouts: dict[str, Layout]
     token_scope: str
     editor: Editor | None = None
+    measure: bool = True  # False: apply the editor only, capture nothing (intervention passes)
     sites: list[Site] = attrs.field(factory=list)
     _handles: list[Any] = attrs.field(factory=list)
     _text_len: int | None = None
@@ -84,11 +229,7 @@ class UnitCapture:
 
     # -- which tokens each site contributes -------------------------------------------
     def _joint_streams(self, layout: str) -> tuple[str, ...]:
-        if self.token_scope == "image":
-            return ("image",)
-        if self.token_scope == "text":
-            return ("text",)
-        return ("image", "text") if layout == "heads" else ("image",)
+        return joint_streams(layout, self.token_scope)
 
     def _needed(self, site: Site) -> bool:
         if site.stream == "single":
@@ -96,11 +237,7 @@ class UnitCapture:
         return any(site.stream in self._joint_streams(name) for name in self.layouts)
 
     def _token_range(self, site: Site, n_tokens: int) -> tuple[int, int]:
-        if site.stream != "single" or self.token_scope == "all":
-            return 0, n_tokens
-        if self._text_len is None:
-            raise RuntimeError("single-block capture without a transformer forward (text length unknown)")
-        return (self._text_len, n_tokens) if self.token_scope == "image" else (0, self._text_len)
+        return token_range(site.stream, self.token_scope, n_tokens, self._text_len)
 
     # -- hooks -------------------------------------------------------------------------
     def _on_transformer_start(self, module, args, kwargs):
@@ -110,7 +247,8 @@ class UnitCapture:
         self._tokens.clear()
 
     def _on_transformer_end(self, module, args, kwargs, output):
-        self._done.append(self._finish())
+        if self.measure:
+            self._done.append(self._finish())
         self.forwards += 1
 
     def _make_pre_hook(self, ordinal: int, site: Site):
@@ -123,7 +261,7 @@ class UnitCapture:
                 replaced = self.editor(site, x, self._text_len)
                 if replaced is not None:
                     x = replaced
-            if self._needed(site):
+            if self.measure and self._needed(site):
                 start, stop = self._token_range(site, x.shape[1])
                 with torch.no_grad():
                     self._sums[(ordinal, site.stream)] = _sumsq(x.detach(), start, stop)
@@ -199,16 +337,19 @@ def capture_units(
     layouts=LAYOUT_NAMES,
     token_scope: str = "all",
     editor: Editor | None = None,
+    measure: bool = True,
 ) -> Iterator[UnitCapture]:
     """Capture per-unit RMS of every attention output projection input while inside.
 
     ``layouts`` is a sequence of layout names (``heads``, ``slices16``); ``token_scope``
     is ``all``, ``image`` or ``text``. Yields a :class:`UnitCapture`; call ``take()``
     after each transformer forward. The hooks are removed on exit, also on error.
+    ``editor`` (e.g. a :class:`SliceEditor`) and ``measure`` may be changed between
+    forwards on the yielded object.
     """
     check_scope(token_scope)
     built = build_layouts(layouts, describe_blocks(transformer))
-    cap = UnitCapture(transformer, built, token_scope, editor)
+    cap = UnitCapture(transformer, built, token_scope, editor, measure)
     try:
         cap.install()
         yield cap

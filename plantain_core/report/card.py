@@ -12,6 +12,7 @@ import pathlib
 from typing import Any, Mapping
 
 from ..fsutil import atomic_write_text
+from .causal_section import causal_section
 
 CARD = "README.md"
 DEFAULT_TAGS = ("interpretability", "per-unit-attention", "paired-prompt-probe", "flux2", "plantain")
@@ -274,6 +275,7 @@ def write_card(run_dir, summary: Mapping[str, Any], manifest: Mapping[str, Any],
             lines += [f"### {sec.title}", "", sec.markdown.strip(), ""]
     for note in summary.get("notes", []):
         lines += [f"_Note: {note}._", ""]
+    lines += causal_section(run_dir)
     lines += confounds_section(summary)
     lines += limitations_section(summary, manifest, m)
     lines += reproduce_section(summary, manifest, spec_data, m, run_dir)

@@ -1,0 +1,82 @@
+"""``plantain causal RUN_DIR``: ablate or patch the units a probe selects and measure
+how much of the A/B difference in the transformer's output goes with them."""
+
+from __future__ import annotations
+
+import pathlib
+
+import click
+
+from .run import LayoutList, _device, _dtype
+
+
+class DoseList(click.ParamType):
+    """Comma-separated positive integers, e.g. ``1,4,16,64``."""
+
+    name = "DOSES"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+        try:
+            out = tuple(int(x) for x in str(value).split(",") if x.strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of integers (e.g. 1,4,16,64)", param, ctx)
+        if not out or any(x < 1 for x in out):
+            self.fail(f"{value!r}: doses must be positive integers (e.g. 1,4,16,64)", param, ctx)
+        return out
+
+
+@click.command("causal")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=pathlib.Path))
+@click.option("--top", type=click.IntRange(min=1), default=16, show_default=True,
+              help="K: intervene on the top K units by |t| of each layout (capped at its tested units).")
+@click.option("--controls", type=click.IntRange(min=0), default=20, show_default=True,
+              help="R random unit sets matched per block, per dose (the null; p ≥ 1/(R+1)).")
+@click.option("--mode", type=click.Choice(["ablate", "patch"]), default="ablate", show_default=True,
+              help="ablate: replace the units' slices in A and B passes; patch: run A with B's slices.")
+@click.option("--ablate-value", type=click.Choice(["mean", "zero"]), default="mean", show_default=True,
+              help="What an ablated slice becomes: its mean over the probe's stimuli (per token), or zero.")
+@click.option("--doses", type=DoseList(), default="1,4,16,64", show_default=True,
+              help="Dose-response: numbers of top units to intervene on (K is always included).")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the control sets (default: the run's).")
+@click.option("--units", "layouts", type=LayoutList(), default=None,
+              help="Layouts to test (default: the run's, heads first).")
+@click.option("--model", default=None, help="Another copy of the run's model (default: the one the run recorded).")
+@click.option("--device", default="auto", callback=_device, show_default=True, help="auto = cuda, then mps, then cpu.")
+@click.option("--dtype", default=None, callback=_dtype, help="bf16, fp16 or fp32 (default: the run's).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Stimuli per forward (default: automatic).")
+@click.option("--cpu-offload", is_flag=True, help="Offload model parts to CPU between uses (small GPUs).")
+@click.option("--no-figures", is_flag=True, help="Skip figures/causal_dose.png.")
+@click.option("--no-report", is_flag=True, help="Do not re-render the card (README.md).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def cli(run_dir, top, controls, mode, ablate_value, doses, seed, layouts, model, device, dtype, batch_size,
+        cpu_offload, no_figures, no_report, no_progress):
+    """Ablate or patch the top units of RUN_DIR's probe; write causal.json and the card's section."""
+    from ..causal import run_causal
+
+    data = run_causal(run_dir, top=top, controls=controls, mode=mode, ablate_value=ablate_value, doses=doses,
+                      seed=seed, layouts=layouts, model=model, device=device, dtype=dtype, batch_size=batch_size,
+                      offload=cpu_offload, progress=not no_progress, figures=not no_figures, report=not no_report)
+    echo_causal(data, run_dir, figures=not no_figures, report=not no_report)
+
+
+def echo_causal(data: dict, run_dir, *, figures: bool = True, report: bool = True) -> None:
+    """One line per layout and dose: effect, controls, p."""
+    what = ("fraction of the way v_A moved toward v_B" if data["mode"] == "patch"
+            else f"share of A/B output separation removed ({data['ablate_value']}-ablation)")
+    click.echo(f"{data.get('probe')}: {data['mode']}, {data['n_pairs']} pairs; effect = {what}")
+    for name, lay in data["layouts"].items():
+        for d in lay["doses"]:
+            c = d["controls"]
+            eff = "n/a" if d["effect"] is None else f"{d['effect']:.3f}"
+            ctl = (f"controls {c['mean']:.3f}" + (f" ± {c['sd']:.3f}" if c["sd"] is not None else "")
+                   + f" (n={c['n']}), p = {d['p']:.3g}") if c["mean"] is not None and d["p"] is not None else "no controls"
+            mark = " *" if d["k"] == lay["k"] else ""
+            click.echo(f"  {name} K={d['k']}{mark}: effect {eff}; {ctl}")
+    for note in data.get("notes") or []:
+        click.echo(f"  note: {note}")
+    t = data["timings"]
+    click.echo(f"  {t['unit_sets']} unit sets, {t['seconds_per_unit_set']:.3g} s per unit set")
+    wrote = "causal.json" + (", figures/causal_dose.png" if figures else "") + (", README.md" if report else "")
+    click.echo(f"wrote {wrote} in {run_dir}")

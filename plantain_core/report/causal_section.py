@@ -1,0 +1,198 @@
+"""The card's "Causal check" section and the dose-response figure, from ``causal.json``.
+
+``plantain causal`` writes ``RUN_DIR/causal.json``; :func:`causal_section` turns it into
+card lines (none when the file is absent), :func:`write_causal_figure` draws
+``figures/causal_dose.png`` (matplotlib imported inside, Agg canvas, no pyplot).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import pathlib
+from typing import Any, Mapping
+
+CAUSAL_JSON = "causal.json"
+FIGURE = "figures/causal_dose.png"
+
+
+def _pct(x) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def _p(p, controls: int) -> str:
+    if p is None:
+        return "—"
+    floor = " (the smallest possible)" if controls and abs(p - 1 / (controls + 1)) < 1e-12 else ""
+    return f"{p:.3g}{floor}"
+
+
+def _band(c: Mapping[str, Any]) -> str:
+    if c.get("mean") is None:
+        return "—"
+    sd = f" ± {_pct(c['sd'])}" if c.get("sd") is not None else ""
+    return f"{_pct(c['mean'])}{sd} [{_pct(c.get('q05'))}, {_pct(c.get('q95'))}]"
+
+
+def _what(data: Mapping[str, Any]) -> list[str]:
+    n = data.get("n_pairs")
+    a, b = (data.get("direction") or ["A", "B"])[:2]
+    if data.get("mode") == "patch":
+        return [
+            f"Intervention (**patch**): the A pass (\"{a}\") of each pair ran with the selected units' slices of the "
+            f"attention output-projection input taken from the B pass (\"{b}\") of the same pair. Effect: the fraction "
+            "of the way the output moved from v_A to v_B, 1 − ‖v_A^patched − v_B‖ / ‖v_A − v_B‖, averaged over the "
+            f"{n} pairs (1 = all the way, 0 = not at all, negative = away from v_B).",
+        ]
+    how = ("its mean over all the probe's stimuli (A and B of every pair), per token position and feature"
+           if data.get("ablate_value") == "mean" else "zero")
+    return [
+        f"Intervention (**{data.get('ablate_value')}-ablation**): each selected unit's slice of the attention "
+        f"output-projection input was replaced by {how}, in the A and the B pass. Effect: the share of the A/B "
+        "output separation that went away, 1 − ‖v_A' − v_B'‖ / ‖v_A − v_B‖, averaged over the "
+        f"{n} pairs (1 = all of it, 0 = none, negative = it grew).",
+    ]
+
+
+def _verdict(name: str, data, lay, dose) -> str:
+    c = dose["controls"]
+    units = f"the top {dose['k']} of {lay['n_units']:,} units by |t|"
+    if data.get("mode") == "patch":
+        text = (f"On `{name}`, patching {units} from B into A moved v_A {_pct(dose['effect'])} of the way "
+                "toward v_B")
+    else:
+        text = f"On `{name}`, ablating {units} removed {_pct(dose['effect'])} of the A/B output separation"
+    if c["n"]:
+        text += (f"; {c['n']} random sets of {dose['k']} units from the same blocks gave {_band(c)} "
+                 f"(mean ± sd [5%, 95%]); permutation p = {_p(dose['p'], c['n'])}.")
+        if dose["p"] is not None and dose["p"] <= 0.05:
+            text += (" **The selected units carry more of the A/B difference in the output than matched random "
+                     "units** at this step and noise level.")
+        else:
+            text += " No evidence that the selected units carry more of the A/B output difference than matched random units."
+    else:
+        text += "; no controls were run, so there is nothing to compare it with."
+    return text
+
+
+def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: bool = False) -> str:
+    """The "Causal check" section for one ``causal.json`` content."""
+    n = data.get("n_pairs")
+    model = data.get("model") or {}
+    tiny = model.get("name") == "tiny"
+    out = ["## Causal check", ""]
+    if stale:
+        out += ["_Warning: causal.json was computed from other captures than this run's current ones; rerun "
+                "`plantain causal`._", ""]
+    out += [
+        f"Do the units this probe flags carry the A/B difference into the model's output? `plantain causal` re-ran "
+        f"the {n} pairs (same model, noise seeds, {data.get('height')}×{data.get('width')}, token scope "
+        f"{data.get('token_scope')}) with an intervention on the top K units by |t| and on "
+        f"{data.get('controls')} random sets of as many units drawn from the same blocks (and, for `slices16`, "
+        "the same attention/MLP part), and measured the transformer's output v at the probe step (the predicted "
+        "velocity, noisy-latent tokens only).",
+        "",
+    ]
+    out += _what(data) + [""]
+    rows = ["| layout | K | effect | controls: mean ± sd [5%, 95%] | p | output change: selected / controls |",
+            "|---|---:|---:|---|---:|---|"]
+    for name, lay in (data.get("layouts") or {}).items():
+        head = next((d for d in lay["doses"] if d["k"] == lay["k"]), None)
+        if head is not None:
+            out += [_verdict(name, data, lay, head), ""]
+        for d in lay["doses"]:
+            c = d["controls"]
+            rows.append(f"| `{name}` | {d['k']:,}{' (headline)' if d['k'] == lay['k'] else ''} | {_pct(d['effect'])} | "
+                        f"{_band(c)} | {_p(d['p'], c['n'])} | {_pct(d['output_change'])} / "
+                        f"{_pct(c.get('output_change_mean'))} |")
+    out += rows + [""]
+    out += ["\"Output change\" is ‖v' − v‖ / ‖v‖ averaged over the intervened passes: how much the intervention "
+            "moved the output at all, whatever the direction.", ""]
+    for name, lay in (data.get("layouts") or {}).items():
+        head = next((d for d in lay["doses"] if d["k"] == lay["k"]), None)
+        if head is not None and head["units"]:
+            listed = ", ".join(f"`{u}` ({t:+.2f})" if t is not None else f"`{u}`"
+                               for u, t in zip(head["units"][:32], head["t"][:32]))
+            more = f" and {len(head['units']) - 32} more" if len(head["units"]) > 32 else ""
+            out += [f"<details><summary>The {head['k']} selected `{name}` units (t)</summary>", "", listed + more,
+                    "", "</details>", ""]
+    if figure:
+        out += [f"![causal check: effect vs K with the control band]({FIGURE})", ""]
+    out += ["What this shows, and what not:", "",
+            "- It shows whether intervening on these units' slices changes the A/B separation of the transformer's "
+            "output more than intervening on as many random units of the same blocks. It does not show that other "
+            "units are irrelevant, nor that the units encode the concept as named.",
+            f"- One denoising step at one noise level (the probe timestep), the run's noise seed per pair, {n} pairs; "
+            "the output is the predicted velocity, not a decoded image, and no later step is run.",
+            "- The units were selected on the same pairs the effect is measured on (no held-out pairs).",
+            f"- p = (1 + #controls ≥ effect) / (1 + R) with R = {data.get('controls')}: it cannot be smaller than "
+            f"1/{(data.get('controls') or 0) + 1}.",
+            "- Mean ablation keeps each slice's average over the probe's stimuli (per token position); zero ablation "
+            "moves activations off their usual range; patching asks whether B's activations of these units are "
+            "enough to move A's output toward B's."]
+    if tiny:
+        out.append("- **This ran on the embedded `tiny` model with random weights: it says nothing about FLUX.2.**")
+    out.append("")
+    for note in data.get("notes") or []:
+        out += [f"_Note: {note}._", ""]
+    t = data.get("timings") or {}
+    if t.get("seconds_per_unit_set") is not None:
+        out += [f"Cost: {t.get('unit_sets')} unit sets × {t.get('passes_per_unit_set')} passes, "
+                f"{t['seconds_per_unit_set']:.3g} s per unit set on {data.get('device')} ({data.get('dtype')}).", ""]
+    return "\n".join(out)
+
+
+def causal_section(run_dir) -> list[str]:
+    """Card lines for RUN_DIR/causal.json; [] when there is none."""
+    run_dir = pathlib.Path(run_dir)
+    path = run_dir / CAUSAL_JSON
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return ["## Causal check", "", f"_causal.json could not be read ({exc})._", ""]
+    stale = False
+    for name, digest in (data.get("captures_sha256") or {}).items():
+        cap = run_dir / "captures" / f"{name}.npz"
+        if cap.is_file() and hashlib.sha256(cap.read_bytes()).hexdigest() != digest:
+            stale = True
+    return causal_markdown(data, stale=stale, figure=(run_dir / FIGURE).is_file()).split("\n") + [""]
+
+
+def write_causal_figure(run_dir, data: Mapping[str, Any]) -> pathlib.Path | None:
+    """figures/causal_dose.png: per layout, effect vs K for the selected units, the
+    controls' mean and their 5–95% band."""
+    from .figures import _new_figure, _save
+
+    layouts = {n: lay for n, lay in (data.get("layouts") or {}).items() if lay.get("doses")}
+    if not layouts:
+        return None
+    fig = _new_figure(4.2 * len(layouts), 3.4)
+    axes = fig.subplots(1, len(layouts), squeeze=False)[0]
+    ylabel = ("fraction of the way v_A moved toward v_B" if data.get("mode") == "patch"
+              else "share of A/B output separation removed")
+    for ax, (name, lay) in zip(axes, layouts.items()):
+        ks = [d["k"] for d in lay["doses"]]
+        nan = float("nan")
+        val = lambda x: nan if x is None else x  # noqa: E731
+        ax.plot(ks, [val(d["effect"]) for d in lay["doses"]], "o-", color="C3", label="top K by |t|")
+        if any(d["controls"]["n"] for d in lay["doses"]):
+            ax.fill_between(ks, [val(d["controls"]["q05"]) for d in lay["doses"]],
+                            [val(d["controls"]["q95"]) for d in lay["doses"]], color="C0", alpha=0.25,
+                            label="matched random: 5–95%")
+            ax.plot(ks, [val(d["controls"]["mean"]) for d in lay["doses"]], "--", color="C0",
+                    label="matched random: mean")
+        if max(ks) > 1:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.set_xlabel("K (units intervened on)")
+        ax.set_title(f"{name}: {data.get('mode')}" + (f" ({data.get('ablate_value')})" if data.get("ablate_value") else ""))
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7, loc="best")
+    path = pathlib.Path(run_dir) / FIGURE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _save(fig, path)
+    return path

@@ -1,0 +1,253 @@
+"""Causal check: a planted mechanism in the tiny transformer is found by ablation and
+patching, matched random heads are not; hooks go away; `plantain causal` on a run folder."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from plantain_core.capture import SliceEditor, capture_units, unit_features
+from plantain_core.causal import (SELECTED, UnitSet, doses_for, matched_controls, measure_effects, permutation_p,
+                                  plan_layout, top_units)
+from plantain_core.cli import main
+from plantain_core.models import tiny
+from plantain_core.models.layouts import transformer_layouts
+
+TEXT_LEN = 24  # short synthetic text: the planted tests need no 512-token prompt
+N_PAIRS = 6
+CHOSEN = ("joint[0].h01", "joint[1].h02", "single[0].h00", "single[1].h03")
+LEAK = 0.1  # the other heads keep 10% of their output weights
+
+
+def _planted_transformer():
+    """The tiny transformer with every head's output-projection columns scaled by LEAK
+    except one chosen head per block: text reaches the image tokens only through
+    attention, so the A/B difference of the output flows (90%) through the chosen heads."""
+    from diffusers import Flux2Transformer2DModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        tr = Flux2Transformer2DModel(**tiny.TRANSFORMER_CONFIG).eval()
+    d = tr.config.attention_head_dim
+    chosen = {u.rsplit(".", 1)[0]: int(u.rsplit(".h", 1)[1]) for u in CHOSEN}
+    with torch.no_grad():
+        for kind, blocks in (("joint", tr.transformer_blocks), ("single", tr.single_transformer_blocks)):
+            for i, block in enumerate(blocks):
+                mods = [block.attn.to_out[0], block.attn.to_add_out] if kind == "joint" else [block.attn.to_out]
+                for h in range(block.attn.heads):
+                    if h != chosen[f"{kind}[{i}]"]:
+                        for m in mods:
+                            m.weight[:, h * d:(h + 1) * d] *= LEAK
+    return tr
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return planted_setup()
+
+
+def planted_setup():
+    """The planted transformer, its heads layout and ``forward(items) -> v`` on
+    synthetic inputs: per pair one noise and one base text, A and B add their own text."""
+    tr = _planted_transformer()
+    layout = transformer_layouts(tr, ("heads",))["heads"]
+    from diffusers import Flux2KleinPipeline as P
+
+    g = torch.Generator().manual_seed(0)
+    cfg = tr.config
+    base = torch.randn(N_PAIRS, TEXT_LEN, cfg.joint_attention_dim, generator=g)
+    delta = torch.randn(N_PAIRS, 2, TEXT_LEN, cfg.joint_attention_dim, generator=g)
+    noise = torch.randn(N_PAIRS, 64, cfg.in_channels, generator=g)  # shared by A and B of a pair
+    img_ids = P._prepare_latent_ids(torch.zeros(1, 1, 8, 8))
+    txt_ids = P._prepare_text_ids(base[:1])
+
+    def forward(items):
+        n = len(items)
+        text = torch.stack([base[i] + delta[i, s] for i, s in items])
+        out = tr(hidden_states=torch.stack([noise[i] for i, _ in items]), encoder_hidden_states=text,
+                 timestep=torch.full((n,), 0.9), img_ids=img_ids.expand(n, -1, -1),
+                 txt_ids=txt_ids.expand(n, -1, -1), guidance=None, return_dict=False)[0]
+        return out.reshape(n, -1).float()
+
+    return tr, layout, forward
+
+
+def _sets(layout, replicates=8, seed=0):
+    chosen = np.array([layout.units.index(u) for u in CHOSEN])
+    strata = layout.block_index()
+    ctrl, short = matched_controls(strata, chosen, replicates, np.random.default_rng(seed))
+    assert not short
+    sets = [UnitSet("heads", 4, SELECTED, tuple(chosen))]
+    return sets + [UnitSet("heads", 4, r, tuple(c)) for r, c in enumerate(ctrl)]
+
+
+def _no_hooks(tr) -> bool:
+    return all(not m._forward_pre_hooks and not m._forward_hooks for m in tr.modules())
+
+
+@pytest.mark.parametrize("mode,value", [("ablate", "mean"), ("ablate", "zero"), ("patch", "mean")])
+def test_planted_heads_carry_the_output_difference(planted, mode, value):
+    tr, layout, forward = planted
+    sets = _sets(layout)
+    res = measure_effects(tr, forward, N_PAIRS, sets, {"heads": layout}, "all", mode=mode, ablate_value=value,
+                          batch_pairs=N_PAIRS)
+    assert _no_hooks(tr)
+    assert (res["separation"] > 0).all()
+    effect = res["effect"].mean(axis=1)
+    assert effect[0] > 0.7, effect  # the chosen heads: most of the separation
+    assert effect[1:].max() < 0.3, effect  # matched random heads: little
+    assert permutation_p(effect[0], effect[1:]) == pytest.approx(1 / len(sets))
+    if mode == "patch":  # v_A moves toward v_B on every pair
+        assert (res["effect"][0] > 0.5).all()
+
+
+def test_mean_ablation_writes_the_mean_over_stimuli(planted):
+    """SliceEditor reads and writes one mechanism: what is read after a mean-ablation is the mean."""
+    tr, layout, forward = planted
+    from plantain_core.capture import SliceMeans
+
+    feats = unit_features(layout, [layout.units.index("single[0].h00")], "all")
+    means, seen = SliceMeans(), []
+    items = [(i, s) for i in range(N_PAIRS) for s in (0, 1)]
+    with capture_units(tr, ("heads",), measure=False) as cap, torch.inference_mode():
+        cap.editor = SliceEditor(feats, "all", read=means)
+        forward(items)
+        key = next(iter(feats))
+        tokens = TEXT_LEN + 64
+        mean = means.mean(key, tokens)
+        cap.editor = SliceEditor(feats, "all", write=lambda k, part: mean.expand(part.shape[0], -1, -1))
+        forward(items[:2])
+        cap.editor = SliceEditor(feats, "all", write=lambda k, part: mean.expand(part.shape[0], -1, -1),
+                                 read=lambda k, part: seen.append(part.clone()))
+        forward(items[:2])
+    assert mean.shape == (tokens, 16)
+    # the read happens before the write: it sees the clean slice, not the mean
+    assert not torch.allclose(seen[0][0], mean)
+    assert _no_hooks(tr)
+
+
+def test_hooks_removed_on_exit_and_on_error(planted):
+    tr, layout, forward = planted
+    assert _no_hooks(tr)
+    feats = unit_features(layout, [0, 5], "all")
+    with capture_units(tr, ("heads",), editor=SliceEditor(feats, "all", write=lambda k, part: 0 * part)) as cap:
+        with torch.inference_mode():
+            forward([(0, 0)])
+        assert not _no_hooks(tr) and cap.editor.calls > 0
+    assert _no_hooks(tr)
+
+    def bad(key, part):
+        raise ValueError("editor failed")
+
+    with pytest.raises(ValueError, match="editor failed"):
+        with capture_units(tr, ("heads",), editor=SliceEditor(feats, "all", write=bad)), torch.inference_mode():
+            forward([(0, 0)])
+    assert _no_hooks(tr)
+    with pytest.raises(RuntimeError, match="replacement"):  # a wrong-shaped replacement is refused
+        with capture_units(tr, ("heads",), editor=SliceEditor(feats, "all", write=lambda k, part: part[:, :1])), \
+                torch.inference_mode():
+            forward([(0, 0)])
+    assert _no_hooks(tr)
+
+    def boom(items):
+        raise RuntimeError("forward failed")
+
+    with pytest.raises(RuntimeError, match="forward failed"):
+        measure_effects(tr, boom, 2, _sets(layout, 1), {"heads": layout}, "all")
+    assert _no_hooks(tr)
+
+
+def test_unit_features_follow_layout_and_scope(planted):
+    tr, layout, _ = planted
+    j = layout.units.index("joint[1].h02")
+    s = layout.units.index("single[0].h03")
+    f = unit_features(layout, [j, s], "all")
+    streams = sorted((k[0].name, k[1]) for k in f)
+    assert streams == [("joint[1]", "image"), ("joint[1]", "text"), ("single[0]", "single")]
+    assert all(list(v) == list(range(32, 48)) for k, v in f.items() if k[0].kind == "joint")
+    assert list(f[next(k for k in f if k[0].kind == "single")]) == list(range(48, 64))
+    assert sorted(k[1] for k in unit_features(layout, [j], "image")) == ["image"]
+    s16 = transformer_layouts(tr, ("slices16",))["slices16"]
+    mlp = int(np.flatnonzero(s16.mlp)[0])
+    (key, feats), = unit_features(s16, [mlp], "all").items()
+    assert key[1] == "single" and feats[0] >= key[0].attn_dim
+
+
+def test_selection_controls_and_p():
+    t = np.array([0.5, -4.0, np.nan, 3.0, 1.0, -2.0])
+    assert list(top_units(t, 3)) == [1, 3, 5]
+    assert len(top_units(t, 10)) == 5  # NaN never selected
+    strata = np.array([0, 0, 0, 1, 1, 1])
+    sets, short = matched_controls(strata, np.array([1, 3]), 50, np.random.default_rng(0))
+    assert not short
+    for c in sets:
+        assert sorted(strata[c]) == [0, 1] and not set(c) & {1, 3}
+    sets, short = matched_controls(strata, np.array([0, 1, 2]), 3, np.random.default_rng(0))
+    assert short == [0]  # the block has no other units: drawn from all of it
+    assert permutation_p(0.5, [0.1, 0.6, 0.2]) == pytest.approx(2 / 4)
+    assert permutation_p(0.5, []) is None
+    assert doses_for(16, (1, 4, 16, 64), 20) == (16, [1, 4, 16, 20])
+
+
+def test_plan_layout_matches_blocks(planted):
+    tr, layout, _ = planted
+    t = np.arange(len(layout), dtype=float)
+    k, sets, notes = plan_layout(layout, t, top=3, doses=(1, 3, 99), controls=4, seed=1, ordinal=0)
+    assert k == 3 and sorted({s.k for s in sets}) == [1, 3, 16]
+    blocks = layout.block_index()
+    for dose in (1, 3):
+        sel = next(s for s in sets if s.k == dose and s.replicate == SELECTED)
+        for c in (s for s in sets if s.k == dose and s.replicate != SELECTED):
+            assert sorted(blocks[list(c.indices)]) == sorted(blocks[list(sel.indices)])
+    assert notes  # K = all 16 units: controls cannot avoid the selected set
+
+
+SPEC = """schema = 1
+name = "causal-test"
+generator = "text-pair"
+direction = ["large", "small"]
+
+[stimuli]
+pairs = [
+  { id = "km", a = "a 1-kilometer object", b = "a 1-millimeter object" },
+  { id = "city", a = "an object the size of a city", b = "an object the size of a cell" },
+  { id = "hill", a = "an object as tall as a hill", b = "an object as small as a flea" },
+]
+"""
+
+
+def test_plantain_causal_on_a_tiny_run(tmp_path):
+    spec = tmp_path / "causal-test.toml"
+    spec.write_text(SPEC)
+    run = tmp_path / "run"
+    runner = CliRunner()
+    res = runner.invoke(main, ["run", str(spec), "--model", "tiny", "--units", "heads", "--out", str(run),
+                               "--flips", "16", "--splits", "4", "--no-progress", "--no-figures"])
+    assert res.exit_code == 0, res.output
+    assert "## Causal check" not in (run / "README.md").read_text()
+    res = runner.invoke(main, ["causal", str(run), "--top", "2", "--controls", "2", "--doses", "2",
+                               "--no-progress"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((run / "causal.json").read_text())
+    lay = data["layouts"]["heads"]
+    assert data["mode"] == "ablate" and data["ablate_value"] == "mean" and lay["k"] == 2
+    assert [d["k"] for d in lay["doses"]] == [2] and len(lay["doses"][0]["controls"]["effects"]) == 2
+    assert math.isfinite(lay["doses"][0]["effect"]) and lay["doses"][0]["p"] in (1 / 3, 2 / 3, 1.0)
+    # the clean passes reproduce the run's captures
+    assert data["clean"]["capture_check_max_rel_diff"]["heads"] < 1e-4
+    assert data["timings"]["seconds_per_unit_set"] > 0 and data["timings"]["unit_sets"] == 3
+    card = (run / "README.md").read_text()
+    assert "## Causal check" in card and "figures/causal_dose.png" in card and "says nothing about FLUX" in card
+    assert (run / "figures" / "causal_dose.png").stat().st_size > 0
+    # `plantain report` keeps the section (it is rendered from causal.json)
+    res = runner.invoke(main, ["report", str(run), "--no-figures"])
+    assert res.exit_code == 0, res.output
+    assert "## Causal check" in (run / "README.md").read_text()
+    # errors are one clear message
+    res = runner.invoke(main, ["causal", str(tmp_path / "nope")])
+    assert res.exit_code != 0 and "not found" in res.output
