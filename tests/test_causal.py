@@ -230,6 +230,7 @@ def test_plantain_causal_on_a_tiny_run(tmp_path):
                                "--flips", "16", "--splits", "4", "--no-progress", "--no-figures"])
     assert res.exit_code == 0, res.output
     assert "## Causal check" not in (run / "README.md").read_text()
+    assert "`plantain causal` tests whether the selected units" in (run / "README.md").read_text()
     res = runner.invoke(main, ["causal", str(run), "--top", "2", "--controls", "2", "--doses", "2",
                                "--no-progress"])
     assert res.exit_code == 0, res.output
@@ -251,3 +252,17 @@ def test_plantain_causal_on_a_tiny_run(tmp_path):
     # errors are one clear message
     res = runner.invoke(main, ["causal", str(tmp_path / "nope")])
     assert res.exit_code != 0 and "not found" in res.output
+
+
+def test_plantain_run_with_causal_adds_the_section(tmp_path):
+    spec = tmp_path / "causal-test.toml"
+    spec.write_text(SPEC)
+    run = tmp_path / "run"
+    res = CliRunner().invoke(main, ["run", str(spec), "--model", "tiny", "--units", "heads", "--out", str(run),
+                                    "--flips", "16", "--splits", "4", "--no-progress", "--no-figures", "--causal"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((run / "causal.json").read_text())
+    assert data["mode"] == "ablate" and data["clean"]["capture_check_max_rel_diff"]["heads"] < 1e-4
+    card = (run / "README.md").read_text()
+    assert "## Causal check" in card and "the causal check above tests the selected units directly" in card
+    assert json.loads((run / "manifest.json").read_text())["status"] == "complete"

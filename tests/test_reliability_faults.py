@@ -131,6 +131,8 @@ def test_interpreter_raising_mid_run_marks_the_run_failed_and_keeps_everything(t
     assert summary["interpretation"] == {} and summary["layouts"]["heads"]["n_tested"] == 16
     assert who in (out / "README.md").read_text()
     assert (out / "units.csv").read_text().count("\n") == 17
+    report = invoke(["report", out, "--no-figures"])
+    assert report.exit_code == 1 and report.stderr == f"Error: {who}; the files were written without its analyses\n"
 
     # The plugin is fixed: --resume captures nothing new and finishes the run.
     monkeypatch.delenv("BOOM_BROKEN")

@@ -132,9 +132,10 @@ def assert_same_as_reference(out: pathlib.Path, reference: pathlib.Path):
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
 
 
-def test_sigint_marks_the_run_interrupted_and_resume_finishes_it(spec, reference, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_marks_the_run_interrupted_and_resume_finishes_it(spec, reference, tmp_path, sig):
     out = tmp_path / "run"
-    proc = interrupt(spec, out, signal.SIGINT)
+    proc = interrupt(spec, out, sig)
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr
     done = done_flags(out)

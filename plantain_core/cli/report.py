@@ -41,6 +41,10 @@ def cli(run_dir, flips, splits, seed, thresholds, no_figures):
     summary = analyze_run(run_dir, flips=flips, splits=splits, seed=seed, thresholds=thresholds,
                           figures=not no_figures)
     echo_summary(summary, run_dir, figures=not no_figures)
+    if summary.get("interpreter_error"):
+        from ..errors import PlantainError
+
+        raise PlantainError(f"{summary['interpreter_error']}; the files were written without its analyses")
 
 
 def echo_summary(summary: dict, run_dir, *, figures: bool = True) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import re
 import shutil
+import signal
+import threading
 
 import click
 
@@ -95,10 +98,36 @@ def update_manifest(out: pathlib.Path, **fields) -> None:
 @click.option("--cpu-offload", is_flag=True, help="Offload model parts to CPU between uses (small GPUs).")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--causal", is_flag=True,
+              help="Then run the causal check (plantain causal with its defaults) and add it to the card.")
 @spec_dir_option
 def cli(probe, model, revision, device, dtype, layouts, token_scope, batch_size, height, width, flips, splits,
-        thresholds, seed, out, resume, cpu_offload, no_figures, no_progress, spec_dirs):
+        thresholds, seed, out, resume, cpu_offload, no_figures, no_progress, causal, spec_dirs):
     """Run probe PROBE (a name or a spec file): capture, statistics, card."""
+    with _sigterm_as_interrupt():
+        _run(probe, model, revision, device, dtype, layouts, token_scope, batch_size, height, width, flips,
+             splits, thresholds, seed, out, resume, cpu_offload, no_figures, no_progress, causal, spec_dirs)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """A scheduler's SIGTERM (preemption, ``kill``) is handled like Ctrl-C: the run is marked
+    interrupted and says how to resume, instead of dying with its manifest still 'running'."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(probe, model, revision, device, dtype, layouts, token_scope, batch_size, height, width, flips, splits,
+         thresholds, seed, out, resume, cpu_offload, no_figures, no_progress, causal, spec_dirs):
     from ..analysis import analyze_run
     from ..runner import run_probe
 
@@ -127,6 +156,11 @@ def cli(probe, model, revision, device, dtype, layouts, token_scope, batch_size,
         what = "does not exist" if created else "holds no plantain run (no manifest.json)"
         raise PlantainError(f"--resume: {out} {what}; nothing to resume")
     try:
+        if causal:  # load once for both the probe passes and the intervention passes
+            from ..models.loaders import load_model
+
+            pinned = revision or (spec.model.revision if model == spec.model.id else None)
+            model = load_model(model, device, dtype, revision=pinned, offload=cpu_offload)
         run_probe(
             spec, pairs, out, model=model, revision=revision, device=device, dtype=dtype,
             layouts=layouts, batch_size=batch_size, seed=seed, token_scope=token_scope,
@@ -153,6 +187,13 @@ def cli(probe, model, revision, device, dtype, layouts, token_scope, batch_size,
                             f"(and the same options)")
     update_manifest(out, status="complete")
     echo_summary(summary, out, figures=not no_figures)
+    if causal:
+        from ..causal import run_causal
+        from .causal import echo_causal
+
+        data = run_causal(out, model=model, device=device, dtype=dtype, batch_size=batch_size,
+                          offload=cpu_offload, progress=not no_progress, figures=not no_figures)
+        echo_causal(data, out, figures=not no_figures)
 
 
 def _interrupted(probe: str, out: pathlib.Path):

@@ -275,9 +275,10 @@ def write_card(run_dir, summary: Mapping[str, Any], manifest: Mapping[str, Any],
             lines += [f"### {sec.title}", "", sec.markdown.strip(), ""]
     for note in summary.get("notes", []):
         lines += [f"_Note: {note}._", ""]
-    lines += causal_section(run_dir)
+    causal = causal_section(run_dir)
+    lines += causal
     lines += confounds_section(summary)
-    lines += limitations_section(summary, manifest, m)
+    lines += limitations_section(summary, manifest, m, causal=bool(causal))
     lines += reproduce_section(summary, manifest, spec_data, m, run_dir)
     lines += ["## License", "", "Apache 2.0 (this card and its numbers); the model keeps its own license.", ""]
     return atomic_write_text(pathlib.Path(run_dir) / CARD, "\n".join(lines))
@@ -302,14 +303,16 @@ def confounds_section(summary) -> list[str]:
     return out + [""]
 
 
-def limitations_section(summary, manifest, m) -> list[str]:
+def limitations_section(summary, manifest, m, causal: bool = False) -> list[str]:
     n = summary.get("n_pairs")
     out = ["## Limitations", ""]
     if m["tiny"]:
         out.append("- **This run used the embedded `tiny` model with random weights: its numbers say nothing about "
                    "FLUX.2 or any trained model.** It exists to test the pipeline.")
     out += [
-        "- The probe is correlational: a unit whose RMS differs between A and B is not shown to cause anything.",
+        "- The probe is correlational: a unit whose RMS differs between A and B is not shown to cause anything"
+        + (" (the causal check above tests the selected units directly)." if causal else
+           "; `plantain causal` tests whether the selected units carry the A/B difference."),
         f"- {n} pairs; one inference step at one noise level; RMS magnitude only (not direction or attention pattern).",
         "- The text stream is padded to 512 tokens with no attention mask, so prompt length and padding can move "
         "unit RMS" + ("; see the confounds above." if summary.get("confounds") else
