@@ -378,3 +378,35 @@ def test_spec_toml_with_a_table_where_a_string_belongs_lists_every_problem(tmp_p
     assert f"{path}: stimuli.pairs[0].b: expected a non-empty string" in lines
     assert not (tmp_path / "out").exists()
     assert toml.loads(path.read_text())["schema"] is True  # the file itself is untouched
+
+
+def test_missing_model_folder_is_named(tmp_path):
+    from plantain_core.errors import PlantainError
+    from plantain_core.models.loaders import resolve_loader
+
+    with pytest.raises(PlantainError, match="--model: folder not found: /no/such/dir"):
+        resolve_loader("/no/such/dir")
+
+
+def test_third_party_model_loader_is_used(tmp_path, monkeypatch):
+    from plantain_core.models.loaders import resolve_loader
+    from plantain_core.testing import write_plugin_dist
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_plugin_dist(tmp_path, "sd_plug", """
+        from plantain_core import hookimpl
+
+        class SD:
+            description = "another family"
+            def accepts(self, model):
+                return model.startswith("acme/")
+            def load(self, model, device, dtype, **options):
+                raise NotImplementedError
+
+        @hookimpl
+        def plantain_register_models(register):
+            register("acme", SD())
+        """)
+    name, loader = resolve_loader("acme/diffuser-1")
+    assert name == "acme" and type(loader).__name__ == "SD"
+    assert resolve_loader("tiny")[0] == "tiny"

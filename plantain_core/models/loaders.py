@@ -6,6 +6,7 @@ torch and diffusers are imported inside ``load``.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -130,9 +131,11 @@ def resolve_loader(model: str, registry=None) -> tuple[str, Any]:
     """The (name, loader) that accepts ``model``: a loader registered under that exact
     name first, then the first whose ``accepts`` says yes. The built-ins are the fallback
     when the registry supplies no model loaders at all."""
-    table = {}
-    if registry is not None:
-        table = {name: entry.obj for name, entry in registry.models.items()}
+    if registry is None:
+        from ..plugins import get_registry
+
+        registry = get_registry()
+    table = {name: entry.obj for name, entry in registry.models.items()}
     if not table:
         table = dict(BUILTIN_LOADERS)
     if model in table:
@@ -143,6 +146,8 @@ def resolve_loader(model: str, registry=None) -> tuple[str, Any]:
                 return name, loader
         except Exception as exc:  # a plugin's accepts() bug must not hide the others
             raise PlantainError(f"model loader {name!r} failed on {model!r}: {type(exc).__name__}: {exc}") from None
+    if model.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(model)):
+        raise PlantainError(f"--model: folder not found: {model}")
     raise PlantainError(
         f"no model loader accepts {model!r}; pass 'tiny', a FLUX.2 Klein hub id "
         f"(e.g. black-forest-labs/FLUX.2-klein-base-4B) or a local diffusers folder; loaders: {', '.join(sorted(table))}"
