@@ -113,6 +113,13 @@ class LayoutStats:
         return layout_summary(self)
 
 
+def top_by_abs_t(t: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` units with the largest |t|, strongest first; NaN t never chosen."""
+    abs_t = np.abs(np.asarray(t, dtype=np.float64))
+    finite = np.flatnonzero(np.isfinite(abs_t))
+    return finite[np.argsort(-abs_t[finite], kind="stable")][:k]
+
+
 def block_of(unit: str) -> str:
     """``joint[3].h07`` → ``joint[3]``."""
     return unit.rsplit(".", 1)[0] if "." in unit else unit

@@ -14,16 +14,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .stats import top_by_abs_t
+
 DEFAULT_TOP = 20
 DEFAULT_PERMUTATIONS = 2000
 
 
 def top_units(stats, k: int = DEFAULT_TOP) -> np.ndarray:
     """Indices of the k units with the largest finite |t|, strongest first."""
-    abs_t = np.abs(np.asarray(stats.t, dtype=float))
-    finite = np.flatnonzero(np.isfinite(abs_t))
-    order = finite[np.argsort(-abs_t[finite], kind="stable")]
-    return order[:k]
+    return top_by_abs_t(stats.t, k)
 
 
 def oriented_effects(stats, idx: np.ndarray) -> np.ndarray:

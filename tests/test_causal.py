@@ -12,8 +12,9 @@ import torch
 from click.testing import CliRunner
 
 from plantain_core.capture import SliceEditor, capture_units, unit_features
-from plantain_core.causal import (SELECTED, UnitSet, doses_for, matched_controls, measure_effects, permutation_p,
-                                  plan_layout, top_units)
+from plantain_core.causal import measure_effects
+from plantain_core.stats import top_by_abs_t as top_units
+from plantain_core.unit_sets import SELECTED, UnitSet, doses_for, matched_controls, permutation_p, plan_layout
 from plantain_core.cli import main
 from plantain_core.models import tiny
 from plantain_core.models.layouts import transformer_layouts
