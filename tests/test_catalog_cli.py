@@ -38,7 +38,8 @@ def test_spec_on_spec_path_appears_without_code(tmp_path, monkeypatch):
     row = probes(invoke("list", "--json"))["mine"]
     assert (row["status"], row["pairs"], row["origin"]) == ("OK", 4, "PLANTAIN_SPEC_PATH")
     text = invoke("list").output
-    assert "mine" in text and "4 pairs  OK" in text
+    line = next(x for x in text.splitlines() if x.startswith("mine "))
+    assert "4 pairs  OK     PLANTAIN_SPEC_PATH  mine test probe  [" in line and line.endswith("mine.toml]")
 
 
 def test_broken_spec_is_listed_as_error_and_validate_names_file_and_key(tmp_path, monkeypatch):

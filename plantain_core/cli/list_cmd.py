@@ -50,6 +50,16 @@ def cli(as_json, spec_dirs):
         if r["distribution"]:
             provider += f" ({r['distribution']} {r['version']})"
         if r["status"] == "OK":
-            click.echo(f"{r['name']:<{width}}  {r['kind']:<{kind_w}}  {r['pairs']:>3} pairs  OK     {provider}  {r['title']}")
+            click.echo(f"{r['name']:<{width}}  {r['kind']:<{kind_w}}  {r['pairs']:>3} pairs  OK     {provider}  "
+                       f"{r['title']}  [{_short(r['file'])}]")
         else:
-            click.echo(f"{r['name']:<{width}}  {'-':<{kind_w}}  {'-':>3} pairs  ERROR  {provider}  {r['error']}")
+            click.echo(f"{r['name']:<{width}}  {'-':<{kind_w}}  {'-':>3} pairs  ERROR  {provider}  "
+                       f"[{_short(r['file'])}]  {r['error']}")
+
+
+def _short(path: str) -> str:
+    """A spec file relative to the working directory when it lies below it."""
+    import os
+
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
