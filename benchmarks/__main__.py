@@ -107,42 +107,25 @@ def main(argv=None) -> int:
     return 0
 
 
+#: figure -> module whose ``run(quick)`` measures it (memory and full-klein take more options).
+MODULES = {"capture": "capture_bench", "throughput": "throughput_bench", "stats": "stats_bench",
+           "nnsight": "nnsight_bench", "encode": "encode_bench", "causal": "causal_bench"}
+
+
 def run_figure(name: str, args) -> dict[str, Any]:
-    if name == "capture":
-        from . import capture_bench
+    import importlib
 
-        return capture_bench.run(args.quick)
-    if name == "throughput":
-        from . import throughput_bench
-
-        return throughput_bench.run(args.quick)
-    if name == "stats":
-        from . import stats_bench
-
-        return stats_bench.run(args.quick)
     if name == "memory":
         from . import memory_bench
 
         return memory_bench.run(args.quick, threads=args.threads)
-    if name == "nnsight":
-        from . import nnsight_bench
-
-        return nnsight_bench.run(args.quick)
-    if name == "encode":
-        from . import encode_bench
-
-        return encode_bench.run(args.quick)
-    if name == "causal":
-        from . import causal_bench
-
-        return causal_bench.run(args.quick)
     if name == "full-klein":
         from . import klein_gpu
 
         sizes = tuple(int(s) for s in args.klein_sizes.split(",") if s.strip())
         return klein_gpu.run(device=args.klein_device, sizes=sizes, batch=args.klein_batch,
                              rounds=args.klein_rounds, peak=args.peak_tflops)
-    raise AssertionError(name)
+    return importlib.import_module(f".{MODULES[name]}", __package__).run(args.quick)
 
 
 # -- the table ------------------------------------------------------------------------------
