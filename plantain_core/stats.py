@@ -15,7 +15,6 @@ so "|t| > c" is "|g| > c·sqrt(N / (N − 1 + c²))" — one scalar cut for ever
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Any, Sequence
 
@@ -34,9 +33,6 @@ TOP_BLOCKS = 5
 #: thread): 0.46 s for 10,000 flips against 0.6 s with 64 MB chunks.
 TILE_UNITS = 65_536
 TILE_ELEMENTS = 1_048_576
-#: Without threadpoolctl BLAS may run several threads, whose hand-off at every product
-#: dominates on a busy machine: then fewer, larger products (64 MB) are faster.
-TILE_ELEMENTS_THREADED = 8_388_608
 #: Relative tolerance for "null max |t| ≥ observed |t|": the identity flip reproduces
 #: the observed t only up to rounding, and a tie must count as "≥".
 TIE_RTOL = 1e-9
@@ -216,29 +212,25 @@ def sign_flip_null(z: np.ndarray, signs: np.ndarray, thresholds: Sequence[float]
     max_g = np.zeros(f)
     if v == 0:
         return counts, max_g
-    limiter = single_blas_thread()
     ustep = min(v, TILE_UNITS)
-    tile = TILE_ELEMENTS if limiter is not None else TILE_ELEMENTS_THREADED
-    fstep = max(1, min(f, tile // ustep))
+    fstep = max(1, min(f, TILE_ELEMENTS // ustep))
     blocks = [np.ascontiguousarray(z[:, u:u + ustep], dtype=np.float64) for u in range(0, v, ustep)]
     buf = np.empty((fstep, ustep))  # reused: fresh arrays per tile cost page faults
     above = np.empty((fstep, ustep), dtype=bool)
-    with limiter or contextlib.nullcontext():
+    with single_blas_thread():
         _fill_null(signs, blocks, cuts, buf, above, counts, max_g, fstep)
     return counts, t_from_g(max_g, n)
 
 
 def single_blas_thread():
-    """A context limiting BLAS to one thread, or None when threadpoolctl is not installed.
+    """A context limiting BLAS to one thread.
 
     A product with an inner dimension of N ≈ 25 is memory-bound: a second BLAS thread
     gains little, and on a busy machine the threads' hand-offs at every tile made the
     null 3–10× slower (measured: 5.0 s against 0.6 s on a loaded 2-core machine).
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(limits=1, user_api="blas")
 
 

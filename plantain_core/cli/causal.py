@@ -7,24 +7,7 @@ import pathlib
 
 import click
 
-from .run import LayoutList, _device, _dtype
-
-
-class DoseList(click.ParamType):
-    """Comma-separated positive integers, e.g. ``1,4,16,64``."""
-
-    name = "DOSES"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (list, tuple)):
-            return tuple(value)
-        try:
-            out = tuple(int(x) for x in str(value).split(",") if x.strip())
-        except ValueError:
-            self.fail(f"{value!r} is not a comma-separated list of integers (e.g. 1,4,16,64)", param, ctx)
-        if not out or any(x < 1 for x in out):
-            self.fail(f"{value!r}: doses must be positive integers (e.g. 1,4,16,64)", param, ctx)
-        return out
+from .options import DOSES, LayoutList, check_device, check_dtype
 
 
 @click.command("causal")
@@ -37,14 +20,14 @@ class DoseList(click.ParamType):
               help="ablate: replace the units' slices in A and B passes; patch: run A with B's slices.")
 @click.option("--ablate-value", type=click.Choice(["mean", "zero"]), default="mean", show_default=True,
               help="What an ablated slice becomes: its mean over the probe's stimuli (per token), or zero.")
-@click.option("--doses", type=DoseList(), default="1,4,16,64", show_default=True,
+@click.option("--doses", type=DOSES, default="1,4,16,64", show_default=True,
               help="Dose-response: numbers of top units to intervene on (K is always included).")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the control sets (default: the run's).")
 @click.option("--units", "layouts", type=LayoutList(), default=None,
               help="Layouts to test (default: the run's, heads first).")
 @click.option("--model", default=None, help="Another copy of the run's model (default: the one the run recorded).")
-@click.option("--device", default="auto", callback=_device, show_default=True, help="auto = cuda, then mps, then cpu.")
-@click.option("--dtype", default=None, callback=_dtype, help="bf16, fp16 or fp32 (default: the run's).")
+@click.option("--device", default="auto", callback=check_device, show_default=True, help="auto = cuda, then mps, then cpu.")
+@click.option("--dtype", default=None, callback=check_dtype, help="bf16, fp16 or fp32 (default: the run's).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Stimuli per forward (default: automatic).")
 @click.option("--cpu-offload", is_flag=True, help="Offload model parts to CPU between uses (small GPUs).")
 @click.option("--no-figures", is_flag=True, help="Skip figures/causal_dose.png.")

@@ -3,26 +3,9 @@ from a run folder's saved captures (no model needed)."""
 
 from __future__ import annotations
 
-import math
-
 import click
 
-
-class ThresholdList(click.ParamType):
-    """Comma-separated positive numbers, e.g. ``3,5``."""
-
-    name = "THRESHOLDS"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (list, tuple)):
-            return tuple(value)
-        try:
-            out = tuple(float(x) for x in str(value).split(",") if x.strip())
-        except ValueError:
-            self.fail(f"{value!r} is not a comma-separated list of numbers (e.g. 3,5)", param, ctx)
-        if not out or any(not math.isfinite(x) or x <= 0 for x in out):
-            self.fail(f"{value!r}: thresholds must be positive numbers (e.g. 3,5)", param, ctx)
-        return out
+from .options import THRESHOLDS
 
 
 @click.command("report")
@@ -32,7 +15,7 @@ class ThresholdList(click.ParamType):
 @click.option("--splits", type=click.IntRange(min=1), default=None,
               help="Random 50/50 splits for split-half r (default: the run's, else 100).")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of flips and splits (default: the run's, else 0).")
-@click.option("--thresholds", type=ThresholdList(), default=None, help="|t| thresholds for counts, e.g. 3,5 (default 3,5).")
+@click.option("--thresholds", type=THRESHOLDS, default=None, help="|t| thresholds for counts, e.g. 3,5 (default 3,5).")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures (faster).")
 def cli(run_dir, flips, splits, seed, thresholds, no_figures):
     """Recompute summary.json, units.csv, blocks.csv, README.md and figures of RUN_DIR."""

@@ -14,45 +14,8 @@ import click
 from ..errors import PlantainError
 from ..plugins import get_registry
 from .common import load_catalog, spec_dir_option, warn_plugin_failures
-from .report import ThresholdList, echo_summary
-
-LAYOUTS = ("heads", "slices16")
-DTYPES = {"bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16", "half": "fp16",
-          "fp32": "fp32", "float32": "fp32", "float": "fp32"}
-DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-class LayoutList(click.ParamType):
-    name = "LAYOUTS"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        names = tuple(v.strip() for v in str(value).split(",") if v.strip())
-        if not names:
-            self.fail(f"{value!r}: no unit layout given; choose from {', '.join(LAYOUTS)}", param, ctx)
-        bad = [n for n in names if n not in LAYOUTS]
-        if bad or not names:
-            from ..errors import suggest
-
-            hint = suggest(bad[0], LAYOUTS) if bad else ""
-            self.fail(f"{value!r}: unknown unit layout {bad[0] if bad else ''!r}{hint}; choose from {', '.join(LAYOUTS)}", param, ctx)
-        return tuple(dict.fromkeys(names))
-
-
-def _device(ctx, param, value):
-    if not DEVICE_RE.match(value):
-        raise click.BadParameter(f"{value!r} is not a device; use auto, cpu, cuda, cuda:N or mps", ctx, param)
-    return value
-
-
-def _dtype(ctx, param, value):
-    if value is None:
-        return None
-    if value.lower() not in DTYPES:
-        raise click.BadParameter(f"{value!r} is not a dtype; use bf16, fp16 or fp32", ctx, param)
-    return DTYPES[value.lower()]
-
+from .options import THRESHOLDS, LayoutList, check_device, check_dtype
+from .report import echo_summary
 
 def _slug(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", pathlib.Path(model).name if "/" in model else model).strip("-") or "model"
@@ -79,8 +42,8 @@ def update_manifest(out: pathlib.Path, **fields) -> None:
 @click.argument("probe")
 @click.option("--model", default=None, help="tiny, a hub id or a local diffusers folder (default: the spec's [model] id).")
 @click.option("--revision", default=None, help="Hub revision (default: the spec's, else main).")
-@click.option("--device", default="auto", callback=_device, show_default=True, help="auto = cuda, then mps, then cpu.")
-@click.option("--dtype", default=None, callback=_dtype, help="bf16, fp16 or fp32 (default: bf16 on cuda, fp32 elsewhere).")
+@click.option("--device", default="auto", callback=check_device, show_default=True, help="auto = cuda, then mps, then cpu.")
+@click.option("--dtype", default=None, callback=check_dtype, help="bf16, fp16 or fp32 (default: bf16 on cuda, fp32 elsewhere).")
 @click.option("--units", "layouts", type=LayoutList(), default="heads,slices16", show_default=True,
               help="Unit layouts to capture, comma-separated.")
 @click.option("--token-scope", type=click.Choice(["all", "image", "text"]), default="all", show_default=True,
@@ -90,7 +53,7 @@ def update_manifest(out: pathlib.Path, **fields) -> None:
 @click.option("--width", type=click.IntRange(min=16), default=None, help="Image width (default: model's / spec's).")
 @click.option("--flips", type=click.IntRange(min=1), default=200, show_default=True, help="Sign-flip null size.")
 @click.option("--splits", type=click.IntRange(min=1), default=100, show_default=True, help="Split-half splits.")
-@click.option("--thresholds", type=ThresholdList(), default="3,5", show_default=True, help="|t| thresholds.")
+@click.option("--thresholds", type=THRESHOLDS, default="3,5", show_default=True, help="|t| thresholds.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Noise, flips and splits seed.")
 @click.option("--out", type=click.Path(path_type=pathlib.Path), default=None,
               help="Run folder (default: runs/<probe>-<model>-seed<seed>).")
