@@ -41,7 +41,8 @@ def run(quick: bool = False) -> dict:
     """Capture a tiny run, then time the causal check in every mode."""
     import torch
 
-    from plantain_core import ProbeSpec
+    from plantain_core import ProbeSpec, RunConfig
+    from plantain_core.probes import Probe
     from plantain_core.causal import run_causal
     from plantain_core.models import TinyLoader
     from plantain_core.runner import run_probe
@@ -63,7 +64,8 @@ def run(quick: bool = False) -> dict:
     }
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = pathlib.Path(tmp) / "run"
-        run_probe(spec, _pairs(n_pairs), run_dir, model=bundle, layouts=("heads",), progress=False)
+        run_probe(Probe.from_pairs(spec, _pairs(n_pairs)), run_dir, RunConfig(probe=spec.name, layouts=("heads",)),
+                  model=bundle, progress=False)
         for mode, value in MODES:
             rounds = []
             for _ in range(repeats):

@@ -94,7 +94,8 @@ def worker(n_pairs: int, batch: int, threads: int, distinct: bool = True) -> dic
     import torch
 
     torch.set_num_threads(threads)
-    from plantain_core import ProbeSpec
+    from plantain_core import ProbeSpec, RunConfig
+    from plantain_core.probes import Probe
     from plantain_core.models import TinyLoader
     from plantain_core.models.layouts import transformer_layouts
     from plantain_core.runner import MAX_SEQUENCE_LENGTH, run_probe
@@ -103,11 +104,12 @@ def worker(n_pairs: int, batch: int, threads: int, distinct: bool = True) -> dic
     spec = ProbeSpec(name="bench", generator="text-pair", stimuli={"pairs": []})
     layouts = ("heads", "slices16")
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="plantain-mem-"))
-    run_probe(spec, _pairs(1, distinct), tmp / "warm", model=bundle, layouts=layouts, batch_size=batch, progress=False)
+    config = RunConfig(probe=spec.name, layouts=layouts, batch_size=batch)
+    run_probe(Probe.from_pairs(spec, _pairs(1, distinct)), tmp / "warm", config, model=bundle, progress=False)
     reset = _reset_hwm()
     base_max, base_rss = (_hwm_kb() if reset else _maxrss_kb()), _rss_kb()
     tracemalloc.start()
-    manifest = run_probe(spec, _pairs(n_pairs, distinct), tmp / "run", model=bundle, layouts=layouts, batch_size=batch,
+    manifest = run_probe(Probe.from_pairs(spec, _pairs(n_pairs, distinct)), tmp / "run", config, model=bundle,
                          progress=False)
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -2,7 +2,7 @@
 
 Same pairs, same loaded ``tiny`` bundle (one model object), interleaved rounds:
 
-- ``plantain``: ``run_probe(spec, pairs, fresh_dir, model=bundle)`` — the whole run as
+- ``plantain``: ``run_probe(probe, fresh_dir, config, model=bundle)`` — the whole run as
   ``plantain run`` does it (prompts encoded once, batched passes, captures flushed to
   ``captures/*.npz`` after every batch, manifest), layouts ``heads`` + ``slices16``;
 - ``naive``: ``capture_units`` installed once, then for every stimulus the pipeline's own
@@ -49,7 +49,8 @@ def make_pairs(n: int):
 def run(quick: bool = False) -> dict[str, Any]:
     import torch
 
-    from plantain_core import ProbeSpec
+    from plantain_core import ProbeSpec, RunConfig
+    from plantain_core.probes import Probe
     from plantain_core.capture import capture_units
     from plantain_core.models import TinyLoader
     from plantain_core.runner import noise_seed, run_probe
@@ -68,7 +69,8 @@ def run(quick: bool = False) -> dict[str, Any]:
 
     def plantain():
         out = tmp / f"run{len(runs)}"
-        manifest = run_probe(spec, pairs, out, model=bundle, layouts=LAYOUTS, seed=seed, progress=False)
+        manifest = run_probe(Probe.from_pairs(spec, pairs), out, RunConfig(probe=spec.name, layouts=LAYOUTS, seed=seed),
+                             model=bundle, progress=False)
         caps = {}
         for name in LAYOUTS:
             with np.load(out / "captures" / f"{name}.npz") as z:

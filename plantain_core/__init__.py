@@ -1,10 +1,13 @@
 """plantain: paired-stimulus, per-unit attention probes for diffusion transformers.
 
-The public API for plugin authors is what this module exports. Importing it is cheap:
-torch and diffusers are imported only when a probe runs.
+The public API is what this module exports (docs/python-api.md for notebooks,
+docs/writing-a-plugin.md for plugin authors). Importing it is cheap: numpy, torch and
+diffusers are imported only when a name that needs them is first used.
 """
 
 from __future__ import annotations
+
+import importlib
 
 import pluggy
 
@@ -19,17 +22,52 @@ __version__ = "0.1.0"
 #: Marker for plugin hook implementations (project name ``plantain``).
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+#: Public names loaded on first use (they import numpy or more): name -> module.
+_LAZY = {
+    "probe": "api", "run": "api", "load_run": "api", "Run": "api", "Captures": "api",
+    "Probe": "probes", "RunConfig": "config", "ConfigError": "config",
+    "ProbeResult": "analysis", "LayoutStats": "stats", "BlockStats": "stats",
+    "read_pairs": "pairtable", "RawPair": "pairtable", "check_text": "pairtable",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'plantain_core' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "hookimpl",
+    "BlockStats",
+    "Captures",
+    "ConfigError",
     "ImageSource",
     "Interpretation",
+    "LayoutStats",
     "ModelSettings",
     "Pair",
     "PlantainError",
     "PluginError",
+    "Probe",
+    "ProbeResult",
     "ProbeSpec",
+    "RawPair",
+    "Run",
+    "RunConfig",
     "Section",
     "SpecError",
     "Stimulus",
+    "check_text",
+    "load_run",
+    "probe",
+    "read_pairs",
+    "run",
     "__version__",
 ]

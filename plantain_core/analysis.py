@@ -15,11 +15,11 @@ import attrs
 import numpy as np
 
 from . import __version__
+from .config import RunConfig, config_from_manifest
 from .errors import PlantainError
 from .interpretation import Interpretation
 from .results import json_safe, write_results
-from .stats import (DEFAULT_FLIPS, DEFAULT_SEED, DEFAULT_SPLITS, DEFAULT_THRESHOLDS, LayoutStats,
-                    compute_layout_stats, count_mlp_units)
+from .stats import LayoutStats, compute_layout_stats, count_mlp_units
 
 MANIFEST = "manifest.json"
 CAPTURES = "captures"
@@ -29,15 +29,20 @@ CAPTURES = "captures"
 class ProbeResult:
     """What an interpreter's ``interpret(spec, pairs, result)`` receives as ``result``.
 
-    ``layouts`` maps layout name → :class:`~plantain_core.stats.LayoutStats` (per-unit
-    t, d, p, q, p_fwer and the N×U differences ``diff``, rows in ``pair_ids`` order,
-    which is also the order of ``pairs``). ``summary`` is the JSON summary per layout.
+    - ``layouts``: layout name -> :class:`~plantain_core.stats.LayoutStats` (per-unit
+      ``t``, ``d``, ``p``, ``q``, ``p_fwer`` of length U in ``units`` order, and the
+      N×U differences ``diff`` = A − B, rows in ``pair_ids`` order);
+    - ``summary``: layout name -> that layout's entry of ``summary.json``;
+    - ``manifest``: the run's ``manifest.json`` content;
+    - ``pair_ids``: the row order of every ``diff``, which is also the order of ``pairs``;
+    - ``config``: the run's :class:`~plantain_core.config.RunConfig` (seed, layouts, ...).
     """
 
     layouts: dict[str, LayoutStats]
     summary: dict[str, Any]
     manifest: dict[str, Any]
     pair_ids: tuple[str, ...]
+    config: RunConfig | None = None
 
     @property
     def primary(self) -> LayoutStats:
@@ -88,22 +93,6 @@ def load_captures(run_dir: pathlib.Path, layout: str) -> tuple[np.ndarray, np.nd
     if a.shape != (n, len(units)) or b.shape != a.shape:
         raise PlantainError(f"{path}: a {a.shape} and b {b.shape} do not match {n} pairs × {len(units)} units")
     return a, b, units, pair_ids
-
-
-def stats_options(manifest, flips, splits, seed, thresholds) -> dict[str, Any]:
-    """Explicit arguments win, then the manifest's values, then the defaults."""
-    def pick(value, key, default):
-        if value is not None:
-            return value
-        return manifest[key] if manifest.get(key) is not None else default
-
-    thr = pick(thresholds, "thresholds", DEFAULT_THRESHOLDS)
-    return {
-        "flips": int(pick(flips, "flips", DEFAULT_FLIPS)),
-        "splits": int(pick(splits, "splits", DEFAULT_SPLITS)),
-        "seed": int(pick(seed, "seed", DEFAULT_SEED)),
-        "thresholds": [float(x) for x in thr],
-    }
 
 
 def rebuild_spec_and_pairs(manifest: Mapping[str, Any], registry, pair_ids: Sequence[str]):
@@ -216,16 +205,20 @@ def token_confounds(manifest: Mapping[str, Any], layouts: Mapping[str, LayoutSta
     return out
 
 
-def analyze_run(run_dir, *, flips: int | None = None, splits: int | None = None, seed: int | None = None,
-                thresholds: Sequence[float] | None = None, registry=None, figures: bool = True) -> dict[str, Any]:
-    """Recompute every output of a run folder from its captures; return summary.json's content."""
+def analyze_run(run_dir, config: RunConfig | None = None, *, figures: bool = True, registry=None) -> dict[str, Any]:
+    """Recompute every output of a run folder from its captures; return summary.json's content.
+
+    ``config`` (default: the one the manifest records) supplies the statistics options:
+    flips, splits, thresholds and the seed of flips and splits.
+    """
     from .report.card import write_card
 
     run_dir = pathlib.Path(run_dir)
     manifest = read_manifest(run_dir)
-    options = stats_options(manifest, flips, splits, seed, thresholds)
-    if options["flips"] < 1 or options["splits"] < 0 or any(t <= 0 for t in options["thresholds"]):
-        raise PlantainError(f"invalid statistics options {options}: flips ≥ 1, splits ≥ 0, thresholds > 0")
+    if config is None:
+        config = config_from_manifest(manifest, str(run_dir / MANIFEST))
+    options = {"flips": config.flips, "splits": config.splits, "seed": config.effective_stats_seed,
+               "thresholds": list(config.thresholds)}
     names = list(manifest.get("layouts") or sorted(p.stem for p in (run_dir / CAPTURES).glob("*.npz")))
     if not names:
         raise PlantainError(f"{run_dir}: no layouts recorded in the manifest and no captures/*.npz")
@@ -266,7 +259,7 @@ def analyze_run(run_dir, *, flips: int | None = None, splits: int | None = None,
         from .plugins import get_registry
 
         registry = get_registry()
-    result = ProbeResult(layouts, layout_summaries, manifest, tuple(pair_ids or ()))
+    result = ProbeResult(layouts, layout_summaries, manifest, tuple(pair_ids or ()), config)
     spec, pairs, notes = rebuild_spec_and_pairs(manifest, registry, result.pair_ids)
     interp, more, interp_error = interpret(spec, pairs, result, registry)
     notes += more
@@ -288,5 +281,5 @@ def analyze_run(run_dir, *, flips: int | None = None, splits: int | None = None,
         from .report.figures import write_figures
 
         figs = write_figures(run_dir, layouts)
-    write_card(run_dir, json_safe(summary), manifest, spec, interp, figs)
+    write_card(run_dir, json_safe(summary), manifest, config, interp, figs)
     return json_safe(summary)

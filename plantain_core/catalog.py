@@ -107,10 +107,13 @@ class Catalog:
             path = pathlib.Path(name_or_path).expanduser()
             if not path.is_file():
                 raise PlantainError(f"spec file not found: {path}")
+            entry = self.entries.get(path.stem)
+            if entry is not None and entry.path == path.resolve():
+                return self.resolve(path.stem)  # a listed file keeps its source (plugin provenance)
             return load_spec(path, self.registry)
         entry = self.entries.get(name_or_path)
         if entry is None:
-            raise unknown("probe", name_or_path, self.entries)
+            raise PlantainError(str(unknown("probe", name_or_path, self.entries)) + self.registry.failure_note())
         if entry.spec is None:
             if entry.problems:
                 raise SpecError(entry.problems)

@@ -278,9 +278,8 @@ def run_causal(run_dir, *, top: int = DEFAULT_TOP, controls: int = DEFAULT_CONTR
 
     from .analysis import load_captures, read_manifest
     from .fsutil import atomic_write_json
-    from .images import get_images
     from .models.layouts import parse_layouts, transformer_layouts
-    from .runner import _probe_timestep, auto_batch_size, encode_stimuli, transformer_inputs, MAX_SEQUENCE_LENGTH
+    from .passes import PassInputs, auto_batch_size
     from .stats import paired_t
 
     if mode not in MODES:
@@ -328,34 +327,15 @@ def run_causal(run_dir, *, top: int = DEFAULT_TOP, controls: int = DEFAULT_CONTR
     if not unit_sets:
         raise PlantainError(f"{run_dir}: no unit with a finite t in {', '.join(names)}; nothing to test")
 
-    start = time.perf_counter()
-    sources = [s.image for p in pairs for s in p.stimuli() if s.image is not None]
-    images = get_images(bundle, sources, height, width)
-    prompts = list(dict.fromkeys(s.prompt for p in pairs for s in p.stimuli()))
-    embeds, text_ids, cond = encode_stimuli(pipe, bundle, prompts, images)
-    timings["encode"] = time.perf_counter() - start
-    exec_device = pipe._execution_device
-    latent_dtype = next(iter(embeds.values())).dtype
-    n_latent = (height // (pipe.vae_scale_factor * 2)) * (width // (pipe.vae_scale_factor * 2))
-    n_cond = max((c[0].shape[1] for c in cond.values()), default=0)
-    batch_size = batch_size or auto_batch_size(bundle, MAX_SEQUENCE_LENGTH + n_latent + n_cond)
-    timestep = _probe_timestep(pipe, n_latent, exec_device)
-
     seed_run = int(manifest.get("seed", 0))  # the run's noise seed (``seed`` seeds the controls)
+    start = time.perf_counter()
+    inputs = PassInputs.prepare(bundle, pairs, range(len(pairs)), seed_run, (height, width))
+    timings["encode"] = time.perf_counter() - start
+    n_latent = PassInputs.latent_tokens(pipe, (height, width))
+    batch_size = batch_size or auto_batch_size(bundle, inputs.tokens)
 
     def forward(items):
-        kwargs = transformer_inputs(pipe, transformer, pairs, items, embeds, text_ids, cond, timestep, latent_dtype,
-                                    seed_run, height, width, exec_device)
-        with transformer.cache_context("cond"):
-            out = transformer(**kwargs)[0]
-        return out[:, :n_latent].reshape(len(items), -1).float()
-
-    def group(items):
-        groups: dict[Any, list] = {}
-        for i, s in items:
-            img = pairs[i].stimuli()[s].image
-            groups.setdefault(None if img is None else tuple(cond[img][0].shape), []).append((i, s))
-        return list(groups.values())
+        return inputs.forward(items)[:, :n_latent].reshape(len(items), -1).float()
 
     check = {name: 0.0 for name in names}
 
@@ -367,7 +347,7 @@ def run_causal(run_dir, *, top: int = DEFAULT_TOP, controls: int = DEFAULT_CONTR
             check[name] = max(check[name], float(np.abs(rows[name] - ref).max()) / scale)
 
     result = measure_effects(transformer, forward, len(pairs), unit_sets, built, scope, mode=mode,
-                             ablate_value=ablate_value, batch_pairs=max(1, batch_size // 2), group=group,
+                             ablate_value=ablate_value, batch_pairs=max(1, batch_size // 2), group=inputs.groups,
                              on_clean=on_clean, progress=progress)
     timings.update(result["timings"])
     tol = 1e-4 if bundle.dtype == torch.float32 else 5e-2

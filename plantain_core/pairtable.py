@@ -1,18 +1,22 @@
-"""Reading the pair list of a ``[stimuli]`` table, for generators.
+"""Reading the pair list of a stimulus table, for generators.
 
-A spec lists its pairs either directly::
+A spec lists its pairs directly::
 
     pairs = [ { id = "mm-km", a = "...", b = "...", meta = { scale_a_m = 1000.0 } } ]
 
-or as two templates filled from a list of items, so list-driven probes stay spec-only::
+as two templates filled from a list of items, so list-driven probes stay spec-only::
 
     template = { a = "Render this kitchen from the viewpoint of {creature}",
                  b = "Render this kitchen with {creature} in it" }
     items = [ { id = "human", creature = "a human", rank = 1 } ]
 
+or from a file next to the spec (:mod:`plantain_core.pairfile`: CSV, TSV or JSON Lines)::
+
+    pairs_file = "pairs.csv"
+
 Each item's fields fill ``{placeholders}``; the fields other than ``id`` become the
-pair's ``meta``. Generators call :func:`read_pairs` and get plain dicts back with
-the key path each came from, so their own checks name the right key.
+pair's ``meta``. Generators call :func:`read_pairs` and get :class:`RawPair` values back
+with the place each came from, so their own checks name it (``row.at("a")``).
 """
 
 from __future__ import annotations
@@ -30,12 +34,22 @@ Problem = tuple[str, str]
 
 @attrs.frozen
 class RawPair:
-    """One pair as written (or expanded from a template): its fields, meta and key path."""
+    """One pair as written (or expanded from a template or read from a pairs file).
+
+    ``key`` is where it came from (``stimuli.pairs[3]``, ``stimuli.items[0]`` or
+    ``pairs.csv line 5``); ``fields`` holds the keys of ``fields`` that the row gives
+    (``a``, ``b``, ...); ``meta`` the pair's free-form data.
+    """
 
     key: str
     id: Any
     fields: dict[str, Any]
     meta: dict[str, Any]
+
+    def at(self, field: str) -> str:
+        """The key path of one field of this row, for a problem message."""
+        sep = ", column " if " line " in self.key else "."
+        return f"{self.key}{sep}{field}"
 
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -65,89 +79,112 @@ def _fill(template: str, item: dict[str, Any]) -> str:
     )
 
 
-def read_pairs(stimuli: dict[str, Any], fields: tuple[str, ...]) -> tuple[list[RawPair], list[Problem]]:
-    """The pairs of a ``[stimuli]`` table, from ``pairs`` or ``template`` + ``items``.
+#: The keys of a stimulus table that hold its pair list; a generator allows them all.
+PAIR_KEYS = ("pairs", "template", "items", "pairs_file")
+
+
+def read_pairs(stimuli: dict[str, Any], fields: tuple[str, ...], *, key: str = "stimuli",
+               spec_dir=None) -> tuple[list[RawPair], list[Problem]]:
+    """The pairs of a stimulus table, from ``pairs``, ``template`` + ``items`` or ``pairs_file``.
 
     ``fields`` are the keys a pair may carry besides ``id`` and ``meta`` (e.g. ``a``,
-    ``b``, ``a_image``). Returns the pairs and the problems found; only structural
-    problems are reported here, the generator checks which fields are required.
+    ``b``, ``a_image``). ``key`` is the table's own key path (``stimuli``, or e.g.
+    ``stimuli.conditions`` for a generator that keeps its pairs deeper), used in every
+    problem. ``spec_dir`` is the spec's folder, where ``pairs_file`` is looked up
+    (``spec.spec_dir``; a pairs file is refused without it). Returns the pairs and the
+    problems found; only structural problems are reported here, the generator checks
+    which fields are required.
     """
-    has_pairs = "pairs" in stimuli
-    has_template = "template" in stimuli or "items" in stimuli
-    if has_pairs and has_template:
-        return [], [("stimuli.pairs", "give either pairs or template + items, not both")]
-    if has_template:
-        return _expand_template(stimuli, fields)
-    if not has_pairs:
-        return [], [("stimuli.pairs", "required key is missing (or give template + items)")]
-    pairs = stimuli["pairs"]
+    given = [k for k in ("pairs", "pairs_file") if k in stimuli] + (
+        ["template + items"] if "template" in stimuli or "items" in stimuli else [])
+    if len(given) > 1:
+        return [], [(f"{key}.pairs", f"give one of pairs, pairs_file or template + items, not {' and '.join(given)}")]
+    if not given:
+        return [], [(f"{key}.pairs", "required key is missing (or give pairs_file, or template + items)")]
+    if "pairs_file" in stimuli:
+        from .pairfile import read_pairs_file
+
+        return read_pairs_file(stimuli["pairs_file"], fields, key=f"{key}.pairs_file", spec_dir=spec_dir)
+    if given[0] != "pairs":
+        return _expand_template(stimuli, fields, key)
+    return read_rows(stimuli["pairs"], fields, f"{key}.pairs")
+
+
+def read_rows(pairs: Any, fields: tuple[str, ...], key: str, where=None) -> tuple[list[RawPair], list[Problem]]:
+    """Rows given as tables (a TOML array or JSON Lines objects). ``where(i)`` names row ``i``
+    (default ``key[i]``)."""
     if not isinstance(pairs, list):
-        return [], [("stimuli.pairs", "expected an array of tables")]
+        return [], [(key, "expected an array of tables")]
+    where = where or (lambda i: f"{key}[{i}]")
     out: list[RawPair] = []
     problems: list[Problem] = []
     allowed = ("id", "meta") + fields
     for i, row in enumerate(pairs):
-        key = f"stimuli.pairs[{i}]"
+        at = where(i)
+        row_key = RawPair(at, None, {}, {})
         if not isinstance(row, dict):
-            problems.append((key, "expected a table like { id = ..., a = ..., b = ... }"))
+            problems.append((at, "expected a table like { id = ..., a = ..., b = ... }"))
             continue
         for k in row:
             if k not in allowed:
-                problems.append((f"{key}.{k}", "unknown key" + suggest(k, allowed)))
-        problems += _check_id(key, row)
+                problems.append((row_key.at(k), "unknown key" + suggest(k, allowed)))
+        problems += _check_id(row_key.at("id"), row)
         meta = row.get("meta", {})
         if not isinstance(meta, dict):
-            problems.append((f"{key}.meta", "expected a table"))
+            problems.append((row_key.at("meta"), "expected a table"))
             meta = {}
-        out.append(RawPair(key, row.get("id"), {k: row[k] for k in fields if k in row}, dict(meta)))
+        out.append(RawPair(at, row.get("id"), {k: row[k] for k in fields if k in row}, dict(meta)))
     return out, problems
 
 
 def _check_id(key: str, row: dict) -> list[Problem]:
+    """Ids name rows of arrays and files: non-empty printable strings (a NUL or newline in
+    an id would collapse or split it there)."""
     if "id" not in row:
-        return [(f"{key}.id", "required key is missing")]
-    if not isinstance(row["id"], str) or not row["id"].strip():
-        return [(f"{key}.id", "expected a non-empty string")]
+        return [(key, "required key is missing")]
+    value = row["id"]
+    if not isinstance(value, str) or not value.strip() or not value.isprintable():
+        return [(key, f"expected a non-empty printable string, got {value!r}")]
     return []
 
 
-def _expand_template(stimuli: dict[str, Any], fields: tuple[str, ...]) -> tuple[list[RawPair], list[Problem]]:
+def _expand_template(stimuli: dict[str, Any], fields: tuple[str, ...], key: str) -> tuple[list[RawPair], list[Problem]]:
     problems: list[Problem] = []
     template = stimuli.get("template")
     items = stimuli.get("items")
     if not isinstance(template, dict):
-        return [], [("stimuli.template", "expected a table of templates like { a = ..., b = ... }")]
+        return [], [(f"{key}.template", "expected a table of templates like { a = ..., b = ... }")]
     if not isinstance(items, list):
-        return [], [("stimuli.items", "expected an array of tables")]
+        return [], [(f"{key}.items", "expected an array of tables")]
     for k, v in template.items():
         if k not in fields:
-            problems.append((f"stimuli.template.{k}", "unknown key" + suggest(k, fields)))
+            problems.append((f"{key}.template.{k}", "unknown key" + suggest(k, fields)))
         elif not isinstance(v, str):
-            problems.append((f"stimuli.template.{k}", "expected a string"))
+            problems.append((f"{key}.template.{k}", "expected a string"))
         elif (why := _template_problem(v)) is not None:
-            problems.append((f"stimuli.template.{k}", why))
+            problems.append((f"{key}.template.{k}", why))
     if problems:
         return [], problems
     out: list[RawPair] = []
     for i, item in enumerate(items):
-        key = f"stimuli.items[{i}]"
+        at = f"{key}.items[{i}]"
         if not isinstance(item, dict):
-            problems.append((key, "expected a table"))
+            problems.append((at, "expected a table"))
             continue
-        problems += _check_id(key, item)
+        problems += _check_id(f"{at}.id", item)
         filled: dict[str, Any] = {}
         item_ok = True
         for field, tmpl in template.items():
             missing = [p for p in _placeholders(tmpl) if p not in item]
             if missing:
-                problems.append((key, f"template.{field} needs {', '.join(missing)}, missing in this item"))
+                problems.append((at, f"template.{field} needs {', '.join(missing)}, missing in this item"))
                 item_ok = False
             else:
                 filled[field] = _fill(tmpl, item)
         if not item_ok:
             continue
         meta = {k: v for k, v in item.items() if k != "id"}
-        out.append(RawPair(key, item.get("id"), filled, meta))
+        out.append(RawPair(at, item.get("id"), filled, meta))
     return out, problems
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import traceback
 from importlib import metadata
 from typing import Any, Iterable
 
@@ -26,6 +27,7 @@ from .errors import PluginError, unknown
 ENTRY_POINT_GROUP = "plantain"
 STRICT_ENV = "PLANTAIN_STRICT_PLUGINS"
 DISABLE_ENV = "PLANTAIN_DISABLE_PLUGINS"
+DEBUG_ENV = "PLANTAIN_DEBUG"
 
 #: The registries a plugin can add to, keyed by the hook that fills each.
 KINDS = {
@@ -63,15 +65,24 @@ class Entry:
 
 @attrs.frozen
 class PluginFailure:
-    """A plugin that could not be imported or whose hook raised."""
+    """A plugin that could not be imported or whose hook raised; ``traceback`` is shown
+    under ``--debug`` / ``PLANTAIN_DEBUG=1``."""
 
-    plugin: str
-    distribution: str | None
-    stage: str  # "import" or the hook name
+    provider: Provider
+    stage: str  # "import", "register" or the hook name
     error: str
+    traceback: str = ""
+
+    @property
+    def plugin(self) -> str:
+        return self.provider.plugin
+
+    def describe(self) -> str:
+        return f"plugin {self.provider.label()} failed at {self.stage}: {self.error}"
 
     def as_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        return {"plugin": self.plugin, "distribution": self.provider.distribution, "version": self.provider.version,
+                "stage": self.stage, "error": self.error}
 
 
 @attrs.define
@@ -83,8 +94,23 @@ class PluginInfo:
     status: str = "loaded"  # loaded | failed | disabled
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def strict_mode() -> bool:
-    return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    return _env_flag(STRICT_ENV)
+
+
+def debug_mode() -> bool:
+    """Tracebacks of plugin errors are shown: ``PLANTAIN_DEBUG=1``, or ``--debug`` on the
+    command being run (kept in click's context, so it ends with the command)."""
+    if _env_flag(DEBUG_ENV):
+        return True
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().meta.get(DEBUG_ENV))
 
 
 def disabled_plugins() -> set[str]:
@@ -119,30 +145,41 @@ class Registry:
     def table(self, kind: str) -> dict[str, Entry]:
         return {"generator": self.generators, "interpreter": self.interpreters, "model": self.models}[kind]
 
-    def get(self, kind: str, name: str) -> Entry:
-        table = self.table(kind)
+    def problem(self, kind: str, name: str) -> str | None:
+        """Why ``name`` cannot be used as a ``kind`` (claimed twice, or unknown), else None."""
         if (kind, name) in self.conflicts:
-            raise PluginError(self.conflicts[(kind, name)])
-        if name not in table:
-            raise unknown(kind, name, table)
-        return table[name]
+            return self.conflicts[(kind, name)] + "; it cannot be used until one plugin is removed or disabled"
+        if name not in self.table(kind):
+            return str(unknown(kind, name, self.table(kind))) + self.failure_note()
+        return None
+
+    def get(self, kind: str, name: str) -> Entry:
+        why = self.problem(kind, name)
+        if why is not None:
+            raise PluginError(why)
+        return self.table(kind)[name]
+
+    def failure_note(self) -> str:
+        """``"; plugins that failed to load: ..."`` when any did (the likely cause of a missing name)."""
+        if not self.failures:
+            return ""
+        return "; plugins that failed to load: " + "; ".join(f.describe() for f in self.failures)
 
     def _fail(self, failure: PluginFailure, exc: BaseException | None = None) -> None:
+        if exc is not None and not failure.traceback:
+            failure = attrs.evolve(failure, traceback="".join(traceback.format_exception(exc)))
         self.failures.append(failure)
         if failure.plugin in self.plugins:
             self.plugins[failure.plugin].status = "failed"
         if strict_mode():
-            raise PluginError(
-                f"plugin {failure.plugin!r} ({failure.distribution or '?'}) failed at "
-                f"{failure.stage}: {failure.error} [{STRICT_ENV} is set]"
-            ) from exc
+            raise PluginError(f"{failure.describe()} [{STRICT_ENV} is set]") from exc
 
     def add_plugin(self, plugin: Any, provider: Provider) -> None:
         """Register one plugin object and collect what each of its hooks supplies."""
         try:
             self.pm.register(plugin, name=provider.plugin)
-        except Exception as exc:  # pluggy validates hook signatures here
-            self._fail(PluginFailure(provider.plugin, provider.distribution, "register", _describe(exc)), exc)
+        except (Exception, SystemExit) as exc:  # pluggy validates hook signatures here; SystemExit: sys.exit() in a plugin
+            self._fail(PluginFailure(provider, "register", _describe(exc)), exc)
             return
         hooks = sorted(
             h for h in dir(plugin) if h.startswith("plantain_") and callable(getattr(plugin, h, None))
@@ -156,8 +193,8 @@ class Registry:
                 dirs = getattr(plugin, "plantain_spec_dirs")() or []
                 for d in dirs:
                     self.spec_dirs.append((pathlib.Path(d), provider))
-            except Exception as exc:
-                self._fail(PluginFailure(provider.plugin, provider.distribution, "plantain_spec_dirs", _describe(exc)), exc)
+            except (Exception, SystemExit) as exc:
+                self._fail(PluginFailure(provider, "plantain_spec_dirs", _describe(exc)), exc)
 
     def _collect(self, plugin: Any, provider: Provider, kind: str, hook: str) -> None:
         table = self.table(kind)
@@ -170,14 +207,14 @@ class Registry:
                 other = (table.get(name) or staged[name]).provider
                 message = f"duplicate {kind} name {name!r}: provided by {other.label()} and by {provider.label()}"
                 self.conflicts[(kind, name)] = message
-                self._fail(PluginFailure(provider.plugin, provider.distribution, hook, message))
+                self._fail(PluginFailure(provider, hook, message))
                 return
             staged[name] = Entry(name, obj, provider)
 
         try:
             getattr(plugin, hook)(register=register)
-        except Exception as exc:
-            self._fail(PluginFailure(provider.plugin, provider.distribution, hook, _describe(exc)), exc)
+        except (Exception, SystemExit) as exc:
+            self._fail(PluginFailure(provider, hook, _describe(exc)), exc)
             return
         table.update(staged)
 
@@ -212,9 +249,9 @@ def load_registry(extra: Iterable[tuple[str, Any]] = (), use_entry_points: bool 
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 reg.plugins[ep.name] = PluginInfo(provider, [], status="failed")
-                reg._fail(PluginFailure(ep.name, dist, "import", _describe(exc)), exc)
+                reg._fail(PluginFailure(provider, "import", _describe(exc)), exc)
                 continue
             reg.add_plugin(plugin, provider)
     for name, plugin in extra:

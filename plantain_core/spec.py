@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import pathlib
+import re
+import tomllib
 from typing import Any
 
 import attrs
-import toml
 
-from .errors import SpecError, suggest
+from .errors import PluginError, SpecError, suggest
+from .stimuli import check_plugin_pairs
 
 SCHEMA_VERSION = 1
 MIN_PAIRS = 3
@@ -126,15 +128,18 @@ def check_table(table: dict, schema: dict[str, tuple[Any, str, bool]], prefix: s
 
 
 def read_toml(path: pathlib.Path) -> dict[str, Any]:
-    """Parse one TOML file; a syntax or read error becomes a SpecError naming the file."""
+    """Parse one TOML file (TOML 1.0, the standard library's linear-time parser); a syntax
+    or read error becomes a SpecError naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a UTF-8 BOM from an editor is not an error
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([f"{path}: cannot read file: {exc}"]) from exc
     try:
-        return toml.loads(text)
-    except toml.TomlDecodeError as exc:
-        raise SpecError([f"{path}: line {exc.lineno}, column {exc.colno}: invalid TOML: {exc.msg}"]) from exc
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        where = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", str(exc), re.S)
+        text = f"line {where[2]}, column {where[3]}: invalid TOML: {where[1]}" if where else f"invalid TOML: {exc}"
+        raise SpecError([f"{path}: {text}"]) from exc
 
 
 def load_spec(path: str | pathlib.Path, registry) -> ProbeSpec:
@@ -173,23 +178,23 @@ def parse_spec(data: dict[str, Any], path: pathlib.Path, registry) -> tuple[Prob
     generator = None
     gen_name = data.get("generator")
     if isinstance(gen_name, str):
-        if gen_name in registry.generators:
-            generator = registry.generators[gen_name].obj
+        why = registry.problem("generator", gen_name)
+        if why is None:
+            generator = registry.generators[gen_name]
         else:
-            problems.append(("generator", f"unknown generator {gen_name!r}" + suggest(gen_name, registry.generators)
-                             + f"; known: {', '.join(sorted(registry.generators)) or 'none'}"))
+            problems.append(("generator", why))
     interp = data.get("interpreter", DEFAULT_INTERPRETER)
-    if isinstance(interp, str) and interp not in registry.interpreters:
-        problems.append(("interpreter", f"unknown interpreter {interp!r}" + suggest(interp, registry.interpreters)
-                         + f"; known: {', '.join(sorted(registry.interpreters)) or 'none'}"))
+    if isinstance(interp, str) and (why := registry.problem("interpreter", interp)) is not None:
+        problems.append(("interpreter", why))
 
     stimuli = data.get("stimuli")
     stimuli_ok = isinstance(stimuli, dict)
+    who = f"generator {gen_name!r} from plugin {generator.provider.label()}" if generator is not None else ""
     if stimuli_ok and generator is not None:
         try:
-            gen_problems = list(generator.validate(stimuli, path.parent))
-        except Exception as exc:  # a plugin bug must still name the file
-            gen_problems = [("stimuli", f"generator {gen_name!r} failed to validate: {type(exc).__name__}: {exc}")]
+            gen_problems = _problems(generator.obj.validate(stimuli, path.parent), who)
+        except Exception as exc:  # a plugin bug must still name the file and the plugin
+            gen_problems = [("stimuli", f"{who} failed to validate: {type(exc).__name__}: {exc}")]
         problems += gen_problems
         stimuli_ok = not gen_problems
 
@@ -212,11 +217,22 @@ def parse_spec(data: dict[str, Any], path: pathlib.Path, registry) -> tuple[Prob
     )
     if stimuli_ok:
         try:
-            pairs = generator.pairs(spec)
+            pairs = check_plugin_pairs(generator.obj.pairs(spec), who)
+        except PluginError as exc:
+            return None, [("stimuli", str(exc))]
         except Exception as exc:
-            return None, [("stimuli", f"generator {gen_name!r} failed to build pairs: {type(exc).__name__}: {exc}")]
+            return None, [("stimuli", f"{who} failed to build pairs: {type(exc).__name__}: {exc}")]
         problems += check_pairs(pairs)
     return (None if problems else spec), problems
+
+
+def _problems(value, who: str) -> list[Problem]:
+    """A generator's ``validate`` result, checked: a list of (key path, message) strings."""
+    out = list(value or [])
+    for item in out:
+        if not (isinstance(item, tuple) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+            raise TypeError(f"validate() must return (key path, message) string pairs, got {item!r}")
+    return out
 
 
 def check_pairs(pairs) -> list[Problem]:

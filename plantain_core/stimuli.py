@@ -59,3 +59,24 @@ class Pair:
 
     def stimuli(self) -> tuple[Stimulus, Stimulus]:
         return (self.a, self.b)
+
+
+def check_plugin_pairs(pairs: Any, who: str) -> list[Pair]:
+    """A generator's return value, checked: a sequence of :class:`Pair` whose ids are
+    printable, non-empty strings and whose prompts are strings (unique ids are checked
+    with the spec's key paths by ``spec.check_pairs``). ``who`` names the generator and
+    its plugin in the error."""
+    from .errors import PluginError
+
+    if isinstance(pairs, (str, bytes)) or not hasattr(pairs, "__iter__"):
+        raise PluginError(f"{who} returned {type(pairs).__name__}, not a list of Pair")
+    pairs = list(pairs)
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, Pair):
+            raise PluginError(f"{who}: item {i} is {type(pair).__name__}, not a plantain_core.Pair")
+        if not isinstance(pair.id, str) or not pair.id.strip() or not pair.id.isprintable():
+            raise PluginError(f"{who}: pair {i} has id {pair.id!r}; ids must be non-empty printable strings")
+        for side, stim in zip("ab", (pair.a, pair.b)):
+            if not isinstance(stim, Stimulus) or not isinstance(stim.prompt, str):
+                raise PluginError(f"{who}: pair {pair.id!r} side {side} is not a Stimulus with a string prompt")
+    return pairs

@@ -8,7 +8,7 @@ from typing import Any
 
 from plantain_core import ImageSource, Pair, Stimulus
 from plantain_core.errors import suggest
-from plantain_core.pairtable import check_text, read_pairs
+from plantain_core.pairtable import PAIR_KEYS, check_text, read_pairs
 
 DESCRIBE_PROMPT = "Describe what is depicted in this image."
 Problem = tuple[str, str]
@@ -53,19 +53,19 @@ class TextPair:
     """A and B differ in the prompt; no conditioning image."""
 
     description = "A and B differ in the prompt (text-to-image pass); seed and size held fixed"
-    keys = ("pairs", "template", "items")
+    keys = PAIR_KEYS
 
     def validate(self, stimuli: dict[str, Any], spec_dir: pathlib.Path) -> list[Problem]:
         problems = _unknown_keys(stimuli, self.keys + self.extra_keys())
         problems += self.validate_extra(stimuli, spec_dir)
-        rows, row_problems = read_pairs(stimuli, ("a", "b"))
+        rows, row_problems = read_pairs(stimuli, ("a", "b"), spec_dir=spec_dir)
         problems += row_problems
         for row in rows:
             for field in ("a", "b"):
                 if field not in row.fields:
-                    problems.append((f"{row.key}.{field}", "required key is missing"))
+                    problems.append((row.at(field), "required key is missing"))
                 else:
-                    problems += check_text(f"{row.key}.{field}", row.fields[field])
+                    problems += check_text(row.at(field), row.fields[field])
         return problems
 
     def extra_keys(self) -> tuple[str, ...]:
@@ -78,7 +78,7 @@ class TextPair:
         return None
 
     def pairs(self, spec) -> list[Pair]:
-        rows, _ = read_pairs(spec.stimuli, ("a", "b"))
+        rows, _ = read_pairs(spec.stimuli, ("a", "b"), spec_dir=spec.spec_dir)
         image = self.image(spec)
         return [
             Pair(row.id, Stimulus(row.fields["a"], image), Stimulus(row.fields["b"], image), row.meta)
@@ -116,31 +116,31 @@ class ImagePair:
     """A and B differ in the conditioning image; one fixed prompt."""
 
     description = "A and B differ in the conditioning image (file or generated once); one fixed prompt"
-    keys = ("prompt", "image_seed", "pairs", "template", "items")
+    keys = ("prompt", "image_seed") + PAIR_KEYS
     fields = ("a", "b", "a_image", "b_image")
 
     def validate(self, stimuli: dict[str, Any], spec_dir: pathlib.Path) -> list[Problem]:
         problems = _unknown_keys(stimuli, self.keys) + _check_int(stimuli, "image_seed")
         if "prompt" in stimuli:
             problems += check_text("stimuli.prompt", stimuli["prompt"])
-        rows, row_problems = read_pairs(stimuli, self.fields)
+        rows, row_problems = read_pairs(stimuli, self.fields, spec_dir=spec_dir)
         problems += row_problems
         for row in rows:
             for side in ("a", "b"):
                 has_prompt, has_file = side in row.fields, f"{side}_image" in row.fields
                 if has_prompt == has_file:
-                    problems.append((f"{row.key}.{side}", f"give exactly one of {side} (an image prompt) or {side}_image (a file)"))
+                    problems.append((row.at(side), f"give exactly one of {side} (an image prompt) or {side}_image (a file)"))
                 elif has_prompt:
-                    problems += check_text(f"{row.key}.{side}", row.fields[side])
+                    problems += check_text(row.at(side), row.fields[side])
                 else:
-                    problems += check_image_file(f"{row.key}.{side}_image", row.fields[f"{side}_image"], spec_dir)
+                    problems += check_image_file(row.at(f"{side}_image"), row.fields[f"{side}_image"], spec_dir)
         return problems
 
     def pairs(self, spec) -> list[Pair]:
         st = spec.stimuli
         prompt = st.get("prompt", DESCRIBE_PROMPT)
         seed = st.get("image_seed", 0)
-        rows, _ = read_pairs(st, self.fields)
+        rows, _ = read_pairs(st, self.fields, spec_dir=spec.spec_dir)
 
         def source(row, side) -> ImageSource:
             if side in row.fields:

@@ -20,7 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def _fresh_registry(monkeypatch, tmp_path_factory):
     """Each test sees the plugins of its own environment, and a private image cache."""
-    for var in ("PLANTAIN_SPEC_PATH", "PLANTAIN_STRICT_PLUGINS", "PLANTAIN_DISABLE_PLUGINS"):
+    for var in ("PLANTAIN_SPEC_PATH", "PLANTAIN_STRICT_PLUGINS", "PLANTAIN_DISABLE_PLUGINS", "PLANTAIN_DEBUG"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PLANTAIN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
     reset_registry()
@@ -43,7 +43,7 @@ def example_site(tmp_path_factory):
 def run_cli(*args, env_extra=None, pythonpath=()):
     """Run the installed ``plantain`` console entry in a real subprocess."""
     env = dict(os.environ)
-    for var in ("PLANTAIN_SPEC_PATH", "PLANTAIN_STRICT_PLUGINS", "PLANTAIN_DISABLE_PLUGINS"):
+    for var in ("PLANTAIN_SPEC_PATH", "PLANTAIN_STRICT_PLUGINS", "PLANTAIN_DISABLE_PLUGINS", "PLANTAIN_DEBUG"):
         env.pop(var, None)
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join([str(p) for p in pythonpath] + [env.get("PYTHONPATH", "")])

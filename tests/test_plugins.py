@@ -81,10 +81,14 @@ def test_plugin_failing_at_import_is_recorded_and_list_still_works(plugin_path):
     data = json.loads(result.stdout)
     assert {p["name"] for p in data["probes"]} >= {"measure", "ray"}
     failure = [f for f in data["plugin_failures"] if f["plugin"] == "broken_plug"]
-    assert failure == [{"plugin": "broken_plug", "distribution": "broken-plug", "stage": "import",
+    assert failure == [{"plugin": "broken_plug", "distribution": "broken-plug", "version": "9.9", "stage": "import",
                         "error": "RuntimeError: boom at import"}]
     plugins = CliRunner().invoke(main, ["plugins"])
-    assert "ERROR broken_plug (broken-plug) at import: RuntimeError: boom at import" in plugins.output
+    assert "ERROR plugin broken_plug (broken-plug 9.9) failed at import: RuntimeError: boom at import" in plugins.output
+    assert "Traceback" not in plugins.output
+    # --debug shows where it failed: the plugin's own line
+    plugins = CliRunner().invoke(main, ["plugins", "--debug"])
+    assert "Traceback (most recent call last)" in plugins.output and 'raise RuntimeError("boom at import")' in plugins.output
 
 
 def test_plugin_failing_at_registration_is_recorded(plugin_path):
@@ -103,7 +107,7 @@ def test_strict_mode_makes_failures_fatal(plugin_path, monkeypatch):
         load_registry()
     result = CliRunner().invoke(main, ["list"])
     assert result.exit_code != 0
-    assert "plugin 'broken_plug' (broken-plug) failed at import: RuntimeError: boom at import" in result.output
+    assert "plugin broken_plug (broken-plug 0.1.0) failed at import: RuntimeError: boom at import" in result.output
     assert "Traceback" not in result.output
 
 
@@ -124,7 +128,7 @@ def test_duplicate_name_is_an_error_naming_both_providers(plugin_path):
     assert [f.error for f in reg.failures if f.plugin == "dup_plug"] == [message]
     with pytest.raises(PluginError) as exc:
         reg.get("generator", "text-pair")
-    assert str(exc.value) == message
+    assert str(exc.value) == message + "; it cannot be used until one plugin is removed or disabled"
 
 
 def test_unknown_name_suggests_close_matches():

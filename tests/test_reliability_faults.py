@@ -118,9 +118,10 @@ def test_interpreter_raising_mid_run_marks_the_run_failed_and_keeps_everything(t
     who = "interpreter 'boom' from plugin boom_plug (boom-plug 0.3.1) failed: RuntimeError: no axis in meta"
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
+    resume = (f"plantain run {spec} --model tiny --dtype fp32 --units heads --height 128 --width 128 --batch-size 16 "
+              f"--seed 0 --flips 20 --splits 10 --out {out} --resume")
     assert result.stderr == (f"Error: {who}; the run is marked failed (statistics, result files and card were written "
-                             f"without its analyses). Fix the plugin, then: plantain run {spec} --out {out} --resume "
-                             "(and the same options)\n")
+                             f"without its analyses). Fix the plugin, then: {resume}\n")
     assert f"note: {who}" in result.stdout  # the summary is still shown
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "failed" and manifest["error"] == who
@@ -163,8 +164,9 @@ def test_broken_plugins_are_reported_and_the_rest_keeps_working(tmp_path, monkey
     add_plugin(site, "imp_plug", BROKEN_IMPORT, "imp-plug")
     add_plugin(site, "reg_plug", BROKEN_REGISTER, "reg-plug")
     monkeypatch.syspath_prepend(str(site))
-    warnings = ["warning: plugin 'imp_plug' failed at import: ImportError: needs libfoo",
-                "warning: plugin 'reg_plug' failed at plantain_register_interpreters: ValueError: boom at register"]
+    warnings = ["warning: plugin imp_plug (imp-plug 0.1.0) failed at import: ImportError: needs libfoo",
+                "warning: plugin reg_plug (reg-plug 0.1.0) failed at plantain_register_interpreters: "
+                "ValueError: boom at register"]
 
     listing = invoke(["list"])
     assert listing.exit_code == 0 and listing.stderr.splitlines() == warnings
@@ -192,7 +194,7 @@ def test_broken_plugins_are_reported_and_the_rest_keeps_working(tmp_path, monkey
     result = invoke(["run", spec, "--model", "tiny", "--out", tmp_path / "strict", *FAST],
                     env={"PLANTAIN_STRICT_PLUGINS": "1"})
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.stderr == ("Error: plugin 'imp_plug' (imp-plug) failed at import: ImportError: needs libfoo "
+    assert result.stderr == ("Error: plugin imp_plug (imp-plug 0.1.0) failed at import: ImportError: needs libfoo "
                              "[PLANTAIN_STRICT_PLUGINS is set]\n")
     assert not (tmp_path / "strict").exists()
 

@@ -9,6 +9,7 @@ import json
 import os
 import pathlib
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -141,8 +142,11 @@ def test_interrupt_marks_the_run_interrupted_and_resume_finishes_it(spec, refere
     done = done_flags(out)
     k = int(done.sum())
     assert 0 < k < N_PAIRS
-    assert proc.stderr == (f"Error: interrupted: {k} of {N_PAIRS} pairs are captured and kept in {out}; continue with: "
-                           f"plantain run {spec} --out {out} --resume (and the same options)\n")
+    prefix = f"Error: interrupted: {k} of {N_PAIRS} pairs are captured and kept in {out}; continue with: "
+    assert proc.stderr.startswith(prefix) and proc.stderr.endswith(f" --out {out} --resume\n"), proc.stderr
+    command = proc.stderr[len(prefix):].strip()
+    assert command.startswith(f"plantain run {spec} --model tiny --dtype fp32 --height 128 --width 128 --batch-size 2 "
+                              "--seed 5 "), command
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "interrupted" and manifest["error"] == "interrupted (KeyboardInterrupt)"
     assert assert_every_file_parses(out) == ["captures/heads.npz", "captures/slices16.npz", "manifest.json"]
@@ -150,8 +154,10 @@ def test_interrupt_marks_the_run_interrupted_and_resume_finishes_it(spec, refere
     heads, want = load_npz(out / "captures" / "heads.npz"), load_npz(reference / "captures" / "heads.npz")
     assert np.array_equal(heads["a"][done], want["a"][done]) and np.isnan(heads["a"][~done]).all()
 
-    result = invoke(["run", spec, *ARGS, "--out", out, "--resume"])
-    assert result.exit_code == 0, result.output
+    # the printed command, run literally (the installed console script), finishes the run
+    proc = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+    assert proc.returncode == 0, proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and "error" not in manifest
     assert_same_as_reference(out, reference)
@@ -220,12 +226,12 @@ def test_resume_refuses_damaged_or_foreign_state(spec, reference, tmp_path):
     shutil.copy(reference / "captures" / "slices16.npz", caps)
     result = invoke(["run", spec, *other, "--out", out, "--resume"])
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"Error: cannot resume {out}: the run was started with other settings (seed: was 5, now 6")
+    assert result.stderr.startswith(f"Error: cannot resume {out}: the run was started with other settings (--seed: was 5, now 6)\n")
 
 
 def test_ctrl_c_before_any_capture_leaves_no_folder(spec, tmp_path, monkeypatch):
     """Interrupted after the run folder was started but before a pair was captured."""
-    import plantain_core.runner as runner
+    import plantain_core.passes as passes
 
     seen = []
 
@@ -233,7 +239,7 @@ def test_ctrl_c_before_any_capture_leaves_no_folder(spec, tmp_path, monkeypatch)
         seen.append(json.loads((out / "manifest.json").read_text())["status"])  # the folder did exist
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "get_images", interrupt_here)
+    monkeypatch.setattr(passes, "get_images", interrupt_here)
     out = tmp_path / "run"
     result = invoke(["run", spec, *ARGS, "--out", out])
     assert seen == ["running"]

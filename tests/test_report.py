@@ -176,7 +176,9 @@ def test_card_content(tmp_path, registry):
     assert "### Stub analysis" in card
     assert "36 of these 56 units are MLP channels" in card
     assert "say nothing about FLUX" in card
-    assert "plantain run probe --model tiny --seed 3 --units heads,slices16 --dtype float32 --flips 300 --splits 20" in card
+    assert ("From the folder that holds `run/`, beside the spec file `probe.toml` (sha256 below):\n\n```\n"
+            "plantain run probe.toml --model tiny --dtype fp32 --seed 3 --flips 300 --splits 20 --out run\n"
+            "plantain report run\n```") in card
     assert "ab" * 32 in card
     assert "t = mean(A − B)" in card and '"big"' in card
 

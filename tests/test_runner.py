@@ -13,8 +13,11 @@ from plantain_core import ImageSource, Pair, ProbeSpec, Stimulus
 from plantain_core.capture import capture_units
 from plantain_core.errors import PlantainError
 from plantain_core.images import get_image
-from plantain_core.models import TinyLoader
-from plantain_core.runner import noise_seed, run_probe
+from plantain_core.config import RunConfig
+from plantain_core.models import LoadedModel, TinyLoader
+from plantain_core.probes import Probe
+from plantain_core.runner import noise_seed
+from plantain_core.runner import run_probe as _run_probe
 
 FIXED_PROMPT = "Describe what is depicted in this image."
 LAYOUTS = ("heads", "slices16")
@@ -30,6 +33,13 @@ def cache_dir(tmp_path, monkeypatch):
     path = tmp_path / "image-cache"
     monkeypatch.setenv("PLANTAIN_CACHE_DIR", str(path))
     return path
+
+
+def run_probe(spec, pairs, out, *, model, resume=False, progress=False, **config):
+    """The runner on pairs made in code: a model name goes into the config, a bundle is passed as is."""
+    bundle = model if isinstance(model, LoadedModel) else None
+    config = RunConfig(probe=spec.name, **config, **({} if bundle else {"model": model}))
+    return _run_probe(Probe.from_pairs(spec, pairs), out, config, resume=resume, progress=progress, model=bundle)
 
 
 def _spec(generator="text-pair"):
@@ -135,7 +145,7 @@ def test_resume_reproduces_and_refuses_other_settings(bundle, tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(PlantainError, match="seed: was 3, now 4"):
         run_probe(_spec(), pairs, tmp_path, model=bundle, seed=4, batch_size=2, progress=False, resume=True)
-    with pytest.raises(PlantainError, match="layouts"):
+    with pytest.raises(PlantainError, match="--units: was heads,slices16, now heads"):
         run_probe(_spec(), pairs, tmp_path, model=bundle, seed=3, layouts=("heads",), progress=False, resume=True)
     resumed = run_probe(_spec(), pairs, tmp_path, model=bundle, seed=3, batch_size=2, progress=False, resume=True)
     assert resumed["status"] == "captured"

@@ -39,7 +39,7 @@ def test_seed_probe_runs_on_tiny(seed_runs, name):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert manifest["spec"]["generator"] == kind
-    assert (manifest["flips"], manifest["splits"]) == (100, 20)
+    assert (manifest["config"]["flips"], manifest["config"]["splits"]) == (100, 20)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_pairs"] == n_pairs and summary["probe"] == name
     for layout in ("heads", "slices16"):

@@ -64,7 +64,7 @@ CASES = [
      ["stimuli.pairs[0].bb: unknown key (did you mean 'b'?)"]),
     ("stimuli-key", dict(stimuli={**pairs(*THREE), "reference_prompt": "x"}),
      ["stimuli.reference_prompt: unknown key"]),
-    ("no-pairs", dict(stimuli={}), ["stimuli.pairs: required key is missing (or give template + items)"]),
+    ("no-pairs", dict(stimuli={}), ["stimuli.pairs: required key is missing (or give pairs_file, or template + items)"]),
 ]
 
 
@@ -168,7 +168,7 @@ def test_pairs_and_template_are_exclusive(tmp_path):
     data["stimuli"]["template"] = {"a": "x", "b": "y"}
     data["stimuli"]["items"] = []
     assert problems_of(write_spec(tmp_path, "probe", data)) == [
-        "stimuli.pairs: give either pairs or template + items, not both"
+        "stimuli.pairs: give one of pairs, pairs_file or template + items, not pairs and template + items"
     ]
 
 

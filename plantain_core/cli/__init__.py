@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
+import traceback
 
 import click
 
 from .. import __version__
 from ..errors import PlantainError
+from ..plugins import debug_mode
+from .common import debug_param
 
 #: command name -> module in this package defining a click command named ``cli``.
 COMMANDS = {
@@ -26,6 +30,7 @@ COMMANDS = {
     "report": "report",
     "compare": "compare",
     "causal": "causal",
+    "new": "new",
 }
 
 
@@ -37,7 +42,10 @@ class LazyGroup(click.Group):
         mod = COMMANDS.get(name)
         if mod is None or importlib.util.find_spec(f"{__name__}.{mod}") is None:
             return None
-        return importlib.import_module(f"{__name__}.{mod}").cli
+        cmd = importlib.import_module(f"{__name__}.{mod}").cli
+        if not any(p.name == "debug" for p in cmd.params):
+            cmd.params.append(debug_param)
+        return cmd
 
     def resolve_command(self, ctx, args):
         name = args[0] if args else None
@@ -51,6 +59,8 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PlantainError as exc:
+            if debug_mode():
+                traceback.print_exception(exc, file=sys.stderr)
             raise click.ClickException(str(exc)) from None
 
 
@@ -58,3 +68,6 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="plantain")
 def main():
     """Paired-stimulus, per-unit attention probes for FLUX.2 Klein."""
+
+
+main.params.append(debug_param)

@@ -7,7 +7,7 @@ import json
 import click
 
 from ..catalog import Catalog
-from ..plugins import get_registry
+from ..plugins import DEBUG_ENV, debug_mode, get_registry
 
 spec_dir_option = click.option(
     "--spec-dir",
@@ -20,15 +20,39 @@ spec_dir_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
+def _set_debug(ctx, param, value):
+    if value:
+        ctx.find_root().meta[DEBUG_ENV] = True
+    return value
+
+
+#: Added to the group and to every command: ``plantain --debug run ...`` or ``plantain run ... --debug``.
+debug_param = click.Option(["--debug"], is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+                           help=f"Show tracebacks of plugin and other errors (also {DEBUG_ENV}=1).")
+
+
+def given_options(options: dict) -> dict:
+    """The options of the current command that the user gave (command line or environment),
+    not click's defaults."""
+    ctx = click.get_current_context()
+    given = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    return {k: v for k, v in options.items() if ctx.get_parameter_source(k) in given}
+
+
 def load_catalog(spec_dirs=()) -> Catalog:
     return Catalog.build(get_registry(), spec_dirs)
 
 
 def echo_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
+    from ..results import json_safe
+
+    click.echo(json.dumps(json_safe(obj), indent=2, allow_nan=False))
 
 
 def warn_plugin_failures() -> None:
-    """One line per broken plugin on stderr, so a missing probe has a visible cause."""
+    """One line per broken plugin on stderr (with its traceback under --debug), so a
+    missing probe has a visible cause."""
     for f in get_registry().failures:
-        click.echo(f"warning: plugin {f.plugin!r} failed at {f.stage}: {f.error}", err=True)
+        click.echo(f"warning: {f.describe()}", err=True)
+        if debug_mode() and f.traceback:
+            click.echo(f.traceback.rstrip(), err=True)

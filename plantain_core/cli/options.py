@@ -67,3 +67,16 @@ def check_dtype(ctx, param, value):
     if value.lower() not in DTYPE_ALIASES:
         raise click.BadParameter(f"{value!r} is not a dtype; use bf16, fp16 or fp32", ctx, param)
     return DTYPE_ALIASES[value.lower()]
+
+
+def check_size(ctx, param, value):
+    """``--height`` / ``--width``: the run configuration's rule (a multiple of 16), as a usage error."""
+    from ..config import ConfigError, RunConfig
+
+    if value is None:
+        return None
+    try:
+        RunConfig(probe="-", **{param.name: value})
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[1], ctx, param) from None
+    return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..plugins import KINDS, get_registry
+from ..plugins import KINDS, debug_mode, get_registry
 from .common import echo_json, json_option
 
 
@@ -20,9 +20,8 @@ def cli(as_json):
         }
         supplied["spec_dirs"] = [str(d) for d, p in reg.spec_dirs if p.plugin == name]
         rows.append({**info.provider.as_dict(), "status": info.status, "hooks": info.hooks, "supplies": supplied})
-    failures = [f.as_dict() for f in reg.failures]
     if as_json:
-        echo_json({"plugins": rows, "failures": failures})
+        echo_json({"plugins": rows, "failures": [f.as_dict() for f in reg.failures]})
         return
     for r in rows:
         click.echo(f"{r['plugin']}  {r['distribution'] or '?'} {r['version'] or '?'}  [{r['status']}]  {r['module']}")
@@ -30,5 +29,7 @@ def cli(as_json):
         for kind, names in r["supplies"].items():
             if names:
                 click.echo(f"    {kind}: {', '.join(names)}")
-    for f in failures:
-        click.echo(f"ERROR {f['plugin']} ({f['distribution'] or '?'}) at {f['stage']}: {f['error']}")
+    for f in reg.failures:
+        click.echo(f"ERROR {f.describe()}")
+        if debug_mode() and f.traceback:
+            click.echo(f.traceback.rstrip())

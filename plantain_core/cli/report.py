@@ -7,6 +7,9 @@ import click
 
 from .options import THRESHOLDS
 
+#: click parameter name -> RunConfig field; ``--seed`` here seeds only flips and splits.
+STATS_OPTIONS = {"flips": "flips", "splits": "splits", "seed": "stats_seed", "thresholds": "thresholds"}
+
 
 @click.command("report")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
@@ -17,12 +20,16 @@ from .options import THRESHOLDS
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of flips and splits (default: the run's, else 0).")
 @click.option("--thresholds", type=THRESHOLDS, default=None, help="|t| thresholds for counts, e.g. 3,5 (default 3,5).")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures (faster).")
-def cli(run_dir, flips, splits, seed, thresholds, no_figures):
+def cli(run_dir, no_figures, **stats):
     """Recompute summary.json, units.csv, blocks.csv, README.md and figures of RUN_DIR."""
-    from ..analysis import analyze_run
+    import pathlib
 
-    summary = analyze_run(run_dir, flips=flips, splits=splits, seed=seed, thresholds=thresholds,
-                          figures=not no_figures)
+    from ..analysis import MANIFEST, analyze_run, read_manifest
+    from ..config import config_from_manifest
+
+    config = config_from_manifest(read_manifest(pathlib.Path(run_dir)), str(pathlib.Path(run_dir) / MANIFEST))
+    config = config.evolve(**{STATS_OPTIONS[k]: v for k, v in stats.items() if v is not None})
+    summary = analyze_run(run_dir, config, figures=not no_figures)
     echo_summary(summary, run_dir, figures=not no_figures)
     if summary.get("interpreter_error"):
         from ..errors import PlantainError

@@ -34,6 +34,8 @@ def cli(paths, spec_dirs):
             checked += 1
             if not entry.ok:
                 problems += entry.problems or [f"{entry.path}: {entry.error}"]
+    # A plugin that failed to load can hide specs or the generator a spec names: not OK.
+    problems += [f"plugin: {f.describe()}" for f in get_registry().failures]
     if problems:
         for line in problems:
             click.echo(line, err=True)

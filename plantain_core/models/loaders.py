@@ -37,6 +37,11 @@ class LoadedModel:
 
         return dtype_name(self.dtype)
 
+    @property
+    def model_arg(self) -> str:
+        """The ``--model`` value that loads this model again."""
+        return "tiny" if self.is_tiny else self.id
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "id": self.id, "revision": self.revision}
 

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from ..fsutil import atomic_write_text
 from .causal_section import causal_section
+from .reproduce import reproduce_section
 
 CARD = "README.md"
 DEFAULT_TAGS = ("interpretability", "per-unit-attention", "paired-prompt-probe", "flux2", "plantain")
@@ -251,7 +252,7 @@ def default_interpretation(name, s, direction) -> str:
     return text
 
 
-def write_card(run_dir, summary: Mapping[str, Any], manifest: Mapping[str, Any], spec, interpretation,
+def write_card(run_dir, summary: Mapping[str, Any], manifest: Mapping[str, Any], config, interpretation,
                figs: Mapping[str, Mapping[str, str]]) -> pathlib.Path:
     spec_data = dict(manifest.get("spec") or {})
     title = spec_data.get("title") or spec_data.get("name") or "plantain probe"
@@ -279,7 +280,7 @@ def write_card(run_dir, summary: Mapping[str, Any], manifest: Mapping[str, Any],
     lines += causal
     lines += confounds_section(summary)
     lines += limitations_section(summary, manifest, m, causal=bool(causal))
-    lines += reproduce_section(summary, manifest, spec_data, m, run_dir)
+    lines += reproduce_section(summary, manifest, config, run_dir)
     lines += ["## License", "", "Apache 2.0 (this card and its numbers); the model keeps its own license.", ""]
     return atomic_write_text(pathlib.Path(run_dir) / CARD, "\n".join(lines))
 
@@ -324,23 +325,4 @@ def limitations_section(summary, manifest, m, causal: bool = False) -> list[str]
     if s16 is not None:
         mlp = f" ({s16['mlp_units']:,} of {s16['n_units']:,} are MLP channels)" if s16.get("mlp_units") is not None else ""
         out.append(f"- `slices16` units are not attention heads{mlp}. Use `heads` for claims about attention heads.")
-    return out + [""]
-
-
-def reproduce_section(summary, manifest, spec_data, m, run_dir) -> list[str]:
-    st = summary.get("stats", {})
-    layouts = ",".join(summary.get("layouts", {}))
-    name = spec_data.get("name", "PROBE")
-    dtype = f" --dtype {manifest['dtype']}" if manifest.get("dtype") else ""
-    cmd = (f"plantain run {name} --model {m['name'] if m['tiny'] else m['id']} --seed {manifest.get('seed', 0)} "
-           f"--units {layouts}{dtype} --flips {st.get('flips')} --splits {st.get('splits')}")
-    versions = {k: v for k, v in manifest.items() if k.endswith("_version") and isinstance(v, str)}
-    versions.update({f"{k}": v for k, v in (manifest.get("versions") or {}).items()})
-    vtext = ", ".join(f"{k.replace('_version', '')} {v}" for k, v in sorted(versions.items()))
-    out = ["## Reproduce", "", "```", cmd, f"plantain report {pathlib.Path(run_dir).name}"
-           + (f" --seed {st.get('seed')}" if st.get("seed") != manifest.get("seed", 0) else ""), "```", ""]
-    if vtext:
-        out.append(f"Versions: {vtext}; statistics by plantain {summary.get('plantain_version')}.")
-    if manifest.get("spec_sha256"):
-        out.append(f"Spec sha256: `{manifest['spec_sha256']}`.")
     return out + [""]

@@ -1,0 +1,123 @@
+"""One probe run from start to card: the run folder, the capture, statistics and status.
+
+``plantain run`` and the Python API's ``run()`` both come here, so a run made from a
+notebook and one made from the shell write the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import shutil
+from typing import Any, Mapping
+
+import attrs
+
+from .config import RunConfig, config_from_manifest
+from .errors import PlantainError
+from .fsutil import atomic_write_json
+
+MANIFEST = "manifest.json"
+
+
+def _slug(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", pathlib.Path(model).name if "/" in model else model).strip("-") or "model"
+
+
+def default_out(name: str, model: str, seed: int) -> pathlib.Path:
+    return pathlib.Path("runs") / f"{name}-{_slug(model)}-seed{seed}"
+
+
+def update_manifest(out: pathlib.Path, **fields) -> None:
+    """Add fields to the run's manifest (atomically), e.g. the final status."""
+    path = out / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest.update(fields)
+    atomic_write_json(path, manifest)
+
+
+def build_config(probe: str, given: Mapping[str, Any], out: str | os.PathLike | None, resume: bool) -> RunConfig:
+    """The config of a run from the options the user gave. A resumed run starts from the
+    config its manifest records, so ``--resume`` needs no other option; a given option
+    that changes the captures is refused by the runner's resume check."""
+    manifest_path = pathlib.Path(out) / MANIFEST if out is not None else None
+    if resume and manifest_path is not None and manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise PlantainError(f"cannot resume {out}: {MANIFEST} is unreadable ({exc}); start a new run in "
+                                f"another --out") from None
+        if not isinstance(manifest, dict):
+            raise PlantainError(f"cannot resume {out}: {MANIFEST} is not a plantain manifest")
+        recorded = config_from_manifest(manifest, str(manifest_path))
+        return recorded.evolve(probe=probe, **dict(given))
+    return RunConfig.from_keywords(probe, given)
+
+
+@attrs.frozen
+class Outcome:
+    """What :func:`execute` did: the run folder, the config it ran under, summary.json's content."""
+
+    out: pathlib.Path
+    config: RunConfig
+    summary: dict
+
+
+def prepare_out(out: pathlib.Path, resume: bool) -> bool:
+    """Check ``out`` can take this run; True when the folder is new (so a failure before
+    any capture removes it again). ``--resume`` on a missing or empty folder starts the run."""
+    if out.exists() and not out.is_dir():
+        raise PlantainError(f"--out {out} is a file, not a folder; choose another --out")
+    created = not out.exists()
+    if not created and any(out.iterdir()):
+        if not resume:
+            raise PlantainError(f"--out {out} exists and is not empty; pass --resume to continue it or choose "
+                                "another --out")
+        if not (out / MANIFEST).is_file():
+            raise PlantainError(f"--resume: {out} holds no plantain run (no {MANIFEST}) and is not empty; "
+                                "choose another --out")
+    return created
+
+
+def execute(probe, config: RunConfig, out=None, *, resume: bool = False, progress: bool = True,
+            figures: bool = True, model=None) -> Outcome:
+    """Capture ``probe`` under ``config`` into ``out`` (default ``runs/<probe>-<model>-seed<seed>``),
+    then statistics, result files and card. ``model``: an already loaded bundle.
+
+    An interpreter that fails marks the run failed and raises after every other file is
+    written; an interruption (Ctrl-C, SIGTERM) marks it interrupted and propagates.
+    """
+    from .analysis import analyze_run
+    from .runner import run_probe
+
+    spec = probe.spec
+    out = pathlib.Path(out) if out is not None else default_out(spec.name, config.model or spec.model.id, config.seed)
+    created = prepare_out(out, resume)
+    try:
+        manifest = run_probe(probe, out, config, resume=resume, progress=progress, model=model)
+        config = RunConfig.from_dict(manifest["config"])
+        summary = analyze_run(out, config, figures=figures)
+    except BaseException:
+        # Leave nothing half-written: a run that failed before capturing anything is removed.
+        if created and out.exists() and not any((out / "captures").glob("*.npz")):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    error = summary.get("interpreter_error")
+    if error:
+        # The statistics, result files and card are written; the plugin's analyses are not.
+        update_manifest(out, status="failed", error=error)
+        raise InterpreterFailed(error, Outcome(out, config, summary))
+    update_manifest(out, status="complete")
+    return Outcome(out, config, summary)
+
+
+class InterpreterFailed(PlantainError):
+    """The probe ran and its statistics and card were written, but the interpreter failed."""
+
+    def __init__(self, error: str, outcome: Outcome):
+        self.outcome = outcome
+        resume = outcome.config.command(outcome.out, resume=True)
+        super().__init__(f"{error}; the run is marked failed (statistics, result files and card were written "
+                         f"without its analyses). Fix the plugin, then: {resume}")

@@ -1,0 +1,134 @@
+"""Pairs from a file next to the spec: ``pairs_file = "pairs.csv"`` (CSV, TSV or JSON Lines).
+
+CSV and TSV: a header row naming the columns ``id``, the generator's fields (``a``,
+``b``, ...) and any others, which become the pair's ``meta`` (a cell that reads as a
+number becomes one). An empty cell is a field not given. JSON Lines: one object per
+line with ``id``, the fields, and optionally ``meta`` (an object); other keys go to
+``meta`` too. Every problem names the file and the line.
+
+The file is spec data, so it is held to the spec's folder: a relative path that stays
+inside it, no links out.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import pathlib
+from typing import Any
+
+from .pairtable import Problem, RawPair, read_rows
+
+FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".ndjson": None}
+MAX_BYTES = 512 * 2**20
+
+
+def _locate(value: Any, key: str, spec_dir) -> tuple[pathlib.Path | None, list[Problem]]:
+    if not isinstance(value, str) or not value.strip():
+        return None, [(key, "expected a file name like \"pairs.csv\"")]
+    if spec_dir is None:
+        return None, [(key, "a pairs file needs a spec file to sit next to")]
+    rel = pathlib.PurePath(value)
+    if rel.is_absolute() or ".." in rel.parts:
+        return None, [(key, f"{value!r} must be a relative path inside the spec's folder")]
+    if rel.suffix.lower() not in FORMATS:
+        return None, [(key, f"{value!r}: unknown format; use .csv, .tsv or .jsonl")]
+    base = pathlib.Path(spec_dir).resolve()
+    path = (base / rel).resolve()
+    if not path.is_relative_to(base):
+        return None, [(key, f"{value!r} leads out of the spec's folder (a link?)")]
+    if not path.is_file():
+        return None, [(key, f"pairs file not found: {base / rel}")]
+    if path.stat().st_size > MAX_BYTES:
+        return None, [(key, f"{value!r} is larger than {MAX_BYTES // 2**20} MiB")]
+    return path, []
+
+
+def read_pairs_file(value: Any, fields: tuple[str, ...], *, key: str, spec_dir) -> tuple[list[RawPair], list[Problem]]:
+    """The pairs of ``pairs_file`` ``value`` (relative to ``spec_dir``) and the problems found."""
+    path, problems = _locate(value, key, spec_dir)
+    if path is None:
+        return [], problems
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [(key, f"cannot read {value}: {exc}")]
+    delimiter = FORMATS[path.suffix.lower()]
+    records, lines, problems = (_jsonl(text, value, fields) if delimiter is None else _table(text, value, delimiter, fields))
+    rows, row_problems = read_rows(records, fields, key, where=lambda i: f"{value} line {lines[i]}")
+    if not rows and not problems and not row_problems:
+        problems.append((key, f"{value} holds no pairs"))
+    return rows, problems + row_problems
+
+
+def _number(cell: str) -> Any:
+    for kind in (int, float):
+        try:
+            x = kind(cell)
+        except ValueError:
+            continue
+        return x if math.isfinite(x) else cell
+    return cell
+
+
+def _table(text: str, name: str, delimiter: str, fields: tuple[str, ...]):
+    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter, strict=True)
+    records: list[dict] = []
+    lines: list[int] = []
+    try:
+        header = next(reader, None)
+        if header is None:
+            return [], [], [(f"{name} line 1", "empty file; expected a header row with id, a, b")]
+        header = [h.strip() for h in header]
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        if dupes or "id" not in header:
+            why = f"column {dupes[0]!r} appears twice" if dupes else "no 'id' column"
+            return [], [], [(f"{name} line 1", f"header: {why}; expected columns id, {', '.join(fields)}")]
+        start = reader.line_num + 1
+        for cells in reader:
+            if not any(c.strip() for c in cells):
+                start = reader.line_num + 1
+                continue
+            if len(cells) != len(header):
+                return records, lines, [(f"{name} line {start}", f"{len(cells)} cells, but the header has {len(header)}")]
+            row: dict[str, Any] = {"meta": {}}
+            for col, cell in zip(header, cells):
+                if col == "id" or col in fields:
+                    if cell != "":
+                        row[col] = cell
+                elif cell != "":
+                    row["meta"][col] = _number(cell)
+            records.append(row)
+            lines.append(start)
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        return records, lines, [(f"{name} line {reader.line_num}", f"malformed: {exc}")]
+    return records, lines, []
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _jsonl(text: str, name: str, fields: tuple[str, ...]):
+    records: list[dict] = []
+    lines: list[int] = []
+    problems: list[Problem] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line, parse_constant=_reject_constant)
+        except ValueError as exc:
+            problems.append((f"{name} line {number}", f"invalid JSON: {exc}"))
+            continue
+        if not isinstance(obj, dict):
+            problems.append((f"{name} line {number}", "expected a JSON object like {\"id\": ..., \"a\": ..., \"b\": ...}"))
+            continue
+        extra = {k: obj.pop(k) for k in list(obj) if k not in ("id", "meta") + fields}
+        if extra and isinstance(obj.setdefault("meta", {}), dict):
+            obj["meta"] = {**extra, **obj["meta"]}
+        records.append(obj)
+        lines.append(number)
+    return records, lines, problems
