@@ -3,7 +3,7 @@
 A unit set is one intervention (the top K units, or one matched random control set)
 applied to every probe pass it needs: 2N passes for ``ablate`` (A and B of every pair),
 N for ``patch`` (A only). The benchmark captures a tiny ``text-pair`` run of N pairs,
-then runs ``plantain_core.causal.run_causal`` on it in each mode and records, from the
+then runs ``plantain_core.causal_check.run_causal`` on it in each mode and records, from the
 function's own timings: seconds per unit set, seconds per intervened pass, and the ratio
 of an intervened pass to a clean pass of the same run (the editor's overhead: slice
 read, replacement, copy of the projection input). Wall and process CPU time are both
@@ -43,7 +43,7 @@ def run(quick: bool = False) -> dict:
 
     from plantain_core import ProbeSpec, RunConfig
     from plantain_core.probes import Probe
-    from plantain_core.causal import run_causal
+    from plantain_core.causal_check import CausalOptions, run_causal
     from plantain_core.models import TinyLoader
     from plantain_core.runner import run_probe
 
@@ -70,8 +70,8 @@ def run(quick: bool = False) -> dict:
             rounds = []
             for _ in range(repeats):
                 c0, w0 = time.process_time(), time.perf_counter()
-                data = run_causal(run_dir, model=bundle, top=top, controls=controls, doses=doses, mode=mode,
-                                  ablate_value=value, progress=False, figures=False, report=False)
+                options = CausalOptions(top=top, controls=controls, doses=doses, mode=mode, ablate_value=value)
+                data = run_causal(run_dir, options, model=bundle, progress=False, figures=False, report=False)
                 t = data["timings"]
                 rounds.append({
                     "wall": t["seconds_per_unit_set"], "cpu": t["cpu_seconds_per_unit_set"],

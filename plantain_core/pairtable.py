@@ -21,6 +21,7 @@ with the place each came from, so their own checks name it (``row.at("a")``).
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from typing import Any
@@ -133,8 +134,26 @@ def read_rows(pairs: Any, fields: tuple[str, ...], key: str, where=None) -> tupl
         if not isinstance(meta, dict):
             problems.append((row_key.at("meta"), "expected a table"))
             meta = {}
+        problems += [(row_key.at(f"meta.{k}"), why) for k, why in meta_problems(meta)]
         out.append(RawPair(at, row.get("id"), {k: row[k] for k in fields if k in row}, dict(meta)))
     return out, problems
+
+
+def meta_problems(meta: dict[str, Any]) -> list[Problem]:
+    """Pair meta goes into JSON files (manifest, summary): finite numbers, strings,
+    booleans, arrays and tables only. Returns (key, message) per bad value."""
+    def bad(value) -> str | None:
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{value} is not a finite number (pair meta is written to JSON)"
+        if isinstance(value, dict):
+            return next((b for v in value.values() if (b := bad(v))), None)
+        if isinstance(value, list):
+            return next((b for v in value if (b := bad(v))), None)
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return None
+        return f"a {type(value).__name__} cannot be pair meta (use a string or a number)"
+
+    return [(str(k), why) for k, v in meta.items() if (why := bad(v)) is not None]
 
 
 def _check_id(key: str, row: dict) -> list[Problem]:
@@ -184,6 +203,7 @@ def _expand_template(stimuli: dict[str, Any], fields: tuple[str, ...], key: str)
         if not item_ok:
             continue
         meta = {k: v for k, v in item.items() if k != "id"}
+        problems += [(f"{at}.{k}", why) for k, why in meta_problems(meta)]
         out.append(RawPair(at, item.get("id"), filled, meta))
     return out, problems
 

@@ -12,6 +12,7 @@ working. ``PLANTAIN_STRICT_PLUGINS=1`` makes any such failure fatal;
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import traceback
@@ -275,3 +276,14 @@ def get_registry() -> Registry:
 def reset_registry() -> None:
     global _cached
     _cached = None
+
+
+@contextlib.contextmanager
+def using_registry(registry: Registry):
+    """Make ``registry`` the process-wide one for the block (tests, embedding code)."""
+    global _cached
+    previous, _cached = _cached, registry
+    try:
+        yield registry
+    finally:
+        _cached = previous

@@ -1,16 +1,49 @@
-"""Helpers for testing plantain plugins and specs (used by plantain's own tests).
+"""Helpers for testing plantain plugins and specs in pytest (plantain's own tests use them too).
 
-:func:`write_plugin_dist` lays out an importable module plus a ``.dist-info`` folder with
-an ``entry_points.txt`` under a directory: put that directory on ``sys.path`` (or
-``PYTHONPATH``) and plantain discovers the plugin exactly as an installed package.
+- :func:`run_on_tiny`: run a probe (a name or a spec file) on the embedded ``tiny`` model
+  into a folder and get the :class:`~plantain_core.api.Run` back;
+- :func:`plugins_registered`: make plugin modules that are not installed (yet) visible,
+  beside the installed ones, for the block;
+- :func:`write_plugin_dist`: lay out a module plus a ``.dist-info`` so entry-point
+  discovery sees it exactly as an installed package (put its folder on ``sys.path``);
+- :func:`spec_data` / :func:`write_spec`: a valid spec as a dict or a file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pathlib
 import textwrap
+from typing import Any
 
 import toml
+
+#: Fast statistics for tests: small null and split counts (the numbers stay exact for a seed).
+FAST = {"flips": 50, "splits": 10}
+
+
+def run_on_tiny(probe: str | os.PathLike, out: str | os.PathLike, *, spec_dirs=(), figures: bool = False,
+                **config: Any):
+    """Run ``probe`` on ``tiny`` (CPU, fp32) into ``out`` and return the ``Run``.
+
+    ``config`` are run options as for :func:`plantain_core.run` (``layouts``, ``seed``,
+    ...); flips and splits default to :data:`FAST`. Figures are off unless asked.
+    """
+    from .api import probe as load_probe, run
+
+    options = {"model": "tiny", "device": "cpu", **FAST, **config}
+    return run(load_probe(probe, spec_dirs=spec_dirs), out=out, progress=False, figures=figures, **options)
+
+
+@contextlib.contextmanager
+def plugins_registered(**plugins: Any):
+    """``with plugins_registered(mine=my_plugin_module): ...``: the installed plugins plus
+    these, registered under the given names, for the block."""
+    from .plugins import load_registry, using_registry
+
+    with using_registry(load_registry(extra=plugins.items())) as registry:
+        yield registry
 
 
 def write_plugin_dist(

@@ -68,7 +68,7 @@ def test_installed_example_package_is_discovered(example_site):
     assert warmth["status"] == "OK"
     assert warmth["plugin"] == "example"
     assert warmth["distribution"] == "plantain-example"
-    assert warmth["version"] == "0.2.0"
+    assert warmth["version"] == "0.3.0"
     assert warmth["pairs"] == 6
     assert warmth["kind"] == "text-pair"
     assert {"measure", "otherview", "after", "ray", "dense"} <= set(probes)

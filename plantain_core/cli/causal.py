@@ -33,14 +33,12 @@ from .options import DOSES, LayoutList, check_device, check_dtype
 @click.option("--no-figures", is_flag=True, help="Skip figures/causal_dose.png.")
 @click.option("--no-report", is_flag=True, help="Do not re-render the card (README.md).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def cli(run_dir, top, controls, mode, ablate_value, doses, seed, layouts, model, device, dtype, batch_size,
-        cpu_offload, no_figures, no_report, no_progress):
+def cli(run_dir, no_figures, no_report, no_progress, cpu_offload, **options):
     """Ablate or patch the top units of RUN_DIR's probe; write causal.json and the card's section."""
-    from ..causal import run_causal
+    from ..causal_check import CausalOptions, run_causal
 
-    data = run_causal(run_dir, top=top, controls=controls, mode=mode, ablate_value=ablate_value, doses=doses,
-                      seed=seed, layouts=layouts, model=model, device=device, dtype=dtype, batch_size=batch_size,
-                      offload=cpu_offload, progress=not no_progress, figures=not no_figures, report=not no_report)
+    data = run_causal(run_dir, CausalOptions(offload=cpu_offload, **options), progress=not no_progress,
+                      figures=not no_figures, report=not no_report)
     echo_causal(data, run_dir, figures=not no_figures, report=not no_report)
 
 

@@ -101,11 +101,12 @@ def _run(config: RunConfig, options: dict) -> None:
         raise
     echo_summary(outcome.summary, out, figures=figures)
     if options["causal"]:
-        from ..causal import run_causal
+        from ..causal_check import CausalOptions, run_causal
         from .causal import echo_causal
 
-        data = run_causal(out, model=model, device=config.device, dtype=config.dtype, batch_size=config.batch_size,
-                          offload=config.offload, progress=progress, figures=figures)
+        options = CausalOptions(device=config.device, dtype=config.dtype, batch_size=config.batch_size,
+                                offload=config.offload)
+        data = run_causal(out, options, model=model, progress=progress, figures=figures)
         echo_causal(data, out, figures=figures)
 
 

@@ -1,0 +1,236 @@
+"""``plantain causal RUN_DIR`` over a run folder: reload the run's model, pairs and
+captures, plan the unit sets, run the engine (:mod:`plantain_core.causal`) and write
+``causal.json``, the dose figure and the card's section.
+
+:class:`CausalOptions` holds the check's settings (the ``plantain causal`` options), so
+the command, ``plantain run --causal`` and benchmarks pass one value.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from typing import Any, Sequence
+
+import attrs
+import numpy as np
+
+from . import __version__
+from .causal import (ABLATE_VALUES, CAUSAL_JSON, DEFAULT_CONTROLS, DEFAULT_DOSES, DEFAULT_TOP, MODES, _f,
+                     file_sha256, measure_effects, now, summarize_layout)
+from .errors import PlantainError
+from .unit_sets import plan_layout
+
+
+@attrs.frozen(kw_only=True)
+class CausalOptions:
+    """The causal check's settings; ``None`` means the run's own (seed, layouts, model, dtype)."""
+
+    top: int = DEFAULT_TOP
+    controls: int = DEFAULT_CONTROLS
+    mode: str = "ablate"
+    ablate_value: str = "mean"
+    doses: tuple[int, ...] = attrs.field(default=DEFAULT_DOSES, converter=lambda d: tuple(int(x) for x in d))
+    seed: int | None = None
+    layouts: tuple[str, ...] | None = attrs.field(default=None, converter=lambda v: None if v is None else tuple(v))
+    model: str | None = None
+    device: str = "auto"
+    dtype: str | None = None
+    batch_size: int | None = None
+    offload: bool = False
+
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise PlantainError(f"unknown mode {self.mode!r}; choose from {', '.join(MODES)}")
+        if self.ablate_value not in ABLATE_VALUES:
+            raise PlantainError(f"unknown ablate value {self.ablate_value!r}; choose from {', '.join(ABLATE_VALUES)}")
+        if self.top < 1 or self.controls < 0 or not self.doses or any(d < 1 for d in self.doses):
+            raise PlantainError(f"need top ≥ 1, controls ≥ 0 and doses ≥ 1 "
+                                f"(got {self.top}, {self.controls}, {list(self.doses)})")
+
+
+def _load_run_model(manifest, model, options: CausalOptions, registry):
+    from .models.loaders import LoadedModel, load_model
+
+    if isinstance(model, LoadedModel):
+        return model, []
+    recorded = manifest.get("model") or {}
+    tiny = recorded.get("name") == "tiny"
+    if registry is None:
+        from .plugins import get_registry
+
+        registry = get_registry()
+    name = model or ("tiny" if tiny else recorded.get("id"))
+    if not name:
+        raise PlantainError("the run's manifest records no model; pass --model")
+    bundle = load_model(name, options.device, options.dtype or manifest.get("dtype"), registry=registry,
+                        revision=None if tiny or model else recorded.get("revision"), offload=options.offload)
+    notes = []
+    if (bundle.id, bundle.revision) != (recorded.get("id"), recorded.get("revision")):
+        if not model:
+            raise PlantainError(f"the run was captured on {recorded.get('id')} @ {recorded.get('revision')}, but "
+                                f"{bundle.id} @ {bundle.revision} was loaded; pass --model to use another copy")
+        notes.append(f"the run was captured on {recorded.get('id')} @ {recorded.get('revision')}; this check used "
+                     f"{bundle.id} @ {bundle.revision}")
+    return bundle, notes
+
+
+def pairs_from_manifest(manifest, pair_ids: Sequence[str]) -> list:
+    """The stimuli exactly as the run recorded them (``manifest["pairs"]``), in capture order."""
+    from .stimuli import ImageSource, Pair, Stimulus
+
+    recs = {str(r.get("id")): r for r in manifest.get("pairs") or [] if isinstance(r, dict)}
+    missing = [i for i in pair_ids if i not in recs]
+    if missing:
+        raise PlantainError(f"the manifest records no stimuli for pairs {', '.join(missing[:5])}")
+
+    def stim(rec):
+        img = (rec or {}).get("image")
+        keys = ("path", "prompt", "seed", "steps", "guidance")
+        image = ImageSource(**{k: v for k, v in img.items() if k in keys}) if isinstance(img, dict) else None
+        return Stimulus(prompt=str((rec or {}).get("prompt", "")), image=image)
+
+    return [Pair(i, stim(recs[i].get("a")), stim(recs[i].get("b"))) for i in pair_ids]
+
+
+def run_causal(run_dir, options: CausalOptions = CausalOptions(), *, model=None, progress: bool = True,
+               figures: bool = True, report: bool = True, registry=None) -> dict[str, Any]:
+    """The causal check of a run folder: writes ``causal.json`` (and the dose figure),
+    re-renders the card when ``report``; returns causal.json's content. ``model``: an
+    already loaded bundle (else ``options.model``, else the run's)."""
+    import torch
+
+    from .analysis import load_captures, read_manifest
+    from .fsutil import atomic_write_json
+    from .models.layouts import parse_layouts, transformer_layouts
+    from .passes import PassInputs, auto_batch_size
+    from .stats import paired_t
+
+    options.check()
+    top, controls, mode, ablate_value, doses = (options.top, options.controls, options.mode, options.ablate_value,
+                                                options.doses)
+    seed, layouts, batch_size = options.seed, options.layouts, options.batch_size
+    run_dir = pathlib.Path(run_dir)
+    manifest = read_manifest(run_dir)
+    names = parse_layouts(layouts or manifest.get("layouts"))
+    names = tuple(sorted(names, key=lambda n: n != "heads"))  # heads first
+    seed = int(manifest.get("seed", 0) if seed is None else seed)
+    scope = manifest.get("token_scope", "all")
+    caps = {}
+    for name in names:
+        a, b, units, pair_ids = load_captures(run_dir, name)
+        caps[name] = (a, b, units, pair_ids, paired_t(a - b)[1])
+    pair_ids = caps[names[0]][3]
+    if any(c[3] != pair_ids for c in caps.values()):
+        raise PlantainError(f"{run_dir}: the layouts list their pairs in different orders")
+    pairs, notes = pairs_from_manifest(manifest, pair_ids), []
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    bundle, more = _load_run_model(manifest, model or options.model, options, registry)
+    notes += more
+    timings["load"] = time.perf_counter() - start
+    pipe, transformer = bundle.pipeline, bundle.pipeline.transformer
+    built = transformer_layouts(transformer, names)
+    for name in names:
+        if list(built[name].units) != caps[name][2]:
+            raise PlantainError(f"{run_dir}: the model's `{name}` units differ from the captured ones")
+    height = int(manifest.get("height") or bundle.default_size)
+    width = int(manifest.get("width") or bundle.default_size)
+
+    unit_sets, heads_k, layout_rows = [], {}, {}
+    for ordinal, name in enumerate(names):
+        k, sets, more = plan_layout(built[name], caps[name][4], top=top, doses=doses, controls=controls, seed=seed,
+                                    ordinal=ordinal)
+        notes += more
+        heads_k[name] = k
+        layout_rows[name] = list(range(len(unit_sets), len(unit_sets) + len(sets)))
+        unit_sets += sets
+    if not unit_sets:
+        raise PlantainError(f"{run_dir}: no unit with a finite t in {', '.join(names)}; nothing to test")
+
+    seed_run = int(manifest.get("seed", 0))  # the run's noise seed (``seed`` seeds the controls)
+    start = time.perf_counter()
+    inputs = PassInputs.prepare(bundle, pairs, range(len(pairs)), seed_run, (height, width))
+    timings["encode"] = time.perf_counter() - start
+    n_latent = PassInputs.latent_tokens(pipe, (height, width))
+    batch_size = batch_size or auto_batch_size(bundle, inputs.tokens)
+
+    def forward(items):
+        return inputs.forward(items)[:, :n_latent].reshape(len(items), -1).float()
+
+    check = {name: 0.0 for name in names}
+
+    def on_clean(items, rows):
+        for name in names:
+            a, b = caps[name][0], caps[name][1]
+            ref = np.stack([(a if s == 0 else b)[i] for i, s in items])
+            scale = max(float(np.abs(ref).max()), 1e-30)
+            check[name] = max(check[name], float(np.abs(rows[name] - ref).max()) / scale)
+
+    result = measure_effects(transformer, forward, len(pairs), unit_sets, built, scope, mode=mode,
+                             ablate_value=ablate_value, batch_pairs=max(1, batch_size // 2), group=inputs.groups,
+                             on_clean=on_clean, progress=progress)
+    timings.update(result["timings"])
+    tol = 1e-4 if bundle.dtype == torch.float32 else 5e-2
+    for name, dev in check.items():
+        if dev > tol:
+            notes.append(f"the clean passes reproduce the run's `{name}` captures only to a relative {dev:.2g} "
+                         "(another device, dtype or batch size?)")
+    if result["mean_shapes"] and result["mean_shapes"] > 1:
+        notes.append("passes differ in sequence length (conditioning images of different sizes): the mean is "
+                     "taken over the stimuli of the same length")
+    sep = result["separation"]
+    if (sep <= 0).any():
+        notes.append(f"{int((sep <= 0).sum())} pairs have identical clean outputs for A and B and are left out")
+    n_sets = len(unit_sets)
+    spec = manifest.get("spec") or {}
+    out = {
+        "plantain_version": __version__,
+        "created": now(),
+        "probe": spec.get("name"),
+        "direction": list(spec.get("direction", ["A", "B"])),
+        "model": manifest.get("model"),
+        "check_model": bundle.describe(),
+        "device": bundle.device,
+        "dtype": bundle.dtype_name,
+        "mode": mode,
+        "ablate_value": ablate_value if mode == "ablate" else None,
+        "top": int(top),
+        "controls": int(controls),
+        "doses": [int(d) for d in doses],
+        "seed": seed,
+        "run_seed": seed_run,
+        "token_scope": scope,
+        "height": height,
+        "width": width,
+        "n_pairs": len(pairs),
+        "output": "transformer output (predicted velocity) at the probe step, noisy-latent tokens only",
+        "clean": {"pair_ids": list(pair_ids), "separation": [_f(x) for x in sep],
+                  "separation_mean": _f(sep.mean()),
+                  "capture_check_max_rel_diff": {n: _f(v) for n, v in check.items()}},
+        "layouts": {name: summarize_layout(built[name], caps[name][4], heads_k[name],
+                                           [unit_sets[r] for r in rows], result["effect"][rows],
+                                           result["output_change"][rows], controls)
+                    for name, rows in layout_rows.items() if rows},
+        "captures_sha256": {n: file_sha256(run_dir / "captures" / f"{n}.npz") for n in names},
+        "timings": {
+            **{k: round(v, 4) for k, v in timings.items()},
+            "unit_sets": n_sets,
+            "passes_per_unit_set": result["passes"]["per_unit_set"],
+            "seconds_per_unit_set": round(timings["interventions"] / n_sets, 5),
+            "cpu_seconds_per_unit_set": round(timings["interventions_cpu"] / n_sets, 5),
+            "batch_size": int(batch_size),
+        },
+        "notes": notes,
+    }
+    atomic_write_json(run_dir / CAUSAL_JSON, out)
+    if figures:
+        from .report.causal_section import write_causal_figure
+
+        write_causal_figure(run_dir, out)
+    if report:
+        from .analysis import analyze_run
+
+        analyze_run(run_dir, figures=any((run_dir / "figures").glob("*_t_heatmap.png")), registry=registry)
+    return out
