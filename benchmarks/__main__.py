@@ -109,7 +109,7 @@ def main(argv=None) -> int:
 
 #: figure -> module whose ``run(quick)`` measures it (memory and full-klein take more options).
 MODULES = {"capture": "capture_bench", "throughput": "throughput_bench", "stats": "stats_bench",
-           "nnsight": "nnsight_bench", "encode": "encode_bench", "causal": "causal_bench"}
+           "nnsight": "nnsight_bench", "encode": "encode_bench", "causal": "causal_bench", "specs": "spec_bench"}
 
 
 def run_figure(name: str, args) -> dict[str, Any]:
@@ -169,6 +169,13 @@ def table_rows(f: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(_row("throughput", "ceiling: naive loop / model-compute floor", p["ratio_naive_over_floor"]))
         rows.append(_row("throughput", "run_probe / model-compute floor", p["ratio_plantain_over_floor"]))
         rows.append(_row("throughput", "run_probe passes/s", p["plantain_passes_per_s"], unit="/s"))
+    if "specs" in f:
+        s = f["specs"]
+        for name, q in s["validate_s"].items():
+            rows.append(_row("specs", f"validate {s['pairs']:,} pairs ({name})", q, unit="s",
+                             target=f"<= {s['target_max_s']:g}", met=q["median"] <= s["target_max_s"]))
+        for name, q in s["parse_s"].items():
+            rows.append(_row("specs", f"parse {s['parse_pairs']:,} inline pairs with {name}", q, unit="s"))
     if "causal" in f:
         for mode, m in f["causal"]["modes"].items():
             rows.append(_row("causal", f"tiny {mode}: s per unit set ({m['passes_per_unit_set']} passes)",

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from plantain_core.cli import main
 from plantain_core.errors import PluginError
 from plantain_core.plugins import get_registry, load_registry
-from plantain_core.testing import write_plugin_dist
+from plantain_core.testing import spec_data, write_plugin_dist, write_spec
 
 from conftest import run_cli
 
@@ -151,3 +151,104 @@ def test_listing_does_not_import_torch():
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_name_registered_twice_makes_every_probe_using_it_an_error(plugin_path):
+    write_plugin_dist(plugin_path, "dup_plug", DUPLICATE, distribution="dup-plug", version="1.2")
+    both = "provided by core (plantain 0.1.0) and by dup_plug (dup-plug 1.2)"
+    listing = json.loads(CliRunner().invoke(main, ["list", "--json"]).stdout)
+    status = {p["name"]: (p["status"], p["error"]) for p in listing["probes"]}
+    for name in ("dense", "ray"):  # the text-pair probes
+        assert status[name][0] == "ERROR" and both in status[name][1], status[name]
+    assert status["measure"] == ("OK", None)  # another generator keeps working
+    shown = CliRunner().invoke(main, ["show", "ray"])
+    assert shown.exit_code == 1 and both in shown.stderr
+    checked = CliRunner().invoke(main, ["validate"])
+    assert checked.exit_code == 1 and both in checked.stderr
+    assert "Error: " in checked.stderr and checked.stderr.count("dense.toml: generator: duplicate generator") == 1
+    ran = CliRunner().invoke(main, ["run", "ray", "--model", "tiny", "--out", str(plugin_path / "run")])
+    assert ran.exit_code == 1 and both in ran.stderr and not (plugin_path / "run").exists()
+
+
+def test_a_plugin_that_fails_to_import_fails_validate_and_explains_unknown_probes(plugin_path):
+    write_plugin_dist(plugin_path, "broken_plug", BROKEN_IMPORT, distribution="broken-plug", version="9.9")
+    checked = CliRunner().invoke(main, ["validate"])
+    assert checked.exit_code == 1
+    assert "plugin: plugin broken_plug (broken-plug 9.9) failed at import: RuntimeError: boom at import" in checked.stderr
+    ran = CliRunner().invoke(main, ["run", "negation", "--model", "tiny"])
+    assert ran.exit_code == 1
+    assert ran.stderr.splitlines()[-1].startswith("Error: unknown probe 'negation'")
+    assert ran.stderr.splitlines()[-1].endswith(
+        "; plugins that failed to load: plugin broken_plug (broken-plug 9.9) failed at import: RuntimeError: boom at import")
+
+
+GENERATOR_CRASH = """
+from plantain_core import hookimpl
+
+class Crashing:
+    description = "validates, then cannot build pairs when the probe runs"
+    calls = 0
+    def validate(self, stimuli, spec_dir):
+        return []
+    def pairs(self, spec):
+        from plantain_core import Pair, Stimulus
+        Crashing.calls += 1
+        if Crashing.calls > 1:  # validation builds the pairs once; the run asks again
+            raise OSError("stimulus server went away")
+        return [Pair(f"p{i}", Stimulus(f"a {i}"), Stimulus(f"b {i}")) for i in range(3)]
+
+class BadValidate:
+    description = "returns garbage from validate"
+    def validate(self, stimuli, spec_dir):
+        return ["not a pair"]
+    def pairs(self, spec):
+        return []
+
+class BadPairs:
+    description = "returns integer ids"
+    def validate(self, stimuli, spec_dir):
+        return []
+    def pairs(self, spec):
+        from plantain_core import Pair, Stimulus
+        return [Pair(i, Stimulus(f"a {i}"), Stimulus(f"b {i}")) for i in range(3)]
+
+@hookimpl
+def plantain_register_generators(register):
+    register("crashing", Crashing())
+    register("bad-validate", BadValidate())
+    register("bad-pairs", BadPairs())
+"""
+
+
+def test_generator_faults_name_plugin_distribution_and_version(plugin_path, tmp_path):
+    write_plugin_dist(plugin_path, "gen_plug", GENERATOR_CRASH, distribution="gen-plug", version="2.0")
+    who = "generator {!r} from plugin gen_plug (gen-plug 2.0)"
+    for generator, said in (("bad-validate", who.format("bad-validate") + " failed to validate: TypeError: "
+                                             "validate() must return (key path, message) string pairs"),
+                            ("bad-pairs", who.format("bad-pairs") + ": pair 0 has id 0; ids must be non-empty "
+                                          "printable strings")):
+        spec = write_spec(tmp_path / generator, "probe", spec_data("probe", generator=generator))
+        checked = CliRunner().invoke(main, ["validate", str(spec)])
+        assert checked.exit_code == 1 and said in checked.stderr, checked.stderr
+        assert "Traceback" not in checked.stderr
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_debug_shows_the_plugin_traceback_of_a_crash(plugin_path, tmp_path, how):
+    write_plugin_dist(plugin_path, "gen_plug", GENERATOR_CRASH, distribution="gen-plug", version="2.0")
+    spec = write_spec(tmp_path, "probe", spec_data("probe", generator="crashing"))
+    said = ("Error: generator 'crashing' from plugin gen_plug (gen-plug 2.0) failed to build the pairs of "
+            f"{spec}: OSError: stimulus server went away")
+
+    def run(*extra, env=None):
+        type(get_registry().generators["crashing"].obj).calls = 0
+        return CliRunner().invoke(main, ["run", str(spec), "--model", "tiny", "--out", str(tmp_path / "run"), *extra],
+                                  env=env)
+
+    plain = run()
+    assert plain.exit_code == 1 and plain.stderr.strip() == said
+    debug = run("--debug") if how == "flag" else run(env={"PLANTAIN_DEBUG": "1"})
+    assert debug.exit_code == 1 and debug.stderr.strip().endswith(said)
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert 'raise OSError("stimulus server went away")' in debug.stderr  # the plugin's own line
+    assert not (tmp_path / "run").exists()
