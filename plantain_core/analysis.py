@@ -18,7 +18,9 @@ from . import __version__
 from .config import RunConfig, config_from_manifest
 from .errors import PlantainError
 from .interpretation import Interpretation
+from .manifest import check_manifest
 from .results import json_safe, write_results
+from .runfolder import check_run_folder, inside, locked, settle, staged
 from .stats import LayoutStats, compute_layout_stats, count_mlp_units
 
 MANIFEST = "manifest.json"
@@ -51,23 +53,23 @@ class ProbeResult:
 
 
 def read_manifest(run_dir: pathlib.Path) -> dict[str, Any]:
+    """The manifest of a run folder that passed :func:`~plantain_core.runfolder.check_run_folder`
+    (and whose interrupted report, if any, was finished)."""
+    run_dir = check_run_folder(run_dir)
+    settle(run_dir)
     path = run_dir / MANIFEST
-    if not run_dir.is_dir():
-        raise PlantainError(f"run folder not found: {run_dir}")
     if not path.is_file():
         raise PlantainError(f"{path} not found: not a plantain run folder (expected manifest.json and captures/)")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise PlantainError(f"{path}: cannot read manifest: {exc}") from exc
-    if not isinstance(manifest, dict):
-        raise PlantainError(f"{path}: manifest must be a JSON object")
-    return manifest
+    return check_manifest(manifest, str(path))
 
 
 def load_captures(run_dir: pathlib.Path, layout: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """``a``, ``b`` (N×U), unit names and pair ids of one layout; errors if incomplete."""
-    path = run_dir / CAPTURES / f"{layout}.npz"
+    path = inside(run_dir, CAPTURES, f"{layout}.npz")
     if not path.is_file():
         raise PlantainError(f"{path} not found: layout {layout!r} was not captured in this run")
     try:
@@ -95,57 +97,59 @@ def load_captures(run_dir: pathlib.Path, layout: str) -> tuple[np.ndarray, np.nd
     return a, b, units, pair_ids
 
 
-def rebuild_spec_and_pairs(manifest: Mapping[str, Any], registry, pair_ids: Sequence[str]):
-    """The spec and pairs for the interpreter, in capture order, plus notes on fallbacks.
-
-    First choice: re-validate the recorded spec and ask its generator for the pairs.
-    When that fails (spec file moved, generator plugin gone) the spec is rebuilt from
-    the manifest without validation and the pairs from the manifest's pair records.
-    """
-    from .spec import ModelSettings, ProbeSpec, parse_spec
+def pairs_from_manifest(manifest: Mapping[str, Any], pair_ids: Sequence[str]) -> list:
+    """The stimuli exactly as the run recorded them (``manifest["pairs"]``), in capture order."""
     from .stimuli import ImageSource, Pair, Stimulus
 
-    notes: list[str] = []
-    data = manifest.get("spec") or {}
-    spec = pairs = None
-    try:
-        spec, problems = parse_spec(dict(data), pathlib.Path(manifest.get("spec_path") or f"{data.get('name', 'probe')}.toml"), registry)
-        if problems:
-            notes.append("spec could not be re-validated (" + "; ".join(f"{k}: {m}" for k, m in problems[:3]) + ")")
-            spec = None
-        else:
-            pairs = list(registry.get("generator", spec.generator).obj.pairs(spec))
-    except Exception as exc:
-        notes.append(f"spec could not be re-validated ({type(exc).__name__}: {exc})")
-        spec = None
-    if spec is None and data.get("name"):
-        model = data.get("model") or {}
-        spec = ProbeSpec(
-            name=data["name"], generator=data.get("generator", "?"), stimuli=data.get("stimuli", {}),
-            title=data.get("title", data["name"]), description=data.get("description", ""),
-            interpreter=data.get("interpreter", "default"), direction=tuple(data.get("direction", ("A", "B"))),
-            tags=tuple(data.get("tags", ())), model=ModelSettings(**{k: v for k, v in model.items() if k in ("id", "revision", "height", "width")}),
-            path=manifest.get("spec_path"),
-        )
+    records = manifest.get("pairs")
+    recs = {str(r.get("id")): r for r in records if isinstance(r, dict)} if isinstance(records, list) else {}
+    missing = [i for i in pair_ids if i not in recs]
+    if missing:
+        raise PlantainError(f"the manifest records no stimuli for pairs {', '.join(missing[:5])}")
 
     def stim(rec):
-        rec = rec or {}
+        rec = rec if isinstance(rec, dict) else {}
         img = rec.get("image")
         keys = ("path", "prompt", "seed", "steps", "guidance")
         image = ImageSource(**{k: v for k, v in img.items() if k in keys}) if isinstance(img, dict) else None
         return Stimulus(prompt=str(rec.get("prompt", "")), image=image)
 
-    by_id = {p.id: p for p in pairs or []}
-    if pairs is None or set(by_id) != set(pair_ids):
-        try:
-            recs = {str(r["id"]): r for r in manifest.get("pairs", [])}
-            by_id = {i: Pair(i, stim(recs[i].get("a")), stim(recs[i].get("b")), dict(recs[i].get("meta") or {})) for i in pair_ids}
-            if pairs is not None:
-                notes.append("the generator's pairs differ from the captured ones; using the manifest's pair records")
-        except Exception as exc:
-            notes.append(f"pairs could not be rebuilt ({type(exc).__name__}: {exc})")
-            return spec, None, notes
-    return spec, [by_id[i] for i in pair_ids], notes
+    meta = {i: recs[i].get("meta") for i in pair_ids}
+    return [Pair(i, stim(recs[i].get("a")), stim(recs[i].get("b")), dict(meta[i]) if isinstance(meta[i], dict) else {})
+            for i in pair_ids]
+
+
+def rebuild_spec_and_pairs(manifest: Mapping[str, Any], registry, pair_ids: Sequence[str]):
+    """The spec and pairs the interpreter sees: as the run recorded them (the pairs that
+    were captured, in capture order), plus notes on what could not be rebuilt.
+
+    Nothing is re-read from the spec's files: a run folder is reported where its spec,
+    pairs file or images may not be.
+    """
+    from .spec import ModelSettings, ProbeSpec
+
+    notes: list[str] = []
+    data = manifest.get("spec") if isinstance(manifest.get("spec"), Mapping) else {}
+    spec = None
+    try:
+        model = data.get("model") or {}
+        spec = ProbeSpec(
+            name=str(data["name"]), generator=str(data.get("generator", "?")), stimuli=dict(data.get("stimuli") or {}),
+            title=str(data.get("title", data["name"])), description=str(data.get("description", "")),
+            interpreter=str(data.get("interpreter", "default")),
+            direction=tuple(str(d) for d in data.get("direction", ("A", "B"))),
+            tags=tuple(str(t) for t in data.get("tags", ())),
+            model=ModelSettings(**{k: v for k, v in model.items() if k in ("id", "revision", "height", "width")}),
+        )
+    except Exception as exc:
+        notes.append(f"the spec could not be rebuilt from the manifest ({type(exc).__name__}: {exc})")
+
+    try:
+        pairs = pairs_from_manifest(manifest, pair_ids)
+    except Exception as exc:
+        notes.append(f"pairs could not be rebuilt ({type(exc).__name__}: {exc})")
+        pairs = None
+    return spec, pairs, notes
 
 
 def interpret(spec, pairs, result: ProbeResult, registry) -> tuple[Interpretation | None, list[str], str | None]:
@@ -211,17 +215,22 @@ def analyze_run(run_dir, config: RunConfig | None = None, *, figures: bool = Tru
     ``config`` (default: the one the manifest records) supplies the statistics options:
     flips, splits, thresholds and the seed of flips and splits.
     """
-    from .report.card import write_card
-
     run_dir = pathlib.Path(run_dir)
-    manifest = read_manifest(run_dir)
-    if config is None:
-        config = config_from_manifest(manifest, str(run_dir / MANIFEST))
+    with locked(run_dir):
+        manifest = read_manifest(run_dir)
+        if config is None:
+            config = config_from_manifest(manifest, str(run_dir / MANIFEST))
+        return _analyze(run_dir, manifest, config, figures, registry)
+
+
+def _analyze(run_dir: pathlib.Path, manifest: dict, config: RunConfig, figures: bool, registry) -> dict[str, Any]:
+    from .fsutil import atomic_write_text
+    from .report.card import CARD, render_card
+    from .report.causal_section import causal_section
+
     options = {"flips": config.flips, "splits": config.splits, "seed": config.effective_stats_seed,
                "thresholds": list(config.thresholds)}
-    names = list(manifest.get("layouts") or sorted(p.stem for p in (run_dir / CAPTURES).glob("*.npz")))
-    if not names:
-        raise PlantainError(f"{run_dir}: no layouts recorded in the manifest and no captures/*.npz")
+    names = config.layouts  # checked names: a manifest cannot point the reads elsewhere
 
     layouts: dict[str, LayoutStats] = {}
     pair_ids: list[str] | None = None
@@ -275,11 +284,14 @@ def analyze_run(run_dir, config: RunConfig | None = None, *, figures: bool = Tru
     if notes:
         summary["notes"] = notes
 
-    write_results(run_dir, summary, layouts)
-    figs: dict[str, dict[str, str]] = {}
-    if figures:
-        from .report.figures import write_figures
+    causal = causal_section(run_dir, config.layouts)
+    with staged(run_dir) as stage:  # every output of this report lands together, or none does
+        write_results(stage, summary, layouts)
+        figs: dict[str, dict[str, str]] = {}
+        if figures:
+            from .report.figures import write_figures
 
-        figs = write_figures(run_dir, layouts)
-    write_card(run_dir, json_safe(summary), manifest, config, interp, figs)
+            figs = write_figures(stage, layouts)
+        card = render_card(run_dir.name, json_safe(summary), manifest, config, interp, figs, causal)
+        atomic_write_text(stage / CARD, card)
     return json_safe(summary)

@@ -19,6 +19,10 @@ from . import __version__
 from .causal import (ABLATE_VALUES, CAUSAL_JSON, DEFAULT_CONTROLS, DEFAULT_DOSES, DEFAULT_TOP, MODES, _f,
                      file_sha256, measure_effects, now, summarize_layout)
 from .errors import PlantainError
+from .config import config_from_manifest
+from .images import get_images
+from .runner import check_images, image_record
+from .runfolder import locked
 from .unit_sets import plan_layout
 
 
@@ -75,22 +79,31 @@ def _load_run_model(manifest, model, options: CausalOptions, registry):
     return bundle, notes
 
 
-def pairs_from_manifest(manifest, pair_ids: Sequence[str]) -> list:
-    """The stimuli exactly as the run recorded them (``manifest["pairs"]``), in capture order."""
-    from .stimuli import ImageSource, Pair, Stimulus
+def run_pairs(manifest, config, pair_ids: Sequence[str], notes: list[str]) -> list:
+    """The run's pairs for new passes. The manifest names image files relative to their
+    spec (it carries no local paths), so pairs with image files come from the probe as
+    it resolves here, and must match the recorded stimuli."""
+    from .analysis import pairs_from_manifest
 
-    recs = {str(r.get("id")): r for r in manifest.get("pairs") or [] if isinstance(r, dict)}
-    missing = [i for i in pair_ids if i not in recs]
-    if missing:
-        raise PlantainError(f"the manifest records no stimuli for pairs {', '.join(missing[:5])}")
+    pairs = pairs_from_manifest(manifest, pair_ids)
+    if not any(s.image is not None and s.image.path is not None for p in pairs for s in p.stimuli()):
+        return pairs
+    from .probes import load_probe
 
-    def stim(rec):
-        img = (rec or {}).get("image")
-        keys = ("path", "prompt", "seed", "steps", "guidance")
-        image = ImageSource(**{k: v for k, v in img.items() if k in keys}) if isinstance(img, dict) else None
-        return Stimulus(prompt=str((rec or {}).get("prompt", "")), image=image)
-
-    return [Pair(i, stim(recs[i].get("a")), stim(recs[i].get("b"))) for i in pair_ids]
+    try:
+        local = {p.id: p for p in load_probe(config.probe).pairs}
+    except PlantainError as exc:
+        raise PlantainError(f"the run conditions on image files, which its folder names relative to the spec; "
+                            f"plantain causal needs the probe {config.probe!r} as the run saw it ({exc})") from None
+    rebuilt = []
+    for p in pairs:
+        mine = local.get(p.id)
+        if mine is None or (mine.a.prompt, mine.b.prompt) != (p.a.prompt, p.b.prompt):
+            raise PlantainError(f"probe {config.probe!r} here has other pairs than the run (pair {p.id!r}); "
+                                "plantain causal needs the spec the run was made from")
+        rebuilt.append(mine)
+    notes.append(f"image files taken from probe {config.probe!r} as it resolves here (checked by sha256)")
+    return rebuilt
 
 
 def run_causal(run_dir, options: CausalOptions = CausalOptions(), *, model=None, progress: bool = True,
@@ -98,6 +111,12 @@ def run_causal(run_dir, options: CausalOptions = CausalOptions(), *, model=None,
     """The causal check of a run folder: writes ``causal.json`` (and the dose figure),
     re-renders the card when ``report``; returns causal.json's content. ``model``: an
     already loaded bundle (else ``options.model``, else the run's)."""
+    options.check()
+    with locked(run_dir):
+        return _run_causal(pathlib.Path(run_dir), options, model, (progress, figures, report), registry)
+
+
+def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, registry) -> dict[str, Any]:
     import torch
 
     from .analysis import load_captures, read_manifest
@@ -106,7 +125,7 @@ def run_causal(run_dir, options: CausalOptions = CausalOptions(), *, model=None,
     from .passes import PassInputs, auto_batch_size
     from .stats import paired_t
 
-    options.check()
+    progress, figures, report = flags
     top, controls, mode, ablate_value, doses = (options.top, options.controls, options.mode, options.ablate_value,
                                                 options.doses)
     seed, layouts, batch_size = options.seed, options.layouts, options.batch_size
@@ -123,7 +142,8 @@ def run_causal(run_dir, options: CausalOptions = CausalOptions(), *, model=None,
     pair_ids = caps[names[0]][3]
     if any(c[3] != pair_ids for c in caps.values()):
         raise PlantainError(f"{run_dir}: the layouts list their pairs in different orders")
-    pairs, notes = pairs_from_manifest(manifest, pair_ids), []
+    notes: list[str] = []
+    pairs = run_pairs(manifest, config_from_manifest(manifest), pair_ids, notes)
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -151,7 +171,12 @@ def run_causal(run_dir, options: CausalOptions = CausalOptions(), *, model=None,
 
     seed_run = int(manifest.get("seed", 0))  # the run's noise seed (``seed`` seeds the controls)
     start = time.perf_counter()
-    inputs = PassInputs.prepare(bundle, pairs, range(len(pairs)), seed_run, (height, width))
+    images = get_images(bundle, [s.image for p in pairs for s in p.stimuli() if s.image is not None], height, width)
+    spec_dir = next((pathlib.Path(s.image.path).parent for p in pairs for s in p.stimuli()
+                     if s.image is not None and s.image.path), None)
+    check_images(run_dir, manifest.get("images") or [], [image_record(r, spec_dir) for _, r in images.values()],
+                 doing="check")
+    inputs = PassInputs.prepare(bundle, pairs, range(len(pairs)), seed_run, (height, width), images)
     timings["encode"] = time.perf_counter() - start
     n_latent = PassInputs.latent_tokens(pipe, (height, width))
     batch_size = batch_size or auto_batch_size(bundle, inputs.tokens)

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import PlantainError
+from .runfolder import check_run_folder, settle
 
 Q_LEVEL = 0.05
 
@@ -21,17 +22,30 @@ def _float(cell: str) -> float:
 
 
 def read_run(run_dir: pathlib.Path) -> dict[str, Any]:
+    """A run's per-unit t and q from its result files; anything not as plantain writes
+    them is one error naming the file."""
+    run_dir = check_run_folder(run_dir)
+    settle(run_dir)
     summary_path, units_path = run_dir / "summary.json", run_dir / "units.csv"
     for path in (summary_path, units_path):
         if not path.is_file():
             raise PlantainError(f"{run_dir}: no {path.name}; run `plantain report {run_dir}` first")
-    summary = json.loads(summary_path.read_text())
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        model = summary.get("model") or {}
+        if not isinstance(model, dict):
+            raise ValueError("'model' is not an object")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise PlantainError(f"{summary_path}: not a plantain summary ({exc}); run `plantain report {run_dir}`") from None
     layouts: dict[str, dict[str, tuple[float, float]]] = {}
-    with units_path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            layouts.setdefault(row["layout"], {})[row["unit"]] = (_float(row["t"]), _float(row["q"]))
-    model = summary.get("model") or {}
-    return {"dir": str(run_dir), "probe": summary.get("probe"), "model": model.get("id") or model.get("name"),
+    try:
+        with units_path.open(newline="", encoding="utf-8") as fh:
+            for line, row in enumerate(csv.DictReader(fh), start=2):
+                layouts.setdefault(str(row["layout"]), {})[str(row["unit"])] = (_float(row["t"]), _float(row["q"]))
+    except (OSError, ValueError, KeyError, TypeError, csv.Error) as exc:
+        raise PlantainError(f"{units_path}: not a plantain units table ({type(exc).__name__}: {exc}); "
+                            f"run `plantain report {run_dir}`") from None
+    return {"dir": str(run_dir), "probe": str(summary.get("probe")), "model": str(model.get("id") or model.get("name")),
             "revision": model.get("revision"), "layouts": layouts}
 
 

@@ -18,6 +18,7 @@ import attrs
 from .config import RunConfig, config_from_manifest
 from .errors import PlantainError
 from .fsutil import atomic_write_json
+from .runfolder import OWN_FILES, locked
 
 MANIFEST = "manifest.json"
 
@@ -71,7 +72,7 @@ def prepare_out(out: pathlib.Path, resume: bool) -> bool:
     if out.exists() and not out.is_dir():
         raise PlantainError(f"--out {out} is a file, not a folder; choose another --out")
     created = not out.exists()
-    if not created and any(out.iterdir()):
+    if not created and any(p.name not in OWN_FILES for p in out.iterdir()):
         if not resume:
             raise PlantainError(f"--out {out} exists and is not empty; pass --resume to continue it or choose "
                                 "another --out")
@@ -90,26 +91,31 @@ def execute(probe, config: RunConfig, out=None, *, resume: bool = False, progres
     written; an interruption (Ctrl-C, SIGTERM) marks it interrupted and propagates.
     """
     from .analysis import analyze_run
-    from .runner import run_probe
+    from .runner import preflight, run_probe
 
     spec = probe.spec
+    if model is None:
+        preflight(config.for_spec(spec))
     out = pathlib.Path(out) if out is not None else default_out(spec.name, config.model or spec.model.id, config.seed)
     created = prepare_out(out, resume)
     try:
-        manifest = run_probe(probe, out, config, resume=resume, progress=progress, model=model)
-        config = RunConfig.from_dict(manifest["config"])
-        summary = analyze_run(out, config, figures=figures)
-    except BaseException:
+        with locked(out, create=True):  # a second process on this folder is refused, naming the holder
+            manifest = run_probe(probe, out, config, resume=resume, progress=progress, model=model)
+            config = RunConfig.from_dict(manifest["config"])
+            summary = analyze_run(out, config, figures=figures)
+            error = summary.get("interpreter_error")
+            # The statistics, result files and card are written; a failed interpreter's analyses are not.
+            update_manifest(out, status="failed" if error else "complete", **({"error": error} if error else {}))
+    except BaseException as exc:
         # Leave nothing half-written: a run that failed before capturing anything is removed.
         if created and out.exists() and not any((out / "captures").glob("*.npz")):
             shutil.rmtree(out, ignore_errors=True)
+        if isinstance(exc, OSError):  # the disk, not plantain: name the path and the reason
+            raise PlantainError(f"cannot write the run folder {out}: {exc.strerror or exc}"
+                                f"{f' ({exc.filename})' if exc.filename else ''}") from exc
         raise
-    error = summary.get("interpreter_error")
     if error:
-        # The statistics, result files and card are written; the plugin's analyses are not.
-        update_manifest(out, status="failed", error=error)
         raise InterpreterFailed(error, Outcome(out, config, summary))
-    update_manifest(out, status="complete")
     return Outcome(out, config, summary)
 
 

@@ -64,7 +64,9 @@ def load_image_file(path: str):
         img.load()
     except FileNotFoundError:
         raise PlantainError(f"image file not found: {p}") from None
-    except (OSError, UnidentifiedImageError) as exc:
+    except Image.DecompressionBombError as exc:  # a tiny file that decodes to gigabytes
+        raise PlantainError(f"image {p} is too large to decode safely ({exc})") from None
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise PlantainError(f"cannot read image {p}: {exc}") from None
     record = {"source": "file", "path": str(p), "sha256": hashlib.sha256(data).hexdigest(),
               "width": img.width, "height": img.height}
@@ -94,29 +96,44 @@ def get_image(bundle, source: ImageSource, height: int, width: int, *, cache_dir
     """(PIL image, manifest record) for one source: read the file, or the cache, or generate."""
     if source.path is not None:
         return load_image_file(source.path)
-    from PIL import Image
-
     folder = pathlib.Path(cache_dir) if cache_dir is not None else images_dir()
     fields = key_fields(bundle.id, bundle.revision, source, height, width)
     key = image_key(fields)
     path = folder / f"{key}.png"
     record = {"source": "generated", "key": key, "path": str(path), **fields}
-    if path.is_file():
-        try:
-            img = Image.open(path)
-            img.load()
-            return img.convert("RGB"), {**record, "cached": True}
-        except OSError:
-            pass  # a damaged cache entry is regenerated below
+    cached = _read_cached(path, folder / f"{key}.json")
+    if cached is not None:
+        img, digest = cached
+        return img, {**record, "sha256": digest, "cached": True}
     img = generate_image(bundle, source, height, width)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
     try:
-        atomic_write_bytes(path, buf.getvalue())
-        atomic_write_json(folder / f"{key}.json", fields)
+        atomic_write_bytes(path, data)
+        atomic_write_json(folder / f"{key}.json", {**fields, "sha256": digest})
     except OSError as exc:
         raise PlantainError(f"cannot write the image cache {folder}: {exc}; set {CACHE_ENV} to a writable folder") from None
-    return img, {**record, "cached": False}
+    return img, {**record, "sha256": digest, "cached": False}
+
+
+def _read_cached(path: pathlib.Path, sidecar: pathlib.Path):
+    """(image, sha256) of a cache entry whose bytes still have the hash recorded when it
+    was generated; None (regenerate) for a missing, damaged or swapped entry."""
+    from PIL import Image
+
+    try:
+        data = path.read_bytes()
+        recorded = json.loads(sidecar.read_text(encoding="utf-8")).get("sha256")
+        digest = hashlib.sha256(data).hexdigest()
+        if recorded != digest:  # changed on disk, or written before hashes were recorded
+            return None
+        img = Image.open(io.BytesIO(data))
+        img.load()
+        return img.convert("RGB"), digest
+    except (OSError, ValueError, AttributeError, Image.DecompressionBombError):
+        return None
 
 
 def get_images(bundle, sources, height: int, width: int, *, cache_dir=None) -> dict[ImageSource, tuple[Any, dict]]:

@@ -121,20 +121,19 @@ class PassInputs:
     timestep: Any
     seed: int
     size: tuple[int, int]
-    #: manifest records of the conditioning images (file sha256 or cache key)
-    image_records: list = attrs.field(factory=list)
-
     @classmethod
-    def prepare(cls, bundle, pairs: Sequence[Pair], indices: Sequence[int], seed: int, size: tuple[int, int]):
-        """Images obtained (files or the cache) and encoded, prompts encoded, for the pairs at ``indices``."""
+    def prepare(cls, bundle, pairs: Sequence[Pair], indices: Sequence[int], seed: int, size: tuple[int, int],
+                images: dict | None = None):
+        """Images obtained (files or the cache; or ``images`` from ``get_images``) and
+        encoded, prompts encoded, for the pairs at ``indices``."""
         pipe = bundle.pipeline
         sources = [s.image for i in indices for s in pairs[i].stimuli() if s.image is not None]
-        images = get_images(bundle, sources, size[0], size[1])
+        images = get_images(bundle, sources, size[0], size[1]) if images is None else \
+            {src: images[src] for src in dict.fromkeys(sources)}
         prompts = list(dict.fromkeys(s.prompt for i in indices for s in pairs[i].stimuli()))
         embeds, text_ids, cond = encode_stimuli(pipe, bundle, prompts, images)
         timestep = probe_timestep(pipe, cls.latent_tokens(pipe, size), pipe._execution_device)
-        return cls(pipe, pairs, embeds, text_ids, cond, timestep, int(seed), size,
-                   [rec for _, rec in images.values()])
+        return cls(pipe, pairs, embeds, text_ids, cond, timestep, int(seed), size)
 
     @staticmethod
     def latent_tokens(pipe, size: tuple[int, int]) -> int:

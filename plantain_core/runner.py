@@ -26,6 +26,9 @@ from .devices import check_dtype_supported, resolve_device, resolve_dtype
 from .errors import PlantainError
 from .fsutil import atomic_write_bytes, atomic_write_json
 from .models.loaders import LoadedModel, load_model
+from .runfolder import check_run_folder, locked
+from .images import get_images
+from .manifest import check_manifest
 from .passes import MAX_SEQUENCE_LENGTH, NOISE_SEED_STRIDE, PassInputs, auto_batch_size, noise_seed, token_count
 from .stimuli import IMAGE_GUIDANCE, IMAGE_STEPS, Stimulus
 
@@ -44,8 +47,43 @@ def spec_sha256(spec) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def _stimulus_dict(stim: Stimulus) -> dict[str, Any]:
-    return {"prompt": stim.prompt, "image": stim.image.describe() if stim.image is not None else None}
+def local_name(path: str, spec_dir) -> str:
+    """A file as a published manifest may name it: relative to the spec's folder when it
+    lies inside, else its bare file name (the sha256 beside it identifies it)."""
+    p = pathlib.Path(path)
+    if spec_dir is not None and p.is_relative_to(spec_dir):
+        return p.relative_to(spec_dir).as_posix()
+    return p.name
+
+
+def _stimulus_dict(stim: Stimulus, spec_dir) -> dict[str, Any]:
+    image = stim.image.describe() if stim.image is not None else None
+    if image and "path" in image:
+        image = {"path": local_name(image["path"], spec_dir)}
+    return {"prompt": stim.prompt, "image": image}
+
+
+def image_record(rec: dict, spec_dir) -> dict:
+    """A manifest's record of one conditioning image, without local paths: a file by its
+    name and sha256, a generated image by its cache key, settings and sha256."""
+    out = {k: v for k, v in rec.items() if k != "path"}
+    if rec.get("source") == "file":
+        out = {"source": "file", "file": local_name(rec["path"], spec_dir), **{k: v for k, v in out.items() if k != "source"}}
+    return out
+
+
+def check_images(run_dir: pathlib.Path, old: list, new: list, doing: str = "resume") -> None:
+    """A resumed run (or a causal check) must see the images the run started with (file
+    contents, cache entries), compared by sha256."""
+    before = {r.get("key") or r.get("file"): r.get("sha256") for r in old if isinstance(r, dict)}
+    for rec in new:
+        name = rec.get("key") or rec.get("file")
+        was = before.get(name)
+        if was and rec.get("sha256") and was != rec["sha256"]:
+            what = f"image file {name}" if rec.get("source") == "file" else f"generated image {name[:12]}…"
+            raise PlantainError(f"cannot {doing} {run_dir}: the conditioning {what} changed since the run started "
+                                f"(sha256 was {str(was)[:12]}…, now {rec['sha256'][:12]}…); captures made with both "
+                                "would be mixed. Restore it, or start a new --out")
 
 
 def _write_captures(cap_dir: pathlib.Path, layouts, arrays, pair_ids, done) -> None:
@@ -82,6 +120,7 @@ def _read_old_manifest(run_dir: pathlib.Path, resume: bool) -> dict | None:
     path = run_dir / "manifest.json"
     if not path.is_file():
         return None
+    check_run_folder(run_dir)  # a folder to continue is read like any received folder
     if not resume:
         raise PlantainError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     try:
@@ -89,9 +128,10 @@ def _read_old_manifest(run_dir: pathlib.Path, resume: bool) -> dict | None:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise PlantainError(f"cannot resume {run_dir}: {path.name} is unreadable ({exc}); "
                             f"start a new run in another --out") from None
-    if not isinstance(old, dict):
-        raise PlantainError(f"cannot resume {run_dir}: {path.name} is not a plantain manifest")
-    return old
+    try:
+        return check_manifest(old, str(path))
+    except PlantainError as exc:
+        raise PlantainError(f"cannot resume {run_dir}: {exc}") from None
 
 
 def _check_resume(run_dir: pathlib.Path, old: dict, new: dict, config: RunConfig) -> None:
@@ -113,12 +153,22 @@ def _check_finite(rows: np.ndarray, layout, passes) -> None:
                             f"(layout {layout.name}, {len(bad)} values); try --dtype fp32 or bf16")
 
 
+def preflight(config: RunConfig, registry=None) -> None:
+    """Refuse a model no loader takes, or a device or dtype this machine cannot use,
+    before a folder or a model is touched."""
+    from .models.loaders import resolve_loader
+
+    if config.model is not None:
+        resolve_loader(config.model, registry)
+    dev = resolve_device(config.device)
+    if config.dtype is not None:
+        check_dtype_supported(dev, resolve_dtype(config.dtype, dev))
+
+
 def _load(config: RunConfig, model, registry) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return model
-    if config.dtype is not None:  # refuse before a long model load
-        dev = resolve_device(config.device)
-        check_dtype_supported(dev, resolve_dtype(config.dtype, dev))
+    preflight(config)  # before a long model load
     return load_model(config.model, config.device, config.dtype, registry=registry, revision=config.revision,
                       offload=config.offload)
 
@@ -128,18 +178,25 @@ def run_probe(probe, run_dir, config: RunConfig, *, resume: bool = False, progre
     """Capture every pair of ``probe`` (a :class:`~plantain_core.probes.Probe`) into
     ``run_dir`` under ``config``; return the manifest written there. ``model``: an
     already loaded bundle to use instead of loading ``config.model``."""
-    import diffusers
-    import torch
-
-    from .models.layouts import transformer_layouts
-
-    spec, pairs = probe.spec, list(probe.pairs)
+    pairs = list(probe.pairs)
     if not pairs:
         raise PlantainError("no pairs to run")
     pair_ids = [p.id for p in pairs]
     if len(set(pair_ids)) != len(pair_ids):
         raise PlantainError("pair ids must be unique")
     run_dir = pathlib.Path(run_dir)
+    with locked(run_dir, create=True):
+        return _run_probe(probe, run_dir, config, resume, progress, model, registry)
+
+
+def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress, model, registry) -> dict[str, Any]:
+    import diffusers
+    import torch
+
+    from .models.layouts import transformer_layouts
+
+    spec, pairs = probe.spec, list(probe.pairs)
+    pair_ids = [p.id for p in pairs]
     manifest_path = run_dir / "manifest.json"
     old = _read_old_manifest(run_dir, resume)
     config = config.for_spec(spec)
@@ -175,7 +232,6 @@ def run_probe(probe, run_dir, config: RunConfig, *, resume: bool = False, progre
         "config": config.as_dict(),
         "providers": providers,
         "spec": spec.as_dict(),
-        "spec_path": spec.path,
         "spec_sha256": spec_sha256(spec),
         "model": bundle.describe(),
         "device": bundle.device,
@@ -194,7 +250,9 @@ def run_probe(probe, run_dir, config: RunConfig, *, resume: bool = False, progre
         "width": config.width,
         "batch_size": config.batch_size,
         "images": [],
-        "pairs": [{"id": p.id, "a": _stimulus_dict(p.a), "b": _stimulus_dict(p.b), "meta": p.meta} for p in pairs],
+        "spec_file": pathlib.Path(spec.path).name if spec.path else None,
+        "pairs": [{"id": p.id, "a": _stimulus_dict(p.a, spec.spec_dir), "b": _stimulus_dict(p.b, spec.spec_dir),
+                   "meta": p.meta} for p in pairs],
         "pair_ids": pair_ids,
         "token_counts": [],
         "timings": {"load": round(bundle.load_seconds, 4)},
@@ -214,7 +272,7 @@ def run_probe(probe, run_dir, config: RunConfig, *, resume: bool = False, progre
         for key, value in old.items():  # keys others added (statistics options) survive a resume
             manifest.setdefault(key, value)
 
-    capture = _Capture(bundle, pairs, built, manifest, run_dir)
+    capture = _Capture(bundle, pairs, built, manifest, run_dir, spec.spec_dir)
     try:
         return capture.run(arrays, done, progress)
     except BaseException as exc:
@@ -222,7 +280,10 @@ def run_probe(probe, run_dir, config: RunConfig, *, resume: bool = False, progre
         interrupted = isinstance(exc, KeyboardInterrupt)
         manifest["status"] = "interrupted" if interrupted else "failed"
         manifest["error"] = "interrupted (KeyboardInterrupt)" if interrupted else f"{type(exc).__name__}: {exc}"
-        atomic_write_json(manifest_path, manifest)
+        try:
+            atomic_write_json(manifest_path, manifest)
+        except OSError:  # a full disk must not hide the error that brought us here
+            pass
         raise
 
 
@@ -235,6 +296,7 @@ class _Capture:
     built: dict
     manifest: dict
     run_dir: pathlib.Path
+    spec_dir: pathlib.Path | None
 
     def _flush(self, arrays, done) -> None:
         _write_captures(self.run_dir / "captures", self.built, arrays, self.manifest["pair_ids"], done)
@@ -256,9 +318,13 @@ class _Capture:
         passes = [(i, side) for i in pending for side in (0, 1)]
 
         start = time.perf_counter()
-        inputs = PassInputs.prepare(self.bundle, pairs, pending, config.seed, (config.height, config.width))
-        known = {r.get("key") or r.get("path") for r in manifest["images"]}  # a resumed run keeps earlier records
-        manifest["images"] += [rec for rec in inputs.image_records if (rec.get("key") or rec.get("path")) not in known]
+        size = (config.height, config.width)
+        # every pair's images, the captured ones' too: a resume must see the images the run started with
+        images = get_images(self.bundle, [s.image for p in pairs for s in p.stimuli() if s.image is not None], *size)
+        records = [image_record(rec, self.spec_dir) for _, rec in images.values()]
+        check_images(self.run_dir, manifest["images"], records)
+        manifest["images"] = records
+        inputs = PassInputs.prepare(self.bundle, pairs, pending, config.seed, size, images)
         timings["prepare"] = round(time.perf_counter() - start, 4)
 
         batch_size = config.batch_size or auto_batch_size(self.bundle, inputs.tokens)

@@ -25,6 +25,7 @@ DEFAULT_FLIPS = 200
 DEFAULT_SPLITS = 100
 DEFAULT_SEED = 0
 DEFAULT_THRESHOLDS = (3.0, 5.0)
+SPLIT_CHUNK_ELEMENTS = 4_000_000  # split-half: splits per chunk × units
 LARGE_D = 0.8  # Cohen's conventional "large" effect
 TOP_BLOCKS = 5
 #: Tile of the sign-flip null (flips × units), 1M float64 = 8 MB: 64 flips of Klein's
@@ -294,7 +295,21 @@ def split_half(diff: np.ndarray, tested: np.ndarray, splits: int, rng: np.random
         bad = (var <= 1e-12 * scale) | ~tested[None, :]
         return np.where(bad, np.nan, t)
 
-    t1, t2 = half_t(m1, n1), half_t(m2, n2)
+    # Splits in chunks, so memory stays bounded (S × U floats per array otherwise: 100,000
+    # splits of 16,320 units would be 13 GB); rows are independent, so the numbers are too.
+    chunk = max(1, SPLIT_CHUNK_ELEMENTS // max(x.shape[1], 1))
+    rs, example = [], None
+    for start in range(0, splits, chunk):
+        t1, t2 = half_t(m1[start:start + chunk], n1), half_t(m2[start:start + chunk], n2)
+        example = example or (t1[0], t2[0])
+        rs.append(_pearson_rows(t1, t2))
+    r = np.concatenate(rs) if rs else np.zeros(0)
+    note = None if np.isfinite(r).any() else "split-half r is undefined (too few units with finite t in both halves)"
+    return r, example, note
+
+
+def _pearson_rows(t1: np.ndarray, t2: np.ndarray) -> np.ndarray:
+    """Per row, Pearson r between t1 and t2 over the columns finite in both (NaN under 3)."""
     ok = np.isfinite(t1) & np.isfinite(t2)
     cnt = ok.sum(axis=1)
     a = np.where(ok, t1, 0.0)
@@ -305,9 +320,7 @@ def split_half(diff: np.ndarray, tested: np.ndarray, splits: int, rng: np.random
         ac = np.where(ok, a - am, 0.0)
         bc = np.where(ok, b - bm, 0.0)
         r = (ac * bc).sum(axis=1) / np.sqrt((ac * ac).sum(axis=1) * (bc * bc).sum(axis=1))
-    r = np.where(cnt >= 3, r, np.nan)
-    note = None if np.isfinite(r).any() else "split-half r is undefined (too few units with finite t in both halves)"
-    return r, (t1[0], t2[0]), note
+    return np.where(cnt >= 3, r, np.nan)
 
 
 def block_stats(units_block: Sequence[str], abs_t: np.ndarray, abs_d: np.ndarray, threshold: float) -> tuple[BlockStats, ...]:

@@ -21,6 +21,7 @@ import torch
 from click.testing import CliRunner
 
 from plantain_core.cli import main
+from plantain_core.runfolder import OWN_FILES
 from plantain_core.testing import write_spec
 
 N_PAIRS = 24
@@ -78,6 +79,8 @@ def assert_every_file_parses(out: pathlib.Path, allow_temp: bool = False):
         if path.name.startswith(".") and path.suffix == ".tmp":
             assert allow_temp, f"temp file left behind: {path}"
             continue  # an unfinished atomic write: never the file a reader opens
+        if path.name in OWN_FILES:
+            continue  # the folder's lock and its holder's note
         seen.append(path.relative_to(out).as_posix())
         if path.suffix == ".json":
             json.loads(path.read_text())
@@ -231,7 +234,7 @@ def test_resume_refuses_damaged_or_foreign_state(spec, reference, tmp_path):
 
 def test_ctrl_c_before_any_capture_leaves_no_folder(spec, tmp_path, monkeypatch):
     """Interrupted after the run folder was started but before a pair was captured."""
-    import plantain_core.passes as passes
+    import plantain_core.runner as runner
 
     seen = []
 
@@ -239,7 +242,7 @@ def test_ctrl_c_before_any_capture_leaves_no_folder(spec, tmp_path, monkeypatch)
         seen.append(json.loads((out / "manifest.json").read_text())["status"])  # the folder did exist
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(passes, "get_images", interrupt_here)
+    monkeypatch.setattr(runner, "get_images", interrupt_here)
     out = tmp_path / "run"
     result = invoke(["run", spec, *ARGS, "--out", out])
     assert seen == ["running"]

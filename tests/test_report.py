@@ -14,6 +14,7 @@ from plantain_core import Interpretation, Pair, Section, Stimulus, hookimpl
 from plantain_core import plugins
 from plantain_core.analysis import analyze_run
 from plantain_core.cli import main
+from plantain_core.errors import PlantainError
 
 N_PAIRS = 12
 PLANTED = ("joint[0].h01", "single[1].h02")
@@ -80,13 +81,13 @@ def make_run(root: pathlib.Path, *, done_upto: int | None = None, model_name: st
     }
     manifest = {
         "plantain_version": "0.1.0", "torch_version": "2.0-test", "spec": spec,
-        "spec_path": str(root / "probe.toml"), "spec_sha256": "ab" * 32,
+        "spec_sha256": "ab" * 32,
         "model": {"id": "tiny", "revision": None, "name": model_name},
         "device": "cpu", "dtype": "float32", "seed": 3, "layouts": list(layouts),
         "steps": 1, "guidance": 1.0, "image_steps": 14, "image_guidance": 4.0, "status": "complete",
         "flips": 300, "splits": 20,
         "pairs": [{"id": p["id"], "a": {"prompt": p["a"], "image": None}, "b": {"prompt": p["b"], "image": None},
-                   "meta": {}} for p in pairs],
+                   "meta": {"rank": k}} for k, p in enumerate(pairs)],
         "token_counts": [{"id": i, "a": 5 + k % 2, "b": 5} for k, i in enumerate(ids)],
     }
     (run / "manifest.json").write_text(json.dumps(manifest))
@@ -165,7 +166,12 @@ def test_card_content(tmp_path, registry):
     run = make_run(tmp_path)
     analyze_run(run, registry=registry)
     card = (run / "README.md").read_text()
-    assert card.startswith("---\nlanguage: en\nlicense: apache-2.0\nbase_model: tiny\nlibrary_name: diffusers\ntags:\n")
+    assert card.startswith("---\nbase_model: tiny\nlanguage: en\nlibrary_name: diffusers\nlicense: apache-2.0\ntags:\n")
+    from huggingface_hub import ModelCard
+
+    meta = ModelCard(card).data.to_dict()  # the hub's own parser reads it back
+    assert (meta["license"], meta["base_model"], meta["library_name"]) == ("apache-2.0", "tiny", "diffusers")
+    assert "per-head-attention" in meta["tags"]
     assert "- per-head-attention" in card and "- scale" in card and "# probe-plantain" in card
     assert "| metric | observed | null mean | null p99 | observed / null p99 |" in card
     assert "| units with \\|t\\| > 3 |" in card and "split-half r (median of 20)" in card
@@ -238,12 +244,17 @@ def test_missing_interpreter_falls_back_with_note(tmp_path):
     assert (run / "units.csv").is_file() and (run / "blocks.csv").is_file()
 
 
-def test_interpreter_gets_pairs_from_manifest_when_spec_is_invalid(tmp_path, registry):
+def test_interpreter_gets_the_captured_pairs_from_the_manifest(tmp_path, registry):
+    """The spec file is never re-read: the report works where the spec and its files are not."""
     run = make_run(tmp_path, layouts=("heads",))
     manifest = json.loads((run / "manifest.json").read_text())
-    manifest["spec_path"] = str(tmp_path / "renamed.toml")  # name no longer matches the stem
+    manifest["spec"]["stimuli"] = {"pairs_file": "not-here.csv"}  # a spec whose files stayed behind
     (run / "manifest.json").write_text(json.dumps(manifest))
     summary = analyze_run(run, registry=registry, figures=False)
     assert summary["interpretation"]["top_unit"] in PLANTED
-    assert summary["interpretation"]["ranks"] == [None] * N_PAIRS  # manifest records carry no meta here
-    assert any("re-validated" in n for n in summary["notes"])
+    assert summary["interpretation"]["ranks"] == list(range(N_PAIRS))  # meta as recorded
+    assert "notes" not in summary
+    manifest["pairs"][3]["a"]["prompt"] = ["not", "text"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(PlantainError, match=r"manifest.json: pairs\[3\]\.a\.prompt: expected a string"):
+        analyze_run(run, registry=registry, figures=False)

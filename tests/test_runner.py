@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -166,7 +167,9 @@ def test_three_stimulus_kinds_run_on_tiny(bundle, tmp_path, cache_dir):
     assert text["images"] == [] and len(fixed["images"]) == 1
     rec = fixed["images"][0]
     assert re.fullmatch(r"[0-9a-f]{64}", rec["key"])
-    assert rec["path"] == str(cache_dir / "images" / f"{rec['key']}.png") and rec["cached"] is False
+    assert "path" not in rec and rec["cached"] is False  # a manifest carries no local paths
+    cached = cache_dir / "images" / f"{rec['key']}.png"
+    assert rec["sha256"] == hashlib.sha256(cached.read_bytes()).hexdigest()
     assert (rec["steps"], rec["guidance"], rec["height"], rec["width"]) == (14, 4.0, 128, 128)
     # kind 3: image pair + fixed prompt; images generated from prompts or read from files
     # (one file of another size: 192x128 -> 96 reference tokens, its own forward)

@@ -8,11 +8,8 @@ numbers, then the interpreter's sections. Nothing here computes statistics.
 from __future__ import annotations
 
 import math
-import pathlib
 from typing import Any, Mapping
 
-from ..fsutil import atomic_write_text
-from .causal_section import causal_section
 from .reproduce import reproduce_section
 
 CARD = "README.md"
@@ -56,14 +53,18 @@ def model_info(manifest: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def front_matter(summary, manifest, spec_data) -> str:
+    """The YAML front matter, rendered by huggingface_hub (the hub's own format): values
+    from a spec (tags) or a manifest are quoted as data and cannot add keys."""
+    from huggingface_hub import ModelCardData
+
     m = model_info(manifest)
     tags = list(DEFAULT_TAGS)
     if "heads" in summary.get("layouts", {}):
         tags.insert(1, "per-head-attention")
-    tags += [t for t in spec_data.get("tags", []) if t not in tags]
-    lines = ["---", "language: en", "license: apache-2.0", f"base_model: {m['id']}",
-             "library_name: diffusers", "tags:"] + [f"- {t}" for t in tags] + ["---", ""]
-    return "\n".join(lines)
+    tags += [str(t) for t in spec_data.get("tags", []) if t not in tags]
+    data = ModelCardData(language="en", license="apache-2.0", base_model=str(m["id"]), library_name="diffusers",
+                         tags=tags)
+    return f"---\n{data.to_yaml()}\n---\n"
 
 
 def describe_layout(name: str, s: Mapping[str, Any]) -> str:
@@ -252,8 +253,10 @@ def default_interpretation(name, s, direction) -> str:
     return text
 
 
-def write_card(run_dir, summary: Mapping[str, Any], manifest: Mapping[str, Any], config, interpretation,
-               figs: Mapping[str, Mapping[str, str]]) -> pathlib.Path:
+def render_card(run_name: str, summary: Mapping[str, Any], manifest: Mapping[str, Any], config, interpretation,
+                figs: Mapping[str, Mapping[str, str]], causal: list[str]) -> str:
+    """The card's text. ``run_name`` is the run folder's name (the Reproduce commands use
+    it); ``causal`` the lines of the causal section (``causal_section``), or []."""
     spec_data = dict(manifest.get("spec") or {})
     title = spec_data.get("title") or spec_data.get("name") or "plantain probe"
     m = model_info(manifest)
@@ -276,13 +279,12 @@ def write_card(run_dir, summary: Mapping[str, Any], manifest: Mapping[str, Any],
             lines += [f"### {sec.title}", "", sec.markdown.strip(), ""]
     for note in summary.get("notes", []):
         lines += [f"_Note: {note}._", ""]
-    causal = causal_section(run_dir)
     lines += causal
     lines += confounds_section(summary)
     lines += limitations_section(summary, manifest, m, causal=bool(causal))
-    lines += reproduce_section(summary, manifest, config, run_dir)
+    lines += reproduce_section(summary, manifest, config, run_name)
     lines += ["## License", "", "Apache 2.0 (this card and its numbers); the model keeps its own license.", ""]
-    return atomic_write_text(pathlib.Path(run_dir) / CARD, "\n".join(lines))
+    return "\n".join(lines)
 
 
 def confounds_section(summary) -> list[str]:

@@ -143,22 +143,33 @@ def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: boo
     return "\n".join(out)
 
 
-def causal_section(run_dir) -> list[str]:
-    """Card lines for RUN_DIR/causal.json; [] when there is none."""
+def causal_section(run_dir, layouts) -> list[str]:
+    """Card lines for RUN_DIR/causal.json; [] when there is none. A causal.json that is
+    not what ``plantain causal`` writes (damaged, or made by hand) gives one line saying so."""
     run_dir = pathlib.Path(run_dir)
     path = run_dir / CAUSAL_JSON
     if not path.is_file():
         return []
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return ["## Causal check", "", f"_causal.json could not be read ({exc})._", ""]
-    stale = False
-    for name, digest in (data.get("captures_sha256") or {}).items():
-        cap = run_dir / "captures" / f"{name}.npz"
-        if cap.is_file() and hashlib.sha256(cap.read_bytes()).hexdigest() != digest:
-            stale = True
-    return causal_markdown(data, stale=stale, figure=(run_dir / FIGURE).is_file()).split("\n") + [""]
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        stale = False
+        for name, digest in (data.get("captures_sha256") or {}).items():
+            if name not in layouts:  # names select files: only the run's own layouts
+                raise ValueError(f"unknown layout {name!r}")
+            cap = run_dir / "captures" / f"{name}.npz"
+            if cap.is_file() and hashlib.sha256(cap.read_bytes()).hexdigest() != digest:
+                stale = True
+        text = causal_markdown(data, stale=stale, figure=(run_dir / FIGURE).is_file())
+    except Exception as exc:  # garbage in a received folder must not stop the report
+        return ["## Causal check", "", f"_causal.json could not be read ({type(exc).__name__}: "
+                f"{md_safe(str(exc))[:200]}); rerun `plantain causal` to redo it._", ""]
+    return text.split("\n") + [""]
+
+
+def md_safe(text: str) -> str:
+    return text.replace("\n", " ").replace("`", "'")
 
 
 def write_causal_figure(run_dir, data: Mapping[str, Any]) -> pathlib.Path | None:

@@ -52,8 +52,8 @@ def provenance_lines(manifest: Mapping[str, Any]) -> list[str]:
     return ["Supplied by: " + "; ".join(out) + "."] if out else []
 
 
-def reproduce_section(summary: Mapping[str, Any], manifest: Mapping[str, Any], config: RunConfig, run_dir) -> list[str]:
-    folder = pathlib.Path(run_dir).name
+def reproduce_section(summary: Mapping[str, Any], manifest: Mapping[str, Any], config: RunConfig,
+                      folder: str) -> list[str]:
     shown, probe, notes = publishable(config, manifest)
     out = ["## Reproduce", "", f"From the folder that holds `{folder}/`" + "".join(f", {n}" for n in notes) + ":",
            "", "```",
