@@ -17,7 +17,7 @@ import numpy as np
 from . import __version__
 from .config import RunConfig, config_from_manifest
 from .errors import PlantainError
-from .interpretation import Interpretation
+from .interpretation import Interpretation, Section
 from .manifest import check_manifest
 from .results import json_safe, write_results
 from .runfolder import check_run_folder, inside, locked, settle, staged
@@ -168,13 +168,34 @@ def interpret(spec, pairs, result: ProbeResult, registry) -> tuple[Interpretatio
     who = f"interpreter {spec.interpreter!r} from plugin {entry.provider.label()}"
     try:
         out = entry.obj.interpret(spec, pairs, result)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # SystemExit: a plugin's sys.exit() must not end the run unrecorded
         error = f"{who} failed: {type(exc).__name__}: {exc}"
         return None, [error], error
+    why = None
     if not isinstance(out, Interpretation):
-        error = f"{who} returned {type(out).__name__}, not an Interpretation"
+        why = f"returned {type(out).__name__}, not an Interpretation"
+    elif (bad := not_json_data(out.numbers, "numbers")) is not None:
+        why = f"returned {bad}"
+    elif not all(isinstance(sec, Section) and isinstance(sec.title, str) and isinstance(sec.markdown, str)
+                 for sec in out.sections):
+        why = "returned sections that are not Section(title: str, markdown: str)"
+    if why:
+        error = f"{who} {why}"
         return None, [error], error
     return out, [], None
+
+
+def not_json_data(obj: Any, where: str) -> str | None:
+    """Where ``obj`` holds something summary.json cannot hold as data (numpy numbers and
+    arrays are fine; NaN becomes null), else None."""
+    if isinstance(obj, Mapping):
+        return next((bad for k, v in obj.items() if (bad := not_json_data(v, f"{where}.{k}"))), None)
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        items = obj.tolist() if isinstance(obj, np.ndarray) else obj
+        return next((bad for i, v in enumerate(items) if (bad := not_json_data(v, f"{where}[{i}]"))), None)
+    if obj is None or isinstance(obj, (str, bool, int, float, np.bool_, np.integer, np.floating)):
+        return None
+    return f"a {type(obj).__name__} at {where}, which is not JSON data"
 
 
 def token_confounds(manifest: Mapping[str, Any], layouts: Mapping[str, LayoutStats], pair_ids) -> dict[str, Any] | None:
@@ -194,6 +215,8 @@ def token_confounds(manifest: Mapping[str, Any], layouts: Mapping[str, LayoutSta
         "token_counts": {
             "mean_a": float(ta.mean()), "mean_b": float(tb.mean()), "mean_diff": float(delta.mean()),
             "max_abs_diff": float(np.abs(delta).max()), "pairs_unequal": int(np.count_nonzero(delta)),
+            # prompts the text encoder cut at 512 tokens: their differences past the cut are unseen
+            "pairs_truncated": sum(1 for r in recs if isinstance(r, dict) and ("a_full" in r or "b_full" in r)),
         },
         "token_diff_vs_score_r": {},
     }

@@ -76,12 +76,22 @@ class Catalog:
         cat = cls(registry)
         seen_dirs: set[pathlib.Path] = set()
         for source in spec_sources(registry, spec_dirs):
-            directory = source.directory.resolve()
-            if directory in seen_dirs or not directory.is_dir():
+            try:
+                directory = source.directory.resolve()
+                if directory in seen_dirs or not directory.is_dir():
+                    continue
+                seen_dirs.add(directory)
+                paths = sorted(directory.glob("*.toml"))
+            except (OSError, RuntimeError):  # a link loop or an unreadable folder hides only itself
                 continue
-            seen_dirs.add(directory)
-            for path in sorted(directory.glob("*.toml")):
-                cat._add(path.resolve(), source)
+            for path in paths:
+                try:
+                    resolved = path.resolve(strict=True)
+                except (OSError, RuntimeError) as exc:
+                    cat.entries.setdefault(path.stem, CatalogEntry(path.stem, path, source, error=f"cannot read: {exc}",
+                                                                   problems=[f"{path}: cannot read: {exc}"]))
+                    continue
+                cat._add(resolved, source)
         return cat
 
     def _add(self, path: pathlib.Path, source: SpecSource) -> None:

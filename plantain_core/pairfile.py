@@ -56,7 +56,8 @@ def read_pairs_file(value: Any, fields: tuple[str, ...], *, key: str, spec_dir) 
         return [], [(key, f"cannot read {value}: {exc}")]
     delimiter = FORMATS[path.suffix.lower()]
     records, lines, problems = (_jsonl(text, value, fields) if delimiter is None else _table(text, value, delimiter, fields))
-    rows, row_problems = read_rows(records, fields, key, where=lambda i: f"{value} line {lines[i]}")
+    sep = ", key " if delimiter is None else ", column "
+    rows, row_problems = read_rows(records, fields, key, where=lambda i: f"{value} line {lines[i]}", sep=sep)
     if not rows and not problems and not row_problems:
         problems.append((key, f"{value} holds no pairs"))
     return rows, problems + row_problems

@@ -46,11 +46,11 @@ class RawPair:
     id: Any
     fields: dict[str, Any]
     meta: dict[str, Any]
+    sep: str = "."  # between ``key`` and a field: "." in TOML, ", column " in a CSV file
 
     def at(self, field: str) -> str:
         """The key path of one field of this row, for a problem message."""
-        sep = ", column " if " line " in self.key else "."
-        return f"{self.key}{sep}{field}"
+        return f"{self.key}{self.sep}{field}"
 
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -111,18 +111,20 @@ def read_pairs(stimuli: dict[str, Any], fields: tuple[str, ...], *, key: str = "
     return read_rows(stimuli["pairs"], fields, f"{key}.pairs")
 
 
-def read_rows(pairs: Any, fields: tuple[str, ...], key: str, where=None) -> tuple[list[RawPair], list[Problem]]:
-    """Rows given as tables (a TOML array or JSON Lines objects). ``where(i)`` names row ``i``
-    (default ``key[i]``)."""
+def read_rows(pairs: Any, fields: tuple[str, ...], key: str, where=None,
+              sep: str = ".") -> tuple[list[RawPair], list[Problem]]:
+    """Rows given as tables (a TOML array, CSV rows or JSON Lines objects). ``where(i)``
+    names row ``i`` (default ``key[i]``); ``sep`` joins it to a field's name."""
     if not isinstance(pairs, list):
         return [], [(key, "expected an array of tables")]
     where = where or (lambda i: f"{key}[{i}]")
     out: list[RawPair] = []
     problems: list[Problem] = []
     allowed = ("id", "meta") + fields
+    seen: dict[Any, int] = {}
     for i, row in enumerate(pairs):
         at = where(i)
-        row_key = RawPair(at, None, {}, {})
+        row_key = RawPair(at, None, {}, {}, sep)
         if not isinstance(row, dict):
             problems.append((at, "expected a table like { id = ..., a = ..., b = ... }"))
             continue
@@ -130,12 +132,16 @@ def read_rows(pairs: Any, fields: tuple[str, ...], key: str, where=None) -> tupl
             if k not in allowed:
                 problems.append((row_key.at(k), "unknown key" + suggest(k, allowed)))
         problems += _check_id(row_key.at("id"), row)
+        if isinstance(row.get("id"), str):
+            if row["id"] in seen:
+                problems.append((row_key.at("id"), f"duplicate pair id {row['id']!r} (also {where(seen[row['id']])})"))
+            seen.setdefault(row["id"], i)
         meta = row.get("meta", {})
         if not isinstance(meta, dict):
             problems.append((row_key.at("meta"), "expected a table"))
             meta = {}
         problems += [(row_key.at(f"meta.{k}"), why) for k, why in meta_problems(meta)]
-        out.append(RawPair(at, row.get("id"), {k: row[k] for k in fields if k in row}, dict(meta)))
+        out.append(RawPair(at, row.get("id"), {k: row[k] for k in fields if k in row}, dict(meta), sep))
     return out, problems
 
 
@@ -185,12 +191,17 @@ def _expand_template(stimuli: dict[str, Any], fields: tuple[str, ...], key: str)
     if problems:
         return [], problems
     out: list[RawPair] = []
+    seen: dict[Any, int] = {}
     for i, item in enumerate(items):
         at = f"{key}.items[{i}]"
         if not isinstance(item, dict):
             problems.append((at, "expected a table"))
             continue
         problems += _check_id(f"{at}.id", item)
+        if isinstance(item.get("id"), str):
+            if item["id"] in seen:
+                problems.append((f"{at}.id", f"duplicate pair id {item['id']!r} (also {key}.items[{seen[item['id']]}])"))
+            seen.setdefault(item["id"], i)
         filled: dict[str, Any] = {}
         item_ok = True
         for field, tmpl in template.items():

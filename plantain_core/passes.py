@@ -30,11 +30,12 @@ def noise_seed(seed: int, pair_index: int) -> int:
     return int(seed) * NOISE_SEED_STRIDE + int(pair_index)
 
 
-def token_count(tokenizer, prompt: str, max_length: int = MAX_SEQUENCE_LENGTH) -> int:
-    """Real (non-pad) prompt tokens after the chat template, as the pipeline tokenizes."""
+def prompt_tokens(tokenizer, prompt: str) -> list[int]:
+    """The prompt's token ids after the chat template, before the pipeline's cut at
+    ``MAX_SEQUENCE_LENGTH`` (the text encoder sees the first 512; the rest is dropped)."""
     text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                          add_generation_prompt=True, enable_thinking=False)
-    return len(tokenizer(text, truncation=True, max_length=max_length)["input_ids"])
+    return list(tokenizer(text, verbose=False)["input_ids"])
 
 
 def auto_batch_size(bundle, tokens: int) -> int:

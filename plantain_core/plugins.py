@@ -161,10 +161,13 @@ class Registry:
         return self.table(kind)[name]
 
     def failure_note(self) -> str:
-        """``"; plugins that failed to load: ..."`` when any did (the likely cause of a missing name)."""
-        if not self.failures:
-            return ""
-        return "; plugins that failed to load: " + "; ".join(f.describe() for f in self.failures)
+        """``"; plugins that failed to load: ..."`` (and disabled ones) when any did: the
+        likely cause of a missing name."""
+        note = "; plugins that failed to load: " + "; ".join(f.describe() for f in self.failures) if self.failures else ""
+        off = sorted(name for name, info in self.plugins.items() if info.status == "disabled")
+        if off:
+            note += f"; plugins disabled by {DISABLE_ENV}: {', '.join(off)}"
+        return note
 
     def _fail(self, failure: PluginFailure, exc: BaseException | None = None) -> None:
         if exc is not None and not failure.traceback:

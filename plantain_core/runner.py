@@ -15,6 +15,7 @@ import json
 import pathlib
 import sys
 import time
+import warnings
 from typing import Any
 
 import attrs
@@ -29,7 +30,7 @@ from .models.loaders import LoadedModel, load_model
 from .runfolder import check_run_folder, locked
 from .images import get_images
 from .manifest import check_manifest
-from .passes import MAX_SEQUENCE_LENGTH, NOISE_SEED_STRIDE, PassInputs, auto_batch_size, noise_seed, token_count
+from .passes import MAX_SEQUENCE_LENGTH, NOISE_SEED_STRIDE, PassInputs, auto_batch_size, noise_seed, prompt_tokens
 from .stimuli import IMAGE_GUIDANCE, IMAGE_STEPS, Stimulus
 
 __all__ = ["MAX_SEQUENCE_LENGTH", "noise_seed", "run_probe", "spec_sha256"]
@@ -135,6 +136,9 @@ def _read_old_manifest(run_dir: pathlib.Path, resume: bool) -> dict | None:
 
 
 def _check_resume(run_dir: pathlib.Path, old: dict, new: dict, config: RunConfig) -> None:
+    was, now = (old.get("spec") or {}).get("name"), (new.get("spec") or {}).get("name")
+    if was != now:
+        raise PlantainError(f"cannot resume {run_dir}: it holds a run of probe {was!r}, not {now!r}")
     diffs = config.capture_differences(config_from_manifest(old, f"{run_dir}/manifest.json"))
     diffs += [f"{k}: was {old.get(k)!r}, now {new.get(k)!r}" for k in RESUME_KEYS
               if k != "pair_ids" and old.get(k) != new.get(k)]
@@ -142,6 +146,47 @@ def _check_resume(run_dir: pathlib.Path, old: dict, new: dict, config: RunConfig
         diffs.append("the pairs differ")
     if diffs:
         raise PlantainError(f"cannot resume {run_dir}: the run was started with other settings ({'; '.join(diffs)})")
+
+
+def token_records(tokenizer, pairs) -> list[dict[str, Any]]:
+    """Per pair, the prompt tokens the text encoder sees (``a``, ``b``) and, for a prompt
+    it cuts, its full length (``a_full``, ``b_full``). A pair whose A and B differ only
+    past the cut would be two identical passes counted as a pair: refused."""
+    cache: dict[str, list[int]] = {}
+
+    def ids_of(prompt: str) -> list[int]:
+        if prompt not in cache:
+            cache[prompt] = prompt_tokens(tokenizer, prompt)
+        return cache[prompt]
+
+    records, identical = [], []
+    for p in pairs:
+        ids = [ids_of(p.a.prompt), ids_of(p.b.prompt)]
+        rec: dict[str, Any] = {"id": p.id, "a": min(len(ids[0]), MAX_SEQUENCE_LENGTH),
+                               "b": min(len(ids[1]), MAX_SEQUENCE_LENGTH)}
+        for side, x in zip("ab", ids):
+            if len(x) > MAX_SEQUENCE_LENGTH:
+                rec[f"{side}_full"] = len(x)
+        if p.a.image == p.b.image and ids[0][:MAX_SEQUENCE_LENGTH] == ids[1][:MAX_SEQUENCE_LENGTH]:
+            identical.append(p.id)
+        records.append(rec)
+    if identical:
+        raise PlantainError(f"pairs {', '.join(map(repr, identical[:5]))} differ only after the first "
+                            f"{MAX_SEQUENCE_LENGTH} prompt tokens, which the text encoder never sees: A and B would "
+                            "be identical passes. Shorten their prompts")
+    cut = []
+    for r in records:
+        long = [f"{side.upper()} {r[side + '_full']}" for side in "ab" if side + "_full" in r]
+        if long:
+            cut.append(f"{r['id']} ({', '.join(long)} tokens)")
+    if cut:
+        warnings.warn(f"{len(cut)} pair(s) have prompts longer than {MAX_SEQUENCE_LENGTH} tokens; the text encoder "
+                      f"sees only the first {MAX_SEQUENCE_LENGTH}: {'; '.join(cut[:5])}", PromptTruncated, stacklevel=2)
+    return records
+
+
+class PromptTruncated(UserWarning):
+    """A prompt longer than the text encoder's 512 tokens was cut."""
 
 
 def _check_finite(rows: np.ndarray, layout, passes) -> None:
@@ -310,9 +355,7 @@ class _Capture:
         manifest, pairs, pipe = self.manifest, self.pairs, self.bundle.pipeline
         config = RunConfig.from_dict(manifest["config"])
         timings = manifest["timings"]
-        tok = pipe.tokenizer
-        manifest["token_counts"] = [{"id": p.id, "a": token_count(tok, p.a.prompt), "b": token_count(tok, p.b.prompt)}
-                                    for p in pairs]
+        manifest["token_counts"] = token_records(pipe.tokenizer, pairs)
         atomic_write_json(self.run_dir / "manifest.json", manifest)
         pending = [i for i in range(len(pairs)) if not done[i]]
         passes = [(i, side) for i in pending for side in (0, 1)]

@@ -222,7 +222,7 @@ def parse_spec(data: dict[str, Any], path: pathlib.Path, registry) -> tuple[Prob
             return None, [("stimuli", str(exc))]
         except Exception as exc:
             return None, [("stimuli", f"{who} failed to build pairs: {type(exc).__name__}: {exc}")]
-        problems += check_pairs(pairs)
+        problems += check_pairs(pairs, "stimuli.pairs" if "pairs" in stimuli else "stimuli")
     return (None if problems else spec), problems
 
 
@@ -235,18 +235,22 @@ def _problems(value, who: str) -> list[Problem]:
     return out
 
 
-def check_pairs(pairs) -> list[Problem]:
-    """The rules every probe shares, whatever its generator."""
+def check_pairs(pairs, key: str = "stimuli.pairs") -> list[Problem]:
+    """The rules every probe shares, whatever its generator. ``key`` names where the pairs
+    come from: ``stimuli.pairs`` when the spec lists them, else ``stimuli`` (a generator
+    that builds them from something else)."""
     problems: list[Problem] = []
     seen: dict[str, int] = {}
+    listed = key.endswith(".pairs")
     for i, pair in enumerate(pairs):
-        key = f"stimuli.pairs[{i}]"
+        at = f"{key}[{i}]" if listed else f"{key} (pair {i})"
         if pair.id in seen:
-            problems.append((f"{key}.id", f"duplicate pair id {pair.id!r} (also pairs[{seen[pair.id]}])"))
+            problems.append((f"{at}.id" if listed else at, f"duplicate pair id {pair.id!r} (also pair {seen[pair.id]})"
+                             if not listed else f"duplicate pair id {pair.id!r} (also pairs[{seen[pair.id]}])"))
         else:
             seen[pair.id] = i
         if pair.a == pair.b:
-            problems.append((key, f"A and B of pair {pair.id!r} are identical"))
+            problems.append((at, f"A and B of pair {pair.id!r} are identical"))
     if len(pairs) < MIN_PAIRS:
-        problems.append(("stimuli.pairs", f"at least {MIN_PAIRS} pairs are needed for a paired test, got {len(pairs)}"))
+        problems.append((key, f"at least {MIN_PAIRS} pairs are needed for a paired test, got {len(pairs)}"))
     return problems

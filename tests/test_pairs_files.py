@@ -72,11 +72,11 @@ def test_a_pairs_file_probe_runs_and_records_its_pairs(tmp_path):
     ("pairs.csv", "a,b\none,two\n", "pairs.csv line 1: header: no 'id' column; expected columns id, a, b"),
     ("pairs.csv", "id,a,a\nx,y,z\n", "pairs.csv line 1: header: column 'a' appears twice"),
     ("pairs.csv", "id,a,b\nx,\"unclosed,b\n", "pairs.csv line 2: malformed"),
-    ("pairs.tsv", "id\ta\tb\tscale\nx\tp\tq\t1\ny\tp\tq\tnan\nx\tr\ts\t2\n", "stimuli.pairs[2].id: duplicate pair id 'x'"),
+    ("pairs.tsv", "id\ta\tb\tscale\nx\tp\tq\t1\ny\tp\tq\tnan\nx\tr\ts\t2\n", "pairs.tsv line 4, column id: duplicate pair id 'x' (also pairs.tsv line 2)"),
     ("pairs.jsonl", '{"id": "x", "a": "p", "b": "q"}\n\n[1, 2]\n', "pairs.jsonl line 3: expected a JSON object"),
     ("pairs.jsonl", '{"id": "x", "a": "p", "b": "q"}\n{"id": "y", "a": "p" "b": "q"}\n', "pairs.jsonl line 2: invalid JSON"),
     ("pairs.jsonl", '{"id": "x", "a": "p", "b": "q", "s": NaN}\n', "pairs.jsonl line 1: invalid JSON: NaN is not a number"),
-    ("pairs.jsonl", '{"id": "x\\u0000", "a": "p", "b": "q"}\n', "pairs.jsonl line 1, column id: expected a non-empty printable string"),
+    ("pairs.jsonl", '{"id": "x\\u0000", "a": "p", "b": "q"}\n', "pairs.jsonl line 1, key id: expected a non-empty printable string"),
     ("pairs.csv", "", "pairs.csv line 1: empty file"),
 ])
 def test_pairs_file_problems_name_the_file_and_line(tmp_path, name, text, problem):

@@ -117,7 +117,7 @@ SPEC_CASES = [
     ("too-few-pairs", _edit(stimuli=_pairs(("p0", "a cat", "a dog"), ("p1", "a car", "a bus"))),
      r"stimuli\.pairs: at least 3 pairs are needed for a paired test, got 2"),
     ("duplicate-ids", _edit(stimuli=_pairs(("p0", "a cat", "a dog"), ("p1", "a car", "a bus"), ("p1", "a sun", "a moon"))),
-     r"stimuli\.pairs\[2\]\.id: duplicate pair id 'p1' \(also pairs\[1\]\)"),
+     r"stimuli\.pairs\[2\]\.id: duplicate pair id 'p1' \(also stimuli\.pairs\[1\]\)"),
     ("a-equals-b", _edit(stimuli=_pairs(("p0", "a cat", "a dog"), ("p1", "a car", "a car"), ("p2", "a sun", "a moon"))),
      r"stimuli\.pairs\[1\]: A and B of pair 'p1' are identical"),
     ("unknown-generator", _edit(generator="image-pairs"),

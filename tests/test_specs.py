@@ -51,7 +51,7 @@ CASES = [
      ["generator: unknown generator 'text-pairs' (did you mean 'text-pair' or 'image-pair'?); known: fixed-image-text-pair, image-pair, text-pair"]),
     ("interpreter", dict(interpreter="defualt"), ["interpreter: unknown interpreter 'defualt' (did you mean 'default'?); known: after, default, dense, measure, otherview"]),
     ("duplicate-ids", dict(stimuli=pairs(("p0", "a", "b"), ("p1", "c", "d"), ("p0", "e", "f"))),
-     ["stimuli.pairs[2].id: duplicate pair id 'p0' (also pairs[0])"]),
+     ["stimuli.pairs[2].id: duplicate pair id 'p0' (also stimuli.pairs[0])"]),
     ("too-few", dict(stimuli=pairs(("p0", "a", "b"), ("p1", "c", "d"))),
      ["stimuli.pairs: at least 3 pairs are needed for a paired test, got 2"]),
     ("a-equals-b", dict(stimuli=pairs(("p0", "a", "b"), ("p1", "same", "same"), ("p2", "e", "f"))),

@@ -4,6 +4,7 @@ how much of the A/B difference in the transformer's output goes with them."""
 from __future__ import annotations
 
 import pathlib
+import sys
 
 import click
 
@@ -37,7 +38,7 @@ def cli(run_dir, no_figures, no_report, no_progress, cpu_offload, **options):
     """Ablate or patch the top units of RUN_DIR's probe; write causal.json and the card's section."""
     from ..causal_check import CausalOptions, run_causal
 
-    data = run_causal(run_dir, CausalOptions(offload=cpu_offload, **options), progress=not no_progress,
+    data = run_causal(run_dir, CausalOptions(offload=cpu_offload, **options), progress=not no_progress and sys.stderr.isatty(),
                       figures=not no_figures, report=not no_report)
     echo_causal(data, run_dir, figures=not no_figures, report=not no_report)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import pathlib
 import signal
+import sys
 import threading
+import warnings
 
 import click
 
@@ -80,6 +82,7 @@ def _sigterm_as_interrupt():
 def _run(config: RunConfig, options: dict) -> None:
     from ..execute import InterpreterFailed, default_out, execute
     from ..probes import load_probe
+    from ..runner import PromptTruncated
 
     warn_plugin_failures()  # a broken plugin is the likely cause of an unknown name below
     probe = load_probe(config.probe, options["spec_dirs"])
@@ -90,10 +93,18 @@ def _run(config: RunConfig, options: dict) -> None:
         pinned = config.for_spec(probe.spec)
         model = load_model(pinned.model, config.device, config.dtype, revision=pinned.revision, offload=config.offload)
     out = options["out"] or default_out(probe.name, config.model or probe.spec.model.id, config.seed)
-    figures, progress = not options["no_figures"], not options["no_progress"]
+    # a bar only for a person watching: logs and pipes get no carriage-return frames
+    figures, progress = not options["no_figures"], not options["no_progress"] and sys.stderr.isatty()
     try:
-        outcome = execute(probe, config, out, resume=options["resume"], progress=progress, figures=figures,
-                          model=model)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always", PromptTruncated)
+            outcome = execute(probe, config, out, resume=options["resume"], progress=progress, figures=figures,
+                              model=model)
+        for w in said:
+            if issubclass(w.category, PromptTruncated):
+                click.echo(f"warning: {w.message}", err=True)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     except KeyboardInterrupt:
         _interrupted(config, out)
     except InterpreterFailed as exc:

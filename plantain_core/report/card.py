@@ -297,6 +297,9 @@ def confounds_section(summary) -> list[str]:
         out.append(f"Prompt length: mean {num(tc['mean_a'])} tokens for A and {num(tc['mean_b'])} for B "
                    f"(mean difference {num(tc['mean_diff'])}, largest {num(tc['max_abs_diff'])}; "
                    f"{tc['pairs_unequal']} pairs differ in length).")
+        if tc.get("pairs_truncated"):
+            out.append(f"**{tc['pairs_truncated']} pairs have a prompt longer than 512 tokens**: the text encoder saw "
+                       "only the first 512, so any difference after that is not in these numbers.")
         for name, r in (c.get("token_diff_vs_score_r") or {}).items():
             out.append(f"- `{name}`: r between token-count difference and the pair's probe score = "
                        + (f"{r:.2f}" if r is not None else "— (no variation or no units above the first threshold)"))
