@@ -25,7 +25,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 #: Public names loaded on first use (they import numpy or more): name -> module.
 _LAZY = {
     "probe": "api", "run": "api", "load_run": "api", "Run": "api", "Captures": "api",
-    "Probe": "probes", "RunConfig": "config", "ConfigError": "config",
+    "Probe": "probes", "RunConfig": "config", "ConfigError": "config", "InterpreterFailed": "execute",
     "ProbeResult": "analysis", "LayoutStats": "stats", "BlockStats": "stats",
     "read_pairs": "pairtable", "RawPair": "pairtable", "check_text": "pairtable",
 }
@@ -50,6 +50,7 @@ __all__ = [
     "ConfigError",
     "ImageSource",
     "Interpretation",
+    "InterpreterFailed",
     "LayoutStats",
     "ModelSettings",
     "Pair",

@@ -62,7 +62,7 @@ def read_manifest(run_dir: pathlib.Path) -> dict[str, Any]:
         raise PlantainError(f"{path} not found: not a plantain run folder (expected manifest.json and captures/)")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested 100,000 deep
         raise PlantainError(f"{path}: cannot read manifest: {exc}") from exc
     return check_manifest(manifest, str(path))
 

@@ -29,7 +29,7 @@ from .analysis import CAPTURES, MANIFEST, load_captures, read_manifest
 from .config import RunConfig, config_from_manifest
 from .errors import PlantainError
 from .probes import Probe, load_probe
-from .results import SUMMARY, UNITS_CSV
+from .results import SUMMARY, UNITS_COLUMNS, UNITS_CSV
 from .stats import top_by_abs_t
 
 CARD = "README.md"
@@ -77,8 +77,8 @@ class Run:
                                 f"finish it with --resume or run plantain report {self.path}")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise PlantainError(f"{path}: cannot read: {exc}") from None
+        except (OSError, ValueError, RecursionError) as exc:
+            raise PlantainError(f"{path}: cannot read: {type(exc).__name__}: {str(exc)[:200]}") from None
         if not isinstance(data, dict):
             raise PlantainError(f"{path}: expected a JSON object")
         return data
@@ -99,12 +99,21 @@ class Run:
         path = self.path / UNITS_CSV
         if not path.is_file():
             raise PlantainError(f"{path} not found: the run has no statistics yet (status {self.status!r})")
-        table = pd.read_csv(path, dtype={"layout": str, "unit": str, "block": str}, keep_default_na=False,
-                            na_values={c: [""] for c in ("mean_diff", "t", "d", "p", "q", "p_fwer")})
+        numeric = ("mean_diff", "t", "d", "p", "q", "p_fwer")
+        try:
+            table = pd.read_csv(path, dtype={"layout": str, "unit": str, "block": str, **{c: float for c in numeric}},
+                                keep_default_na=False, na_values={c: [""] for c in numeric}, encoding="utf-8")
+            if list(table.columns) != list(UNITS_COLUMNS):
+                raise ValueError(f"columns {list(table.columns)[:9]}, expected {list(UNITS_COLUMNS)}")
+        except (ValueError, TypeError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            raise PlantainError(f"{path}: not a plantain units table ({type(exc).__name__}: {str(exc)[:200]}); "
+                                f"run plantain report {self.path}") from None
         return table[table["layout"] == layout].reset_index(drop=True)
 
     def top(self, k: int = 10, layout: str | None = None):
         """The ``k`` units with the largest |t| (NaN never), strongest first."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise PlantainError(f"top(k): k must be a non-negative integer, got {k!r}")
         table = self.units(layout)
         return table.iloc[top_by_abs_t(table["t"].to_numpy(dtype=float), int(k))].reset_index(drop=True)
 
@@ -118,8 +127,16 @@ class Run:
                       and not p.name.startswith("."))
 
 
-def probe(name_or_path: str | os.PathLike, *, spec_dirs: Iterable[str | os.PathLike] = ()) -> Probe:
+def probe(name_or_path: str | os.PathLike, *, spec_dirs: Iterable[str | os.PathLike] | str | os.PathLike = ()) -> Probe:
     """A probe by name (built-in, a plugin's, ``PLANTAIN_SPEC_PATH`` or ``spec_dirs``) or a spec file path."""
+    return _find_probe(name_or_path, spec_dirs)
+
+
+def _find_probe(name_or_path, spec_dirs=()) -> Probe:
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise PlantainError(f"probe(): expected a probe name or a spec path, got {name_or_path!r}")
+    if isinstance(spec_dirs, (str, os.PathLike)):  # one folder, not its characters
+        spec_dirs = [spec_dirs]
     return load_probe(name_or_path, spec_dirs)
 
 
@@ -135,8 +152,13 @@ def run(probe: Probe | str | os.PathLike, *, out: str | os.PathLike | None = Non
     """
     from .execute import build_config, execute
 
+    for name, value in (("resume", resume), ("figures", figures), ("progress", progress)):
+        if not isinstance(value, bool) and not (name == "progress" and value is None):
+            raise PlantainError(f"run(): {name} must be True or False, got {value!r}")
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise PlantainError(f"run(): out must be a folder path, got {out!r}")
     if not isinstance(probe, Probe):
-        probe = load_probe(probe)
+        probe = _find_probe(probe)
     reference = probe.reference or probe.name
     cfg = build_config(reference, config, out, resume)
     if progress is None:

@@ -131,7 +131,8 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
     seed, layouts, batch_size = options.seed, options.layouts, options.batch_size
     run_dir = pathlib.Path(run_dir)
     manifest = read_manifest(run_dir)
-    names = parse_layouts(layouts or manifest.get("layouts"))
+    config = config_from_manifest(manifest, str(run_dir / "manifest.json"))
+    names = parse_layouts(layouts or config.layouts)
     names = tuple(sorted(names, key=lambda n: n != "heads"))  # heads first
     seed = int(manifest.get("seed", 0) if seed is None else seed)
     scope = manifest.get("token_scope", "all")
@@ -143,7 +144,7 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
     if any(c[3] != pair_ids for c in caps.values()):
         raise PlantainError(f"{run_dir}: the layouts list their pairs in different orders")
     notes: list[str] = []
-    pairs = run_pairs(manifest, config_from_manifest(manifest), pair_ids, notes)
+    pairs = run_pairs(manifest, config, pair_ids, notes)
 
     timings: dict[str, float] = {}
     start = time.perf_counter()

@@ -35,12 +35,16 @@ def read_run(run_dir: pathlib.Path) -> dict[str, Any]:
         model = summary.get("model") or {}
         if not isinstance(model, dict):
             raise ValueError("'model' is not an object")
-    except (OSError, ValueError, AttributeError) as exc:
+    except (OSError, ValueError, AttributeError, RecursionError) as exc:
         raise PlantainError(f"{summary_path}: not a plantain summary ({exc}); run `plantain report {run_dir}`") from None
     layouts: dict[str, dict[str, tuple[float, float]]] = {}
     try:
         with units_path.open(newline="", encoding="utf-8") as fh:
-            for line, row in enumerate(csv.DictReader(fh), start=2):
+            reader = csv.DictReader(fh)
+            missing = {"layout", "unit", "t", "q"} - set(reader.fieldnames or ())
+            if missing:
+                raise ValueError(f"no column {', '.join(sorted(missing))}")
+            for row in reader:
                 layouts.setdefault(str(row["layout"]), {})[str(row["unit"])] = (_float(row["t"]), _float(row["q"]))
     except (OSError, ValueError, KeyError, TypeError, csv.Error) as exc:
         raise PlantainError(f"{units_path}: not a plantain units table ({type(exc).__name__}: {exc}); "

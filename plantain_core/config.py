@@ -66,7 +66,7 @@ def _int(field: str, low: int, high: int, optional: bool = False):
     def convert(value):
         if value is None and optional:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, float) and value.is_integer()):
+        if isinstance(value, bool) or not isinstance(value, int):
             _fail(field, f"expected an integer, got {value!r}")
         value = int(value)
         if not low <= value <= high:
@@ -141,6 +141,8 @@ def _scope(value):
 
 
 def _thresholds(value):
+    if not isinstance(value, (str, list, tuple)) or any(isinstance(x, bool) for x in value):
+        _fail("thresholds", f"{value!r} is not a list of numbers (e.g. 3,5)")
     try:
         out = tuple(float(x) for x in _names(value) if not isinstance(x, str) or x)
     except (TypeError, ValueError):

@@ -47,13 +47,17 @@ def build_config(probe: str, given: Mapping[str, Any], out: str | os.PathLike | 
     if resume and manifest_path is not None and manifest_path.is_file():
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise PlantainError(f"cannot resume {out}: {MANIFEST} is unreadable ({exc}); start a new run in "
-                                f"another --out") from None
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise PlantainError(f"cannot resume {out}: {MANIFEST} is unreadable ({type(exc).__name__}: "
+                                f"{str(exc)[:200]}); start a new run in another --out") from None
         if not isinstance(manifest, dict):
             raise PlantainError(f"cannot resume {out}: {MANIFEST} is not a plantain manifest")
         recorded = config_from_manifest(manifest, str(manifest_path))
-        return recorded.evolve(probe=probe, **dict(given))
+        config = recorded.evolve(probe=probe, **dict(given))
+        diffs = config.capture_differences(recorded)
+        if diffs:  # refused before a model is loaded (or downloaded)
+            raise PlantainError(f"cannot resume {out}: the run was started with other settings ({'; '.join(diffs)})")
+        return config
     return RunConfig.from_keywords(probe, given)
 
 
@@ -101,7 +105,8 @@ def execute(probe, config: RunConfig, out=None, *, resume: bool = False, progres
     try:
         with locked(out, create=True):  # a second process on this folder is refused, naming the holder
             manifest = run_probe(probe, out, config, resume=resume, progress=progress, model=model)
-            config = RunConfig.from_dict(manifest["config"])
+            # the resolved config, naming the probe as the user did (the manifest may shorten a path)
+            config = RunConfig.from_dict(manifest["config"]).evolve(probe=config.probe)
             summary = analyze_run(out, config, figures=figures)
             error = summary.get("interpreter_error")
             # The statistics, result files and card are written; a failed interpreter's analyses are not.

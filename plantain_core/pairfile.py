@@ -13,9 +13,11 @@ inside it, no links out.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import pathlib
+import re
 from typing import Any
 
 from .pairtable import Problem, RawPair, read_rows
@@ -25,7 +27,7 @@ MAX_BYTES = 512 * 2**20
 
 
 def _locate(value: Any, key: str, spec_dir) -> tuple[pathlib.Path | None, list[Problem]]:
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value.strip() or not value.isprintable():
         return None, [(key, "expected a file name like \"pairs.csv\"")]
     if spec_dir is None:
         return None, [(key, "a pairs file needs a spec file to sit next to")]
@@ -38,8 +40,10 @@ def _locate(value: Any, key: str, spec_dir) -> tuple[pathlib.Path | None, list[P
     path = (base / rel).resolve()
     if not path.is_relative_to(base):
         return None, [(key, f"{value!r} leads out of the spec's folder (a link?)")]
-    if not path.is_file():
+    if not path.exists():
         return None, [(key, f"pairs file not found: {base / rel}")]
+    if not path.is_file():
+        return None, [(key, f"{value!r} is not a regular file")]
     if path.stat().st_size > MAX_BYTES:
         return None, [(key, f"{value!r} is larger than {MAX_BYTES // 2**20} MiB")]
     return path, []
@@ -63,18 +67,23 @@ def read_pairs_file(value: Any, fields: tuple[str, ...], *, key: str, spec_dir) 
     return rows, problems + row_problems
 
 
+INT_RE = re.compile(r"-?[0-9]+")
+FLOAT_RE = re.compile(r"-?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?")
+
+
 def _number(cell: str) -> Any:
-    for kind in (int, float):
-        try:
-            x = kind(cell)
-        except ValueError:
-            continue
-        return x if math.isfinite(x) else cell
+    """A cell that reads as a plain decimal number becomes one ("1_000", " 7 " and other
+    digits than 0-9 stay text); anything else stays text."""
+    if INT_RE.fullmatch(cell):
+        return int(cell)
+    if FLOAT_RE.fullmatch(cell) and math.isfinite(float(cell)):
+        return float(cell)
     return cell
 
 
 def _table(text: str, name: str, delimiter: str, fields: tuple[str, ...]):
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter, strict=True)
+    # only \n and \r\n end a row (str.splitlines would also split on U+2028, form feeds, ...)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     records: list[dict] = []
     lines: list[int] = []
     try:
@@ -82,6 +91,8 @@ def _table(text: str, name: str, delimiter: str, fields: tuple[str, ...]):
         if header is None:
             return [], [], [(f"{name} line 1", "empty file; expected a header row with id, a, b")]
         header = [h.strip() for h in header]
+        if "" in header:
+            return [], [], [(f"{name} line 1", f"header: column {header.index('') + 1} has no name")]
         dupes = sorted({h for h in header if header.count(h) > 1})
         if dupes or "id" not in header:
             why = f"column {dupes[0]!r} appears twice" if dupes else "no 'id' column"
@@ -108,6 +119,14 @@ def _table(text: str, name: str, delimiter: str, fields: tuple[str, ...]):
     return records, lines, []
 
 
+def _no_duplicate_keys(items):
+    keys = [k for k, _ in items]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise ValueError(f"key {dupes[0]!r} appears twice")
+    return dict(items)
+
+
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
 
@@ -116,13 +135,14 @@ def _jsonl(text: str, name: str, fields: tuple[str, ...]):
     records: list[dict] = []
     lines: list[int] = []
     problems: list[Problem] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # JSON Lines ends a record at \n only: U+2028 and friends may sit inside a string
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line, parse_constant=_reject_constant)
-        except ValueError as exc:
-            problems.append((f"{name} line {number}", f"invalid JSON: {exc}"))
+            obj = json.loads(line.rstrip("\r"), parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+        except (ValueError, RecursionError) as exc:
+            problems.append((f"{name} line {number}", f"invalid JSON: {type(exc).__name__ if isinstance(exc, RecursionError) else exc}"))
             continue
         if not isinstance(obj, dict):
             problems.append((f"{name} line {number}", "expected a JSON object like {\"id\": ..., \"a\": ..., \"b\": ...}"))

@@ -80,6 +80,8 @@ def _fill(template: str, item: dict[str, Any]) -> str:
     )
 
 
+MAX_META_DEPTH = 32
+
 #: The keys of a stimulus table that hold its pair list; a generator allows them all.
 PAIR_KEYS = ("pairs", "template", "items", "pairs_file")
 
@@ -148,13 +150,15 @@ def read_rows(pairs: Any, fields: tuple[str, ...], key: str, where=None,
 def meta_problems(meta: dict[str, Any]) -> list[Problem]:
     """Pair meta goes into JSON files (manifest, summary): finite numbers, strings,
     booleans, arrays and tables only. Returns (key, message) per bad value."""
-    def bad(value) -> str | None:
+    def bad(value, depth: int = 0) -> str | None:
+        if depth > MAX_META_DEPTH:
+            return f"nested deeper than {MAX_META_DEPTH} levels"
         if isinstance(value, float) and not math.isfinite(value):
             return f"{value} is not a finite number (pair meta is written to JSON)"
         if isinstance(value, dict):
-            return next((b for v in value.values() if (b := bad(v))), None)
+            return next((b for v in value.values() if (b := bad(v, depth + 1))), None)
         if isinstance(value, list):
-            return next((b for v in value if (b := bad(v))), None)
+            return next((b for v in value if (b := bad(v, depth + 1))), None)
         if value is None or isinstance(value, (str, int, float, bool)):
             return None
         return f"a {type(value).__name__} cannot be pair meta (use a string or a number)"
@@ -170,6 +174,8 @@ def _check_id(key: str, row: dict) -> list[Problem]:
     value = row["id"]
     if not isinstance(value, str) or not value.strip() or not value.isprintable():
         return [(key, f"expected a non-empty printable string, got {value!r}")]
+    if value != value.strip():  # "r1" and "r1 " would be two pairs that read the same
+        return [(key, f"{value!r} starts or ends with spaces")]
     return []
 
 
@@ -220,7 +226,14 @@ def _expand_template(stimuli: dict[str, Any], fields: tuple[str, ...], key: str)
 
 
 def check_text(key: str, value: Any) -> list[Problem]:
-    """A prompt must be a non-empty string."""
+    """A prompt must be a non-empty string the tokenizer can take: no NUL, valid Unicode
+    (a lone surrogate from a JSON escape passes JSON but not the tokenizer)."""
     if not isinstance(value, str) or not value.strip():
         return [(key, "expected a non-empty string")]
+    if "\x00" in value:
+        return [(key, "contains a NUL character")]
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return [(key, "is not valid Unicode (a lone surrogate such as \\ud800)")]
     return []

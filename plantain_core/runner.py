@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import io
 import json
+import os
 import pathlib
 import sys
 import time
@@ -48,6 +49,18 @@ def spec_sha256(spec) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+def stored_probe(reference: str) -> str:
+    """The probe as a manifest records it: a name as is; a spec path as typed when
+    relative, else relative to the working folder when below it, else its file name."""
+    if not reference.endswith(".toml") and "/" not in reference and os.sep not in reference:
+        return reference
+    p = pathlib.Path(reference)
+    if not p.is_absolute():
+        return reference
+    rel = os.path.relpath(p)
+    return p.name if rel.startswith("..") else rel
+
+
 def local_name(path: str, spec_dir) -> str:
     """A file as a published manifest may name it: relative to the spec's folder when it
     lies inside, else its bare file name (the sha256 beside it identifies it)."""
@@ -82,7 +95,7 @@ def check_images(run_dir: pathlib.Path, old: list, new: list, doing: str = "resu
         was = before.get(name)
         if was and rec.get("sha256") and was != rec["sha256"]:
             what = f"image file {name}" if rec.get("source") == "file" else f"generated image {name[:12]}…"
-            raise PlantainError(f"cannot {doing} {run_dir}: the conditioning {what} changed since the run started "
+            raise ResumeRefused(f"cannot {doing} {run_dir}: the conditioning {what} changed since the run started "
                                 f"(sha256 was {str(was)[:12]}…, now {rec['sha256'][:12]}…); captures made with both "
                                 "would be mixed. Restore it, or start a new --out")
 
@@ -126,8 +139,8 @@ def _read_old_manifest(run_dir: pathlib.Path, resume: bool) -> dict | None:
         raise PlantainError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise PlantainError(f"cannot resume {run_dir}: {path.name} is unreadable ({exc}); "
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise PlantainError(f"cannot resume {run_dir}: {path.name} is unreadable ({type(exc).__name__}); "
                             f"start a new run in another --out") from None
     try:
         return check_manifest(old, str(path))
@@ -183,6 +196,10 @@ def token_records(tokenizer, pairs) -> list[dict[str, Any]]:
         warnings.warn(f"{len(cut)} pair(s) have prompts longer than {MAX_SEQUENCE_LENGTH} tokens; the text encoder "
                       f"sees only the first {MAX_SEQUENCE_LENGTH}: {'; '.join(cut[:5])}", PromptTruncated, stacklevel=2)
     return records
+
+
+class ResumeRefused(PlantainError):
+    """A resume (or causal check) would mix captures made under different conditions."""
 
 
 class PromptTruncated(UserWarning):
@@ -274,7 +291,7 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
         "torch_version": torch.__version__,
         "diffusers_version": diffusers.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "config": config.as_dict(),
+        "config": config.evolve(probe=stored_probe(config.probe)).as_dict(),
         "providers": providers,
         "spec": spec.as_dict(),
         "spec_sha256": spec_sha256(spec),
@@ -321,6 +338,8 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
     try:
         return capture.run(arrays, done, progress)
     except BaseException as exc:
+        if isinstance(exc, ResumeRefused):  # the folder is as it was: not a failure of its run
+            raise
         # Ctrl-C is the user's choice, not a fault: say so, so the folder reads as resumable.
         interrupted = isinstance(exc, KeyboardInterrupt)
         manifest["status"] = "interrupted" if interrupted else "failed"
@@ -356,23 +375,22 @@ class _Capture:
         config = RunConfig.from_dict(manifest["config"])
         timings = manifest["timings"]
         manifest["token_counts"] = token_records(pipe.tokenizer, pairs)
-        atomic_write_json(self.run_dir / "manifest.json", manifest)
         pending = [i for i in range(len(pairs)) if not done[i]]
         passes = [(i, side) for i in pending for side in (0, 1)]
-
         start = time.perf_counter()
         size = (config.height, config.width)
-        # every pair's images, the captured ones' too: a resume must see the images the run started with
-        images = get_images(self.bundle, [s.image for p in pairs for s in p.stimuli() if s.image is not None], *size)
-        records = [image_record(rec, self.spec_dir) for _, rec in images.values()]
-        check_images(self.run_dir, manifest["images"], records)
-        manifest["images"] = records
+        resuming_with_images = bool(manifest["images"])
+        if resuming_with_images:  # a changed image is refused before the folder is touched
+            images = self._images(size)
+        atomic_write_json(self.run_dir / "manifest.json", manifest)
+        if not resuming_with_images:
+            images = self._images(size)
         inputs = PassInputs.prepare(self.bundle, pairs, pending, config.seed, size, images)
         timings["prepare"] = round(time.perf_counter() - start, 4)
 
         batch_size = config.batch_size or auto_batch_size(self.bundle, inputs.tokens)
         manifest["batch_size"] = int(batch_size)
-        manifest["config"] = config.evolve(batch_size=batch_size).as_dict()
+        manifest["config"] = config.evolve(batch_size=batch_size).as_dict()  # probe already stored
         # A batch holds whole pairs where it can (batch_size // 2 pairs), else single passes.
         per = max(1, batch_size // 2) * 2 if batch_size >= 2 else 1
         batches = [passes[k:k + per] for k in range(0, len(passes), per)]
@@ -403,6 +421,16 @@ class _Capture:
         manifest.pop("error", None)
         atomic_write_json(self.run_dir / "manifest.json", manifest)
         return manifest
+
+    def _images(self, size: tuple[int, int]) -> dict:
+        """Every pair's images, the captured pairs' too: a resumed run must see the images
+        it started with (checked by sha256, then recorded in the manifest)."""
+        sources = [s.image for p in self.pairs for s in p.stimuli() if s.image is not None]
+        images = get_images(self.bundle, sources, *size)
+        records = [image_record(rec, self.spec_dir) for _, rec in images.values()]
+        check_images(self.run_dir, self.manifest["images"], records)
+        self.manifest["images"] = records
+        return images
 
     def _store(self, rows: dict[str, np.ndarray], items, arrays) -> None:
         n = len(items)

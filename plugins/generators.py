@@ -44,6 +44,8 @@ def check_image_file(key: str, value: Any, spec_dir: pathlib.Path) -> list[Probl
             im.verify()
     except PermissionError:
         return [(key, f"image file is not readable: {path}")]
+    except Image.DecompressionBombError:  # a small file that would decode to gigabytes
+        return [(key, f"image is too large to decode safely: {path}")]
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         return [(key, f"not an image file: {path} ({type(exc).__name__})")]
     return []

@@ -141,5 +141,5 @@ def test_plantain_new_writes_a_skeleton_that_validates(tmp_path, kind):
 
 def test_plantain_new_refuses_a_name_that_is_not_a_file_stem(tmp_path):
     res = CliRunner().invoke(main, ["new", "../evil", "--dir", str(tmp_path)])
-    assert res.exit_code == 1 and "NAME '../evil': use letters, digits" in res.stderr
+    assert res.exit_code == 1 and "NAME '../evil': use up to 100 letters, digits" in res.stderr
     assert list(tmp_path.iterdir()) == []

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pathlib
 import re
+import shutil
 
 import click
 
 from ..errors import PlantainError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 
 HEAD = '''# A plantain probe spec ({kind}). Check it with: plantain validate {file}
 # Every key is documented in plantain's docs/specs.md.
@@ -75,12 +76,19 @@ def cli(name, kind, directory):
     from ..plugins import get_registry
     from ..spec import load_spec
 
-    if not NAME_RE.match(name):
-        raise PlantainError(f"NAME {name!r}: use letters, digits, '-' and '_' (it becomes the file name NAME.toml)")
+    if not NAME_RE.fullmatch(name):
+        raise PlantainError(f"NAME {name!r}: use up to 100 letters, digits, '-' and '_' (it becomes the file name "
+                            "NAME.toml)")
     path = directory / f"{name}.toml"
     if path.exists():
         raise PlantainError(f"{path} exists; choose another NAME or --dir")
-    atomic_write_text(path, HEAD.format(kind=kind, name=name, file=path) + BODIES[kind])
+    made = not directory.exists()
+    try:
+        atomic_write_text(path, HEAD.format(kind=kind, name=name, file=path) + BODIES[kind])
+    except OSError as exc:
+        if made:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise PlantainError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         load_spec(path, get_registry())  # the skeleton must validate as written
     except PlantainError:
