@@ -20,8 +20,9 @@ from .errors import PlantainError
 from .interpretation import Interpretation, Section
 from .manifest import check_manifest
 from .results import json_safe, write_results
+from .checks import review
 from .runfolder import check_run_folder, inside, locked, settle, staged
-from .stats import LayoutStats, compute_layout_stats, count_mlp_units
+from .stats import LayoutStats, compute_layout_stats, count_mlp_units, top_by_abs_t
 
 MANIFEST = "manifest.json"
 CAPTURES = "captures"
@@ -198,6 +199,31 @@ def not_json_data(obj: Any, where: str) -> str | None:
     return f"a {type(obj).__name__} at {where}, which is not JSON data"
 
 
+def placebo_summary(run_dir: pathlib.Path, st: LayoutStats) -> dict[str, Any] | None:
+    """How much of each significant unit's effect the length placebo reproduces: counts,
+    and the top units by |t| with their placebo share (placebo mean D / probe mean D)."""
+    from .placebo import placebo_effects
+
+    eff = placebo_effects(run_dir, st.layout, st.diff, st.pair_ids)
+    if eff is None:
+        return {"pairs": 0, "note": "no placebo: fewer than 3 pairs differ in token count"}
+    sig = np.isfinite(st.p_fwer) & (st.p_fwer < 0.05)
+    share = eff["share"]
+    mostly = sig & np.isfinite(share) & (share >= 0.5)
+    top = top_by_abs_t(st.t, 10)
+    return {"pairs": eff["pairs"], "significant": int(sig.sum()), "mostly_length": int(mostly.sum()),
+            "top_units": [{"unit": st.units[i], "t": float(st.t[i]), "placebo_share": float(share[i])} for i in top]}
+
+
+def token_delta(manifest: Mapping[str, Any], pair_ids: Sequence[str]) -> np.ndarray | None:
+    """Per pair (in ``pair_ids`` order), tokens of A minus tokens of B as the text encoder
+    saw them; None when the run recorded no token counts for every pair."""
+    counts = {str(r["id"]): (r["a"], r["b"]) for r in manifest.get("token_counts") or []}
+    if not counts or not all(i in counts for i in pair_ids):
+        return None
+    return np.array([counts[i][0] - counts[i][1] for i in pair_ids], dtype=np.float64)
+
+
 def token_confounds(manifest: Mapping[str, Any], layouts: Mapping[str, LayoutStats], pair_ids) -> dict[str, Any] | None:
     """Prompt length as a confound: token counts of A and B, and per layout the Pearson r
     across pairs between the token-count difference and the pair's probe score (mean over
@@ -215,6 +241,8 @@ def token_confounds(manifest: Mapping[str, Any], layouts: Mapping[str, LayoutSta
         "token_counts": {
             "mean_a": float(ta.mean()), "mean_b": float(tb.mean()), "mean_diff": float(delta.mean()),
             "max_abs_diff": float(np.abs(delta).max()), "pairs_unequal": int(np.count_nonzero(delta)),
+            # one difference for every pair: condition and length cannot be told apart
+            "constant_diff": bool(np.ptp(delta) == 0 and delta[0] != 0),
             # prompts the text encoder cut at 512 tokens: their differences past the cut are unseen
             "pairs_truncated": sum(1 for r in recs if isinstance(r, dict) and ("a_full" in r or "b_full" in r)),
         },
@@ -262,14 +290,16 @@ def _analyze(run_dir: pathlib.Path, manifest: dict, config: RunConfig, figures: 
         if pair_ids is not None and ids != pair_ids:
             raise PlantainError(f"{run_dir}: layout {name!r} lists its pairs in a different order from the others")
         pair_ids = ids
-        layouts[name] = compute_layout_stats(a, b, units, layout=name, pair_ids=ids, flips=options["flips"],
-                                             splits=options["splits"], seed=options["seed"],
-                                             thresholds=options["thresholds"])
+        st = compute_layout_stats(a, b, units, layout=name, pair_ids=ids, flips=options["flips"],
+                                  splits=options["splits"], seed=options["seed"], thresholds=options["thresholds"])
+        layouts[name] = review(st, token_delta(manifest, ids))
 
     info = manifest.get("layout_info") or {}
     layout_summaries = {}
     for name, st in layouts.items():
         s = st.summary_dict()
+        if config.length_control:
+            s["length_placebo"] = placebo_summary(run_dir, st)
         mlp = (info.get(name) or {}).get("mlp_units")
         if mlp is None and name == "slices16":
             mlp = count_mlp_units(st.units)
@@ -315,6 +345,10 @@ def _analyze(run_dir: pathlib.Path, manifest: dict, config: RunConfig, figures: 
             from .report.figures import write_figures
 
             figs = write_figures(stage, layouts)
+        from .report.figures import STIMULI
+
+        if (run_dir / STIMULI).is_file():  # written by the run from its conditioning images
+            figs = {**figs, "_stimuli": {"sheet": STIMULI}}
         card = render_card(run_dir.name, json_safe(summary), manifest, config, interp, figs, causal)
         atomic_write_text(stage / CARD, card)
     return json_safe(summary)

@@ -29,7 +29,7 @@ from .analysis import CAPTURES, MANIFEST, load_captures, read_manifest
 from .config import RunConfig, config_from_manifest
 from .errors import PlantainError
 from .probes import Probe, load_probe
-from .results import SUMMARY, UNITS_COLUMNS, UNITS_CSV
+from .results import CHECK_COLUMNS, SUMMARY, UNITS_COLUMNS, UNITS_CSV
 from .stats import top_by_abs_t
 
 CARD = "README.md"
@@ -92,19 +92,21 @@ class Run:
 
     def units(self, layout: str | None = None):
         """One row per unit of ``layout`` (default: ``heads`` when captured) with the
-        units.csv columns: layout, unit, block, mean_diff, t, d, p, q, p_fwer."""
+        units.csv columns: layout, unit, block, mean_diff, t, d, p, q, p_fwer, then d_low,
+        d_high, p_tost, t_specific, q_specific, p_fwer_specific, t_length, p_length,
+        p_fwer_length (docs/statistics.md)."""
         import pandas as pd
 
         layout = self._layout(layout)
         path = self.path / UNITS_CSV
         if not path.is_file():
             raise PlantainError(f"{path} not found: the run has no statistics yet (status {self.status!r})")
-        numeric = ("mean_diff", "t", "d", "p", "q", "p_fwer")
+        numeric = UNITS_COLUMNS[3:] + CHECK_COLUMNS
         try:
             table = pd.read_csv(path, dtype={"layout": str, "unit": str, "block": str, **{c: float for c in numeric}},
                                 keep_default_na=False, na_values={c: [""] for c in numeric}, encoding="utf-8")
-            if list(table.columns) != list(UNITS_COLUMNS):
-                raise ValueError(f"columns {list(table.columns)[:9]}, expected {list(UNITS_COLUMNS)}")
+            if list(table.columns) not in (list(UNITS_COLUMNS), list(UNITS_COLUMNS + CHECK_COLUMNS)):
+                raise ValueError(f"columns {list(table.columns)[:18]}, expected {list(UNITS_COLUMNS + CHECK_COLUMNS)}")
         except (ValueError, TypeError, UnicodeDecodeError, pd.errors.ParserError) as exc:
             raise PlantainError(f"{path}: not a plantain units table ({type(exc).__name__}: {str(exc)[:200]}); "
                                 f"run plantain report {self.path}") from None

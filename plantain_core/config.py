@@ -37,6 +37,7 @@ FLAGS = {
     "layouts": "--units", "token_scope": "--token-scope", "height": "--height", "width": "--width",
     "batch_size": "--batch-size", "seed": "--seed", "flips": "--flips", "splits": "--splits",
     "thresholds": "--thresholds", "stats_seed": "plantain report --seed", "offload": "--cpu-offload",
+    "length_control": "--length-control",
 }
 #: Fields that change the captured numbers: a resumed run must agree on every one.
 CAPTURE_FIELDS = ("model", "revision", "dtype", "layouts", "token_scope", "height", "width", "batch_size", "seed")
@@ -186,6 +187,8 @@ class RunConfig:
     thresholds: tuple[float, ...] = attrs.field(default=DEFAULT_THRESHOLDS, converter=_thresholds)
     stats_seed: int | None = attrs.field(default=None, converter=_int("stats_seed", 0, MAX_SEED, optional=True))
     offload: bool = attrs.field(default=False, converter=_bool("offload"))
+    #: also capture the length placebo (plantain_core.placebo) into RUN_DIR/placebo
+    length_control: bool = attrs.field(default=False, converter=_bool("length_control"))
 
     # ---- making one ------------------------------------------------------------------
     @classmethod
@@ -262,7 +265,7 @@ class RunConfig:
                 continue
             if value == getattr(default, field) and field not in ("model", "seed"):
                 continue
-            if field == "offload":
+            if field in ("offload", "length_control"):
                 args.append(FLAGS[field])
             else:
                 args += [FLAGS[field], _show(value)]

@@ -94,6 +94,7 @@ FIELDS: dict[str, Check] = {
     "versions": dict_of(STR),
     "confounds": DICT,
     "timings": DICT,
+    "placebo_notes": list_of(STR),
 }
 
 

@@ -20,6 +20,23 @@ SUMMARY = "summary.json"
 UNITS_CSV = "units.csv"
 BLOCKS_CSV = "blocks.csv"
 UNITS_COLUMNS = ("layout", "unit", "block", "mean_diff", "t", "d", "p", "q", "p_fwer")
+#: Columns after UNITS_COLUMNS, present when the checks ran (plantain_core.checks.review).
+CHECK_COLUMNS = ("d_low", "d_high", "p_tost", "t_specific", "q_specific", "p_fwer_specific", "t_length", "p_length",
+                 "p_fwer_length")
+
+
+def fwer_threshold(null_max: np.ndarray, exact: bool, alpha: float = 0.05) -> float | None:
+    """The |t| a unit must exceed for p_fwer < alpha, as an order statistic of the null
+    maxima (consistent with ``stats.fwer_p``); None when alpha is out of reach."""
+    from .stats import TIE_RTOL
+
+    f = null_max.size
+    # p = (1 + c)/(1 + F) random, c/F exact, with c = #{null max >= |t|·(1 − TIE_RTOL)}.
+    # Exact enumeration holds the observed pattern itself, so there c >= 1 always.
+    allowed = math.ceil(alpha * f) - 1 if exact else math.ceil(alpha * (f + 1)) - 2
+    if allowed < (1 if exact else 0) or f == 0:
+        return None
+    return float(np.sort(null_max)[::-1][allowed]) / (1 - TIE_RTOL)
 
 
 def json_float(x) -> float | None:
@@ -103,11 +120,44 @@ def layout_summary(st: LayoutStats) -> dict[str, Any]:
             "flips_requested": st.flips,
             "exact": st.exact,
             "seed": st.seed,
-            # |t| a unit must exceed to pass the max-|t| FWER test at 0.05
-            "max_abs_t_p95": json_float(np.percentile(st.null_max_abs_t, 95)),
+            # |t| a unit must exceed to get p_fwer < 0.05 (None: unreachable with this null)
+            "max_abs_t_p95": json_float(fwer_threshold(st.null_max_abs_t, st.exact))
+            if fwer_threshold(st.null_max_abs_t, st.exact) is not None else None,
+            "min_p_fwer": json_float(st.min_p_fwer),
+            "fwer_reachable": bool(st.min_p_fwer < 0.05),
         },
+        **checks_summary(st),
         "top_blocks": [b.as_dict(thr0) for b in top_blocks(st.blocks)],
     }
+
+
+def checks_summary(st: LayoutStats) -> dict[str, Any]:
+    """summary.json's specificity, equivalence and length-adjusted entries of one layout."""
+    if st.specific is None:
+        return {}
+    finite = np.isfinite(st.t)
+    out: dict[str, Any] = {
+        "specificity": {
+            "common_mode_share": json_float(st.common_share) if st.common_share is not None else None,
+            **_adjusted_counts(st.specific),
+            "raw_p_fwer_lt_0.05": int(np.count_nonzero(st.p_fwer[finite] < 0.05)),
+        },
+        "equivalence": {
+            "bound_dz": st.tost_bound,
+            "equivalent": int(np.count_nonzero(st.p_tost[np.isfinite(st.p_tost)] < 0.05)),
+            "tested": int(finite.sum()),
+        },
+    }
+    if st.length is not None:
+        out["length_adjusted"] = _adjusted_counts(st.length)
+    return out
+
+
+def _adjusted_counts(adj) -> dict[str, Any]:
+    if adj.note is not None:
+        return {"p_fwer_lt_0.05": None, "q_lt_0.05": None, "note": adj.note}
+    return {"p_fwer_lt_0.05": int(np.count_nonzero(adj.p_fwer[np.isfinite(adj.p_fwer)] < 0.05)),
+            "q_lt_0.05": int(np.count_nonzero(adj.q[np.isfinite(adj.q)] < 0.05)), "note": None}
 
 
 def fmt(x: Any) -> str:
@@ -151,9 +201,15 @@ def json_safe(obj: Any) -> Any:
 def units_csv(layouts: Mapping[str, LayoutStats]) -> str:
     """One row per unit of every layout, in capture order."""
     buf = io.StringIO()
-    buf.write(",".join(UNITS_COLUMNS) + "\n")
+    checked = all(st.specific is not None for st in layouts.values())
+    buf.write(",".join(UNITS_COLUMNS + (CHECK_COLUMNS if checked else ())) + "\n")
     for name, st in layouts.items():
         cols = (st.mean_diff, st.t, st.d, st.p, st.q, st.p_fwer)
+        if checked:
+            nan = np.full(st.n_units, np.nan)
+            length, specific = st.length, st.specific
+            cols += (st.d_low, st.d_high, st.p_tost, specific.t, specific.q, specific.p_fwer,
+                     length.t if length else nan, length.p if length else nan, length.p_fwer if length else nan)
         # Formatting 16k×6 floats is a string job; %.10g via a list comprehension per column.
         text_cols = [[fmt(v) for v in c.tolist()] for c in cols]
         for i, unit in enumerate(st.units):

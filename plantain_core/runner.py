@@ -336,7 +336,12 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
 
     capture = _Capture(bundle, pairs, built, manifest, run_dir, spec.spec_dir)
     try:
-        return capture.run(arrays, done, progress)
+        manifest = capture.run(arrays, done, progress)
+        if config.length_control:
+            from .placebo import run_placebo
+
+            run_placebo(probe, run_dir, config, {"resume": resume, "progress": progress}, bundle)
+        return manifest
     except BaseException as exc:
         if isinstance(exc, ResumeRefused):  # the folder is as it was: not a failure of its run
             raise
@@ -430,6 +435,10 @@ class _Capture:
         records = [image_record(rec, self.spec_dir) for _, rec in images.values()]
         check_images(self.run_dir, self.manifest["images"], records)
         self.manifest["images"] = records
+        if images:
+            from .report.figures import stimulus_sheet
+
+            stimulus_sheet(self.run_dir, self.pairs, images)
         return images
 
     def _store(self, rows: dict[str, np.ndarray], items, arrays) -> None:

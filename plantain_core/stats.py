@@ -87,9 +87,22 @@ class LayoutStats:
     exact: bool
     seed: int
     split_r: np.ndarray  # (S,) Pearson r between halves; NaN where undefined
-    split_example: tuple[np.ndarray, np.ndarray] | None  # per-unit t of both halves, split 0
+    split_example: tuple[np.ndarray, np.ndarray] | None  # per-unit t of both halves, the median-r split
     split_note: str | None
     blocks: tuple[BlockStats, ...]
+    # What a reviewer asks next (plantain_core.checks.review fills these; None until then):
+    d_low: np.ndarray | None = None  # U: 95% interval of d_z
+    d_high: np.ndarray | None = None
+    tost_bound: float | None = None  # equivalence bound, d_z units
+    p_tost: np.ndarray | None = None  # U: TOST p against |d_z| < bound
+    common_share: float | None = None  # share of standardized D's variance the per-pair common mode explains
+    specific: Any = None  # checks.Adjusted: the test beyond the common mode
+    length: Any = None  # checks.Adjusted: the test at zero token-count difference
+
+    @property
+    def min_p_fwer(self) -> float:
+        """The smallest p_fwer this null can give (small-N honesty)."""
+        return 1.0 / self.flips_used if self.exact else 1.0 / (self.flips_used + 1)
 
     @property
     def n_pairs(self) -> int:
@@ -181,6 +194,12 @@ def sign_patterns(n: int, flips: int, rng: np.random.Generator) -> tuple[np.ndar
         return signs, True
     # Generated in one call so the draws do not depend on the tile size.
     return (1 - 2 * rng.integers(0, 2, size=(flips, n), dtype=np.int8)).astype(np.int8), False
+
+
+def null_signs(n: int, flips: int, seed: int) -> tuple[np.ndarray, bool]:
+    """The run's sign patterns: flips drawn from ``default_rng(SeedSequence(seed).spawn(2)[0])``
+    (the second child seeds the splits), or all 2^(N−1) patterns when that many fit."""
+    return sign_patterns(n, flips, np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[0]))
 
 
 def g_cut(threshold: float, n: int) -> float:
@@ -298,14 +317,14 @@ def split_half(diff: np.ndarray, tested: np.ndarray, splits: int, rng: np.random
     # Splits in chunks, so memory stays bounded (S × U floats per array otherwise: 100,000
     # splits of 16,320 units would be 13 GB); rows are independent, so the numbers are too.
     chunk = max(1, SPLIT_CHUNK_ELEMENTS // max(x.shape[1], 1))
-    rs, example = [], None
-    for start in range(0, splits, chunk):
-        t1, t2 = half_t(m1[start:start + chunk], n1), half_t(m2[start:start + chunk], n2)
-        example = example or (t1[0], t2[0])
-        rs.append(_pearson_rows(t1, t2))
+    rs = [_pearson_rows(half_t(m1[s:s + chunk], n1), half_t(m2[s:s + chunk], n2)) for s in range(0, splits, chunk)]
     r = np.concatenate(rs) if rs else np.zeros(0)
-    note = None if np.isfinite(r).any() else "split-half r is undefined (too few units with finite t in both halves)"
-    return r, example, note
+    if not np.isfinite(r).any():
+        return r, None, "split-half r is undefined (too few units with finite t in both halves)"
+    # the example the figure shows is the split whose r is the median (the number the card quotes)
+    m = int(np.nanargmin(np.abs(r - np.nanmedian(r))))
+    example = (half_t(m1[m:m + 1], n1)[0], half_t(m2[m:m + 1], n2)[0])
+    return r, example, None
 
 
 def _pearson_rows(t1: np.ndarray, t2: np.ndarray) -> np.ndarray:
@@ -385,8 +404,8 @@ def compute_layout_stats(
     if tested.any():
         q[tested] = multipletests(p[tested], method="fdr_bh")[1]
 
-    flip_seq, split_seq = np.random.SeedSequence(seed).spawn(2)
-    signs, exact = sign_patterns(n, flips, np.random.default_rng(flip_seq))
+    signs, exact = null_signs(n, flips, seed)
+    split_seq = np.random.SeedSequence(seed).spawn(2)[1]
     dt = diff[:, tested]
     z = dt / np.sqrt((dt * dt).sum(axis=0))
     null_counts, null_max = sign_flip_null(z, signs, thresholds)

@@ -58,6 +58,12 @@ def doses_for(top: int, doses: Sequence[int], n_tested: int) -> tuple[int, list[
     return k, sorted({min(int(d), n_tested) for d in doses if int(d) >= 1} | {k})
 
 
+def _covers_its_strata(strata: np.ndarray, selected: np.ndarray) -> bool:
+    """Every unit of every stratum the selection touches is selected: controls matched per
+    stratum would be the selection itself."""
+    return bool(np.isin(np.flatnonzero(np.isin(strata, strata[selected])), selected).all())
+
+
 def plan_layout(layout, t: np.ndarray, *, top: int, doses: Sequence[int], controls: int, seed: int,
                 ordinal: int) -> tuple[int, list[UnitSet], list[str]]:
     """Headline K, the unit sets of one layout (per dose: selected + controls), notes."""
@@ -67,9 +73,17 @@ def plan_layout(layout, t: np.ndarray, *, top: int, doses: Sequence[int], contro
     k, ks = doses_for(top, doses, n_tested)
     strata = layout.block_index() * 2 + layout.mlp.astype(np.int64)
     sets, notes = [], []
+    covered = [d for d in ks if _covers_its_strata(strata, top_by_abs_t(t, d))]
+    if k in covered:  # a headline whose "controls" could only be the selected units themselves
+        usable = [d for d in ks if d not in covered]
+        notes.append(f"`{layout.name}`: K={k} covers every unit of its blocks, so no matched control set can differ "
+                     "from it and no p is given for it" + (f"; the headline is K={usable[-1]}" if usable else ""))
+        k = usable[-1] if usable else k
     for dose in ks:
         sel = top_by_abs_t(t, dose)
         sets.append(UnitSet(layout.name, dose, SELECTED, tuple(int(i) for i in sel)))
+        if dose in covered:
+            continue
         rng = np.random.default_rng([int(seed), ordinal, dose])
         ctrl, short = matched_controls(strata, sel, controls, rng)
         sets += [UnitSet(layout.name, dose, r, tuple(int(i) for i in c)) for r, c in enumerate(ctrl)]

@@ -14,9 +14,18 @@ from plantain_core.models import tiny
 TEXT_LEN = 512
 
 
-@pytest.fixture(scope="module")
-def transformer():
-    return tiny.build_tiny_pipeline().transformer
+@pytest.fixture(scope="module", params=["tiny", "head-dim-32"])
+def transformer(request):
+    """The tiny model (head dim 16, the slice width) and a variant whose head dim (32) is
+    not the slice width: a heads/slices width mix-up passes with one, fails with the other."""
+    if request.param == "tiny":
+        return tiny.build_tiny_pipeline().transformer
+    from diffusers import Flux2Transformer2DModel
+
+    torch.manual_seed(3)
+    config = {**tiny.TRANSFORMER_CONFIG, "attention_head_dim": 32, "num_attention_heads": 2,
+              "axes_dims_rope": (8, 8, 8, 8)}
+    return Flux2Transformer2DModel(**config).eval()
 
 
 def _inputs(transformer, batch: int, seed: int, cond_tokens: int = 0):

@@ -267,3 +267,33 @@ def test_plantain_run_with_causal_adds_the_section(tmp_path):
     card = (run / "README.md").read_text()
     assert "## Causal check" in card and "the causal check above tests the selected units directly" in card
     assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_each_control_effect_is_its_own_sets_effect(planted):
+    """A control's recorded effect comes from its own intervention passes: run each set
+    alone and the numbers agree (an engine that scored every row with the selected set's
+    passes would give the controls the selected effect)."""
+    tr, layout, forward = planted
+    sets = _sets(layout, replicates=3)
+    together = measure_effects(tr, forward, N_PAIRS, sets, {"heads": layout}, "all", batch_pairs=N_PAIRS)
+    for r, unit_set in enumerate(sets):
+        alone = measure_effects(tr, forward, N_PAIRS, [unit_set], {"heads": layout}, "all", batch_pairs=N_PAIRS)
+        np.testing.assert_allclose(together["effect"][r], alone["effect"][0], rtol=1e-5, atol=1e-7)
+    effects = together["effect"].mean(axis=1)
+    assert effects[0] > 0.7 and effects[1:].max() < 0.3  # and they differ, so a mix-up could not pass
+
+
+def test_permutation_p_counts_ties_as_at_least_as_large():
+    assert permutation_p(0.5, [0.5, 0.1, 0.2]) == pytest.approx(2 / 4)  # a tie counts against the selection
+    assert permutation_p(0.5, [0.4999999, 0.1, 0.2]) == pytest.approx(1 / 4)
+    assert permutation_p(0.5, [0.5, 0.5, 0.5]) == pytest.approx(1.0)
+
+
+def test_a_headline_k_that_covers_its_blocks_is_not_compared_with_itself(planted):
+    _, layout, _ = planted
+    blocks = layout.block_index()
+    rank_in_block = np.array([np.count_nonzero(blocks[:i] == blocks[i]) for i in range(len(layout))])
+    t = 5.0 - rank_in_block - 0.01 * blocks  # every head tested; the top 4 lie in 4 blocks
+    k, sets, notes = plan_layout(layout, t, top=len(layout), doses=(1, 4, len(layout)), controls=5, seed=0, ordinal=0)
+    assert k == 4 and any("covers every unit of its blocks" in n for n in notes)
+    assert not [s for s in sets if s.k == len(layout) and s.replicate != SELECTED]  # no fake controls

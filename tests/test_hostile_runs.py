@@ -392,3 +392,31 @@ def test_resume_with_another_model_is_refused_before_loading_it(tmp_path):
     line = one_error(invoke("run", spec, "--out", out, "--resume", "--model", "black-forest-labs/FLUX.2-klein-base-4B"))
     assert line == (f"Error: cannot resume {out}: the run was started with other settings "
                     "(--model: was tiny, now black-forest-labs/FLUX.2-klein-base-4B)")
+
+
+def test_publish_dry_run_lists_exactly_what_goes_and_offline_is_one_line(tmp_path, monkeypatch):
+    from huggingface_hub import ModelCard
+
+    spec = write_spec(tmp_path / "specs", "probe", spec_data("probe"))
+    out = tmp_path / "run"
+    assert invoke("run", spec, "--model", "tiny", "--units", "heads", "--flips", "20", "--splits", "5",
+                  "--no-progress", "--out", out).exit_code == 0
+    dry = invoke("publish", out, "someone/probe-card", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    listed = [line.split()[-1] for line in dry.stdout.splitlines()[:-1]]
+    assert listed == ["README.md", "manifest.json", "summary.json", "units.csv", "blocks.csv",
+                      "figures/heads_null_counts.png", "figures/heads_split_half.png", "figures/heads_t_heatmap.png"]
+    assert dry.stdout.splitlines()[-1].startswith("would upload 8 files (")
+    with_caps = invoke("publish", out, "someone/probe-card", "--dry-run", "--with-captures")
+    assert "captures/heads.npz" in with_caps.stdout
+    meta = ModelCard.load(out / "README.md").data.to_dict()  # the hub's parser reads the card back intact
+    assert meta["license"] == "apache-2.0" and "plantain" in meta["tags"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    line = one_error(invoke("publish", out, "someone/probe-card"))
+    assert line.startswith("Error: cannot publish to someone/probe-card: ") and "hf auth login" in line
+    assert one_error(invoke("publish", out, "not a repo id!")).startswith(
+        "Error: REPO_ID 'not a repo id!' is not a hub repository id")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["status"] = "interrupted"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert "is not a complete run (status 'interrupted')" in one_error(invoke("publish", out, "a/b", "--dry-run"))

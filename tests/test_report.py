@@ -146,7 +146,9 @@ def test_summary_and_csv_contents(tmp_path, registry):
 
     rows = list(csv.DictReader((run / "units.csv").open()))
     assert len(rows) == 20 + 2 * 4 + 3 * 16
-    assert list(rows[0]) == ["layout", "unit", "block", "mean_diff", "t", "d", "p", "q", "p_fwer"]
+    assert list(rows[0]) == ["layout", "unit", "block", "mean_diff", "t", "d", "p", "q", "p_fwer", "d_low", "d_high",
+                             "p_tost", "t_specific", "q_specific", "p_fwer_specific", "t_length", "p_length",
+                             "p_fwer_length"]
     by_unit = {(r["layout"], r["unit"]): r for r in rows}
     for u in PLANTED:
         r = by_unit[("heads", u)]

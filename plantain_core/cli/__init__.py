@@ -31,6 +31,7 @@ COMMANDS = {
     "compare": "compare",
     "causal": "causal",
     "new": "new",
+    "publish": "publish",
 }
 
 

@@ -20,7 +20,7 @@ from .report import echo_summary
 CONFIG_OPTIONS = {"model": "model", "revision": "revision", "device": "device", "dtype": "dtype", "layouts": "layouts",
                   "token_scope": "token_scope", "batch_size": "batch_size", "height": "height", "width": "width",
                   "flips": "flips", "splits": "splits", "thresholds": "thresholds", "seed": "seed",
-                  "cpu_offload": "offload"}
+                  "cpu_offload": "offload", "length_control": "length_control"}
 
 
 @click.command("run")
@@ -47,6 +47,8 @@ CONFIG_OPTIONS = {"model": "model", "revision": "revision", "device": "device", 
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out with its recorded options (starts it when --out is new or empty).")
 @click.option("--cpu-offload", is_flag=True, help="Offload model parts to CPU between uses (small GPUs).")
+@click.option("--length-control", is_flag=True,
+              help="Also run the length placebo: pairs in which only the prompt length differs (RUN_DIR/placebo).")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--causal", is_flag=True,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from .checks_section import checks_section
 from .reproduce import reproduce_section
 
 CARD = "README.md"
@@ -132,7 +133,7 @@ def pairs_table(manifest) -> list[str]:
     return out + ["", "</details>", ""]
 
 
-def method_section(summary, manifest, spec_data) -> list[str]:
+def method_section(summary, manifest, spec_data, sheet: str | None = None) -> list[str]:
     m = model_info(manifest)
     a_name, b_name = summary.get("direction", ["A", "B"])
     st = summary.get("stats", {})
@@ -140,6 +141,8 @@ def method_section(summary, manifest, spec_data) -> list[str]:
     rev = f" at revision `{m['revision']}`" if m["revision"] else ""
     out = ["## Method", ""]
     out += stimulus_text(manifest, spec_data) + [""]
+    if sheet:
+        out += [f"![the conditioning images, as thumbnails]({sheet})", ""]
     out += pairs_table(manifest)
     out += [
         f"Each stimulus runs once through `{m['id']}`{rev} ({manifest.get('dtype', '?')} on {manifest.get('device', '?')}) "
@@ -267,7 +270,7 @@ def render_card(run_name: str, summary: Mapping[str, Any], manifest: Mapping[str
     lines += ["## Question", "",
               f"Do the model's attention units respond differently to \"{direction[0]}\" (A) than to "
               f"\"{direction[1]}\" (B) when everything else in a pair is held fixed? t = mean(A − B).", ""]
-    lines += method_section(summary, manifest, spec_data)
+    lines += method_section(summary, manifest, spec_data, (figs.get("_stimuli") or {}).get("sheet"))
     lines += ["## Results", ""]
     for name, s in summary["layouts"].items():
         lines += results_section(name, s, figs)
@@ -281,6 +284,7 @@ def render_card(run_name: str, summary: Mapping[str, Any], manifest: Mapping[str
         lines += [f"_Note: {note}._", ""]
     lines += causal
     lines += confounds_section(summary)
+    lines += checks_section(summary)
     lines += limitations_section(summary, manifest, m, causal=bool(causal))
     lines += reproduce_section(summary, manifest, config, run_name)
     lines += ["## License", "", "Apache 2.0 (this card and its numbers); the model keeps its own license.", ""]
@@ -297,6 +301,10 @@ def confounds_section(summary) -> list[str]:
         out.append(f"Prompt length: mean {num(tc['mean_a'])} tokens for A and {num(tc['mean_b'])} for B "
                    f"(mean difference {num(tc['mean_diff'])}, largest {num(tc['max_abs_diff'])}; "
                    f"{tc['pairs_unequal']} pairs differ in length).")
+        if tc.get("constant_diff"):
+            out.append(f"**Condition and prompt length are fully confounded: in every pair A has "
+                       f"{num(tc['mean_diff'])} tokens more than B.** No statistic here can tell the condition from "
+                       "the length; see the length-adjusted test below and match the prompts' lengths.")
         if tc.get("pairs_truncated"):
             out.append(f"**{tc['pairs_truncated']} pairs have a prompt longer than 512 tokens**: the text encoder saw "
                        "only the first 512, so any difference after that is not in these numbers.")

@@ -46,6 +46,21 @@ def block_matrix(st: LayoutStats) -> tuple[list[str], np.ndarray]:
     return list(blocks), mat
 
 
+def _integer_ticks():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
+def attention_width(st: LayoutStats) -> int | None:
+    """In ``slices16``, the number of attention slices per block (the joint blocks' width):
+    single-block slices from there on are MLP channels. None for other layouts."""
+    if st.layout != "slices16":
+        return None
+    joint = [int(u.rsplit(".s", 1)[1]) for u in st.units if u.startswith("joint") and ".s" in u]
+    return max(joint) + 1 if joint else None
+
+
 def heatmap(st: LayoutStats, path: pathlib.Path) -> None:
     names, mat = block_matrix(st)
     fin = np.abs(mat[np.isfinite(mat)])
@@ -58,7 +73,14 @@ def heatmap(st: LayoutStats, path: pathlib.Path) -> None:
     cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#bbbbbb")
     im = ax.imshow(np.ma.masked_invalid(mat), aspect="auto", interpolation="nearest", cmap=cmap, vmin=-lim, vmax=lim)
     ax.set_yticks(range(len(names)), names, fontsize=7)
-    ax.set_xlabel("unit index within block")
+    ax.xaxis.set_major_locator(_integer_ticks())
+    attention = attention_width(st)
+    if attention is not None and attention < mat.shape[1]:  # slices16: where single blocks' MLP channels begin
+        ax.axvline(attention - 0.5, color="k", lw=1.2)
+        ax.set_xlabel(f"unit index within block (single blocks: right of the black line, index ≥ {attention}, "
+                      "are MLP channels, not attention)")
+    else:
+        ax.set_xlabel("unit index within block")
     ax.set_title(f"{st.layout}: per-unit paired t (grey: untested or padding; colour clipped at ±{lim:.1f})", fontsize=9)
     fig.colorbar(im, ax=ax, label="t", shrink=0.8)
     _save(fig, path)
@@ -87,6 +109,8 @@ def null_histogram(st: LayoutStats, path: pathlib.Path) -> None:
                         color="#c0392b", fontsize=9)
         ax.set_xlabel(f"units with |t| > {thr:g}")
         ax.set_ylabel("sign-flip patterns")
+        ax.xaxis.set_major_locator(_integer_ticks())
+        ax.yaxis.set_major_locator(_integer_ticks())
         ax.legend(fontsize=7, loc="upper center")
     how = "exact enumeration" if st.exact else "random sign flips"
     fig.suptitle(f"{st.layout}: null counts over {st.flips_used} patterns ({how})", fontsize=9)
@@ -102,14 +126,18 @@ def split_scatter(st: LayoutStats, path: pathlib.Path) -> None:
     else:
         t1, t2 = st.split_example
         ok = np.isfinite(t1) & np.isfinite(t2)
-        ax.scatter(t1[ok], t2[ok], s=3, alpha=0.4, color="#2c5d8f", rasterized=True, linewidths=0)
-        r0 = st.split_r[0]
-        ax.set_title(f"{st.layout}: t in two halves of the pairs (split 1 of {st.split_r.size}, r = {r0:.3f})",
-                     fontsize=8)
+        ax.scatter(t1[ok], t2[ok], s=8, alpha=0.75, color="#1f4e79", rasterized=True, linewidths=0)
+        lim = float(np.abs(np.concatenate([t1[ok], t2[ok]])).max()) * 1.05 if ok.any() else 1.0
+        ax.plot([-lim, lim], [-lim, lim], color="#c0392b", lw=0.8, ls="--", label="y = x")
+        r_med = float(np.nanmedian(st.split_r))
+        r_this = float(np.corrcoef(t1[ok], t2[ok])[0, 1]) if ok.sum() > 2 else float("nan")
+        ax.set_title(f"{st.layout}: t in two halves of the pairs\n(median r over {st.split_r.size} splits = {r_med:.3f}; "
+                     f"shown: the split closest to it, r = {r_this:.3f})", fontsize=8)
         ax.set_xlabel("t, half 1")
         ax.set_ylabel("t, half 2")
         ax.axhline(0, color="#999", lw=0.5)
         ax.axvline(0, color="#999", lw=0.5)
+        ax.legend(fontsize=7, loc="upper left")
     _save(fig, path)
 
 
@@ -128,3 +156,35 @@ def write_figures(run_dir, layouts: dict[str, LayoutStats]) -> dict[str, dict[st
         split_scatter(st, run_dir / rel["split_half"])
         out[name] = rel
     return out
+
+
+STIMULI = f"{FIGURES}/stimuli.png"
+THUMBS = 8
+
+
+def stimulus_sheet(run_dir, pairs, images: dict) -> str | None:
+    """``figures/stimuli.png``: the conditioning images as the model saw them, as thumbnails
+    (the one reference image, or the first pairs' A and B), written when the run loads
+    them; the card shows it. None when the probe has no images."""
+    cells = []
+    for p in pairs:
+        for side, stim in zip("AB", p.stimuli()):
+            if stim.image is not None and stim.image in images:
+                label = f"{p.id} {side}"
+                if all(c[0] is not images[stim.image][0] for c in cells):
+                    cells.append((images[stim.image][0], label))
+        if len(cells) >= THUMBS:
+            break
+    if not cells:
+        return None
+    cells = cells[:THUMBS]
+    fig = _new_figure(1.6 * len(cells), 1.9)
+    for k, (img, label) in enumerate(cells):
+        ax = fig.add_subplot(1, len(cells), k + 1)
+        thumb = img.copy()
+        thumb.thumbnail((160, 160))
+        ax.imshow(np.asarray(thumb))
+        ax.set_title(label if len(cells) > 1 or len(pairs) < 2 else "every pass", fontsize=7)
+        ax.set_axis_off()
+    _save(fig, pathlib.Path(run_dir) / STIMULI)
+    return STIMULI

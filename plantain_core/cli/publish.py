@@ -1,0 +1,64 @@
+"""``plantain publish RUN_DIR REPO_ID``: the card and results of a run, uploaded as a model
+repository on the Hugging Face Hub through ``huggingface_hub``."""
+
+from __future__ import annotations
+
+import pathlib
+
+import click
+
+from ..errors import PlantainError
+
+#: What a published run holds; captures only with --with-captures (they can be large).
+PUBLISHED = ("README.md", "manifest.json", "summary.json", "units.csv", "blocks.csv", "causal.json")
+
+
+def files_to_publish(run_dir: pathlib.Path, with_captures: bool) -> list[str]:
+    """The run's files that go to the hub, relative to the run folder, after checking it."""
+    from ..analysis import read_manifest
+
+    manifest = read_manifest(run_dir)  # refuses links, special files and bad manifests
+    if manifest.get("status") != "complete":
+        raise PlantainError(f"{run_dir} is not a complete run (status {manifest.get('status')!r}); finish it with "
+                            "--resume before publishing")
+    names = [n for n in PUBLISHED if (run_dir / n).is_file()]
+    names += sorted(f"figures/{p.name}" for p in (run_dir / "figures").glob("*.png")) if (run_dir / "figures").is_dir() else []
+    if with_captures:
+        names += sorted(f"captures/{p.name}" for p in (run_dir / "captures").glob("*.npz"))
+    return names
+
+
+@click.command("publish")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=pathlib.Path))
+@click.argument("repo_id")
+@click.option("--private", is_flag=True, help="Create the repository as private.")
+@click.option("--with-captures", is_flag=True, help="Also upload captures/*.npz (the raw per-pair numbers).")
+@click.option("--dry-run", is_flag=True, help="List exactly what would be uploaded, and upload nothing.")
+def cli(run_dir, repo_id, private, with_captures, dry_run):
+    """Upload RUN_DIR's card, figures, summary and CSVs to the hub repository REPO_ID."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise PlantainError(f"REPO_ID {repo_id!r} is not a hub repository id (user/name): {exc}") from None
+    names = files_to_publish(run_dir, with_captures)
+    total = sum((run_dir / n).stat().st_size for n in names)
+    if dry_run:
+        for name in names:
+            click.echo(f"{(run_dir / name).stat().st_size:>12,}  {name}")
+        click.echo(f"would upload {len(names)} files ({total:,} bytes) to https://huggingface.co/{repo_id}"
+                   f"{' (private)' if private else ''}")
+        return
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        api.upload_folder(folder_path=str(run_dir), repo_id=repo_id, repo_type="model", allow_patterns=names,
+                          commit_message=f"plantain run {run_dir.name}")
+    except Exception as exc:  # offline, no token, no permission: one line, whatever the hub client raised
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PlantainError(f"cannot publish to {repo_id}: {type(exc).__name__}: {reason[:300]} (needs the network "
+                            "and a token: `hf auth login`; --dry-run lists the files)") from None
+    click.echo(f"uploaded {len(names)} files ({total:,} bytes) to https://huggingface.co/{repo_id}")

@@ -1,0 +1,95 @@
+"""The length placebo (``--length-control``): passes in which only the prompt length changes.
+
+For each pair whose prompts differ in token count, the placebo pair holds the shorter
+prompt twice, once padded with neutral filler to the longer one's token count, on the A
+side if A is the longer (else on the B side). Its D measures what the length difference
+alone does to each unit, in the probe's own direction. The placebo is a run of its own
+(``RUN_DIR/placebo/``, same configuration, same noise per pair), so it resumes like any run;
+the report compares its per-unit effect with the probe's.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from .stimuli import Pair, Stimulus
+
+PLACEBO = "placebo"
+#: Filler appended to the shorter prompt, one piece at a time, until the token counts match.
+FILLERS = (" .", ".", " ,", ",")
+
+
+def pad_to(tokenizer, prompt: str, tokens: int) -> str | None:
+    """``prompt`` with neutral filler appended until it has exactly ``tokens`` tokens
+    (after the chat template), or None when no filler lands exactly there."""
+    from .passes import prompt_tokens
+
+    for filler in FILLERS:
+        text = prompt
+        for _ in range(4 * tokens):
+            n = len(prompt_tokens(tokenizer, text))
+            if n == tokens:
+                return text
+            if n > tokens:
+                break
+            text += filler
+    return None
+
+
+def placebo_pairs(tokenizer, pairs) -> tuple[list[Pair], list[str]]:
+    """The placebo pairs (ids as the probe's) and notes on pairs that have none."""
+    from .passes import prompt_tokens
+
+    out, skipped = [], []
+    for p in pairs:
+        ta, tb = len(prompt_tokens(tokenizer, p.a.prompt)), len(prompt_tokens(tokenizer, p.b.prompt))
+        if ta == tb:
+            continue
+        short, image = (p.b, p.b.image) if ta > tb else (p.a, p.a.image)
+        padded = pad_to(tokenizer, short.prompt, max(ta, tb))
+        if padded is None:
+            skipped.append(p.id)
+            continue
+        longer, shorter = Stimulus(padded, image), Stimulus(short.prompt, image)
+        out.append(Pair(p.id, longer, shorter) if ta > tb else Pair(p.id, shorter, longer))
+    notes = [f"no filler matched the token count of pairs {', '.join(skipped[:5])}"] if skipped else []
+    return out, notes
+
+
+def run_placebo(probe, run_dir: pathlib.Path, config, options: dict[str, Any], bundle) -> dict | None:
+    """Capture the placebo pairs into ``run_dir/placebo`` (None when no pair differs in
+    length). ``options``: ``resume`` and ``progress`` of the main run."""
+    from .probes import Probe
+    from .runner import run_probe
+
+    pairs, notes = placebo_pairs(bundle.pipeline.tokenizer, probe.pairs)
+    if len(pairs) < 3:
+        return None
+    placebo = Probe(probe.spec, tuple(pairs), dict(probe.providers), probe.reference)
+    manifest = run_probe(placebo, run_dir / PLACEBO, config.evolve(length_control=False),
+                         resume=options["resume"] or (run_dir / PLACEBO / "manifest.json").is_file(),
+                         progress=options["progress"], model=bundle)
+    manifest["placebo_notes"] = notes
+    return manifest
+
+
+def placebo_effects(run_dir: pathlib.Path, layout: str, diff: np.ndarray, pair_ids) -> dict[str, Any] | None:
+    """Per unit, the placebo's mean D over the pairs it has, and the share of the probe's
+    mean D over the same pairs that it predicts (placebo / probe); None without a placebo."""
+    from .analysis import load_captures
+
+    folder = run_dir / PLACEBO
+    if not (folder / "captures" / f"{layout}.npz").is_file():
+        return None
+    a, b, _, ids = load_captures(folder, layout)
+    rows = [list(pair_ids).index(i) for i in ids if i in pair_ids]
+    if len(rows) != len(ids):
+        return None
+    placebo = (a - b).mean(axis=0)
+    probe = diff[rows].mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(probe != 0, placebo / probe, np.nan)
+    return {"pairs": len(ids), "mean": placebo, "share": share}
