@@ -11,11 +11,13 @@ IQR and min/max; see ``docs/performance.md``):
 - ``encode``     — prompt encoding: the pipeline's full encoder call vs an early exit (``encode_bench``)
 - ``causal``     — cost of the causal check per unit set, per mode (``causal_bench``)
 - ``specs``      — validating a spec of 100,000 pairs, inline or in a pairs file (``spec_bench``)
+- ``trajectory`` — a K = 8 step-resolved run vs the hooked pipeline loop and the model floor (``trajectory_bench``)
 - ``full-klein`` — FLUX.2 Klein 4B on a GPU: passes/s and MFU (``klein_gpu``; opt-in)
 
 Results go to ``benchmarks/results/latest.json`` (schema in ``docs/performance.md``).
 """
 
 SCHEMA = 1
-FIGURES = ("capture", "throughput", "stats", "memory", "nnsight", "encode", "causal", "specs", "full-klein")
+FIGURES = ("capture", "throughput", "stats", "memory", "nnsight", "encode", "causal", "specs", "trajectory",
+           "full-klein")
 DEFAULT_FIGURES = FIGURES[:-1]

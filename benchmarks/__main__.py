@@ -109,7 +109,8 @@ def main(argv=None) -> int:
 
 #: figure -> module whose ``run(quick)`` measures it (memory and full-klein take more options).
 MODULES = {"capture": "capture_bench", "throughput": "throughput_bench", "stats": "stats_bench",
-           "nnsight": "nnsight_bench", "encode": "encode_bench", "causal": "causal_bench", "specs": "spec_bench"}
+           "nnsight": "nnsight_bench", "encode": "encode_bench", "causal": "causal_bench", "specs": "spec_bench",
+           "trajectory": "trajectory_bench"}
 
 
 def run_figure(name: str, args) -> dict[str, Any]:
@@ -169,6 +170,13 @@ def table_rows(f: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(_row("throughput", "ceiling: naive loop / model-compute floor", p["ratio_naive_over_floor"]))
         rows.append(_row("throughput", "run_probe / model-compute floor", p["ratio_plantain_over_floor"]))
         rows.append(_row("throughput", "run_probe passes/s", p["plantain_passes_per_s"], unit="/s"))
+    if "trajectory" in f:
+        tr = f["trajectory"]
+        rows.append(_row("trajectory", f"tiny, K={tr['steps']}, {tr['pairs']} pairs: run_probe / model-compute floor",
+                         tr["ratio_plantain_over_floor"], target=f"<= {tr['target_floor_max']}", met=tr["met_floor"]))
+        rows.append(_row("trajectory", "hooked __call__ loop / run_probe", tr["ratio_loop_over_plantain"]))
+        rows.append(_row("trajectory", "capture overhead: hooked / bare __call__ loop", tr["capture_overhead"],
+                         target=f"<= {tr['target_capture_max']}", met=tr["met_capture"]))
     if "specs" in f:
         s = f["specs"]
         for name, q in s["validate_s"].items():

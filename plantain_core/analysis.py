@@ -20,6 +20,7 @@ from .errors import PlantainError
 from .interpretation import Interpretation, Section
 from .manifest import check_manifest
 from .results import json_safe, write_results
+from .across_steps import STEPS_CSV, across_steps, steps_csv
 from .checks import review
 from .runfolder import check_run_folder, inside, locked, settle, staged
 from .stats import LayoutStats, compute_layout_stats, count_mlp_units, top_by_abs_t
@@ -69,7 +70,8 @@ def read_manifest(run_dir: pathlib.Path) -> dict[str, Any]:
 
 
 def load_captures(run_dir: pathlib.Path, layout: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """``a``, ``b`` (N×U), unit names and pair ids of one layout; errors if incomplete."""
+    """``a``, ``b`` (N×U, or N×S×U for a trajectory run: S captured steps), unit names and
+    pair ids of one layout; errors if incomplete."""
     path = inside(run_dir, CAPTURES, f"{layout}.npz")
     if not path.is_file():
         raise PlantainError(f"{path} not found: layout {layout!r} was not captured in this run")
@@ -83,6 +85,7 @@ def load_captures(run_dir: pathlib.Path, layout: str) -> tuple[np.ndarray, np.nd
             units = [str(u) for u in z["units"]]
             pair_ids = [str(p) for p in z["pair_ids"]]
             done = np.asarray(z["done"], dtype=bool) if "done" in z.files else np.ones(len(pair_ids), bool)
+            steps = len(z["steps"]) if "steps" in z.files else None
     except PlantainError:
         raise
     except Exception as exc:  # a truncated or foreign file
@@ -93,8 +96,10 @@ def load_captures(run_dir: pathlib.Path, layout: str) -> tuple[np.ndarray, np.nd
             f"{layout!r}; finish it with `plantain run ... --out {run_dir} --resume` before reporting"
         )
     n = len(pair_ids)
-    if a.shape != (n, len(units)) or b.shape != a.shape:
-        raise PlantainError(f"{path}: a {a.shape} and b {b.shape} do not match {n} pairs × {len(units)} units")
+    want = (n, len(units)) if steps is None else (n, steps, len(units))
+    if a.shape != want or b.shape != a.shape:
+        raise PlantainError(f"{path}: a {a.shape} and b {b.shape} do not match {n} pairs × "
+                            f"{'' if steps is None else f'{steps} steps × '}{len(units)} units")
     return a, b, units, pair_ids
 
 
@@ -199,6 +204,11 @@ def not_json_data(obj: Any, where: str) -> str | None:
     return f"a {type(obj).__name__} at {where}, which is not JSON data"
 
 
+def step_layout(layout: str, step: int) -> str:
+    """The name a captured step's statistics go by: ``heads@step3``."""
+    return f"{layout}@step{step}"
+
+
 def placebo_summary(run_dir: pathlib.Path, st: LayoutStats) -> dict[str, Any] | None:
     """How much of each significant unit's effect the length placebo reproduces: counts,
     and the top units by |t| with their placebo share (placebo mean D / probe mean D)."""
@@ -282,6 +292,7 @@ def _analyze(run_dir: pathlib.Path, manifest: dict, config: RunConfig, figures: 
     options = {"flips": config.flips, "splits": config.splits, "seed": config.effective_stats_seed,
                "thresholds": list(config.thresholds)}
     names = config.layouts  # checked names: a manifest cannot point the reads elsewhere
+    steps = config.captured_steps if config.steps > 1 else None
 
     layouts: dict[str, LayoutStats] = {}
     pair_ids: list[str] | None = None
@@ -289,10 +300,15 @@ def _analyze(run_dir: pathlib.Path, manifest: dict, config: RunConfig, figures: 
         a, b, units, ids = load_captures(run_dir, name)
         if pair_ids is not None and ids != pair_ids:
             raise PlantainError(f"{run_dir}: layout {name!r} lists its pairs in a different order from the others")
+        if (a.ndim == 3) != (steps is not None) or (steps is not None and a.shape[1] != len(steps)):
+            raise PlantainError(f"{run_dir}: captures of {name!r} do not have the steps the run's config records")
         pair_ids = ids
-        st = compute_layout_stats(a, b, units, layout=name, pair_ids=ids, flips=options["flips"],
-                                  splits=options["splits"], seed=options["seed"], thresholds=options["thresholds"])
-        layouts[name] = review(st, token_delta(manifest, ids))
+        # a trajectory run: one "layout" per captured step (heads@step3), every statistic per step
+        for label, sa, sb in ([(name, a, b)] if steps is None else
+                              [(step_layout(name, s), a[:, k], b[:, k]) for k, s in enumerate(steps)]):
+            st = compute_layout_stats(sa, sb, units, layout=label, pair_ids=ids, flips=options["flips"],
+                                      splits=options["splits"], seed=options["seed"], thresholds=options["thresholds"])
+            layouts[label] = review(st, token_delta(manifest, ids))
 
     info = manifest.get("layout_info") or {}
     layout_summaries = {}
@@ -338,13 +354,20 @@ def _analyze(run_dir: pathlib.Path, manifest: dict, config: RunConfig, figures: 
         summary["notes"] = notes
 
     causal = causal_section(run_dir, config.layouts)
+    families = {name: across_steps({s: layouts[step_layout(name, s)] for s in steps}) for name in names} \
+        if steps is not None else {}
+    if families:
+        summary["trajectory"] = json_safe({name: fam["summary"] for name, fam in families.items()})
     with staged(run_dir) as stage:  # every output of this report lands together, or none does
         write_results(stage, summary, layouts)
         figs: dict[str, dict[str, str]] = {}
+        if families:
+            atomic_write_text(stage / STEPS_CSV, steps_csv(families))
         if figures:
-            from .report.figures import write_figures
+            from .report.figures import trajectory_figures, write_figures
 
             figs = write_figures(stage, layouts)
+            figs.update({f"{name}@trajectory": trajectory_figures(stage, name, fam) for name, fam in families.items()})
         from .report.figures import STIMULI
 
         if (run_dir / STIMULI).is_file():  # written by the run from its conditioning images

@@ -62,7 +62,11 @@ class Run:
 
     @property
     def layouts(self) -> tuple[str, ...]:
-        return self.config.layouts
+        """The layouts with statistics: the captured ones, or per captured step (``heads@step3``)
+        for a trajectory run (``--steps K``)."""
+        if self.config.steps == 1:
+            return self.config.layouts
+        return tuple(f"{name}@step{s}" for name in self.config.layouts for s in self.config.captured_steps)
 
     @property
     def card_path(self) -> pathlib.Path:
@@ -86,7 +90,7 @@ class Run:
     def _layout(self, layout: str | None) -> str:
         if layout is None:
             return "heads" if "heads" in self.layouts else self.layouts[0]
-        if layout not in self.layouts:
+        if layout not in self.layouts and layout not in self.config.layouts:
             raise PlantainError(f"layout {layout!r} was not captured in {self.path}; it has {', '.join(self.layouts)}")
         return layout
 
@@ -120,8 +124,16 @@ class Run:
         return table.iloc[top_by_abs_t(table["t"].to_numpy(dtype=float), int(k))].reset_index(drop=True)
 
     def captures(self, layout: str | None = None) -> Captures:
-        """The raw captures of ``layout``: ``a, b, units, pair_ids = run.captures("heads")``."""
-        return Captures(*load_captures(self.path, self._layout(layout)))
+        """The raw captures of ``layout``: ``a, b, units, pair_ids = run.captures("heads")``.
+        In a trajectory run ``a`` and ``b`` are pairs × steps × units for ``"heads"``, and
+        pairs × units for one step (``"heads@step3"``)."""
+        name = self._layout(layout)
+        base, _, step = name.partition("@step")
+        a, b, units, ids = load_captures(self.path, base)
+        if step:
+            k = self.config.captured_steps.index(int(step))
+            a, b = a[:, k], b[:, k]
+        return Captures(a, b, units, ids)
 
     def files(self) -> list[str]:
         """The run's files, relative to its folder."""

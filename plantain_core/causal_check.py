@@ -132,6 +132,9 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
     run_dir = pathlib.Path(run_dir)
     manifest = read_manifest(run_dir)
     config = config_from_manifest(manifest, str(run_dir / "manifest.json"))
+    if config.steps > 1:
+        raise PlantainError(f"{run_dir} is a trajectory run (--steps {config.steps}); the causal check works on "
+                            "single-step runs (--steps 1)")
     names = parse_layouts(layouts or config.layouts)
     names = tuple(sorted(names, key=lambda n: n != "heads"))  # heads first
     seed = int(manifest.get("seed", 0) if seed is None else seed)

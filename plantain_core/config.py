@@ -37,10 +37,13 @@ FLAGS = {
     "layouts": "--units", "token_scope": "--token-scope", "height": "--height", "width": "--width",
     "batch_size": "--batch-size", "seed": "--seed", "flips": "--flips", "splits": "--splits",
     "thresholds": "--thresholds", "stats_seed": "plantain report --seed", "offload": "--cpu-offload",
-    "length_control": "--length-control",
+    "length_control": "--length-control", "steps": "--steps", "capture_steps": "--capture-steps",
+    "guidance": "--guidance",
 }
 #: Fields that change the captured numbers: a resumed run must agree on every one.
-CAPTURE_FIELDS = ("model", "revision", "dtype", "layouts", "token_scope", "height", "width", "batch_size", "seed")
+CAPTURE_FIELDS = ("model", "revision", "dtype", "layouts", "token_scope", "height", "width", "batch_size", "seed",
+                  "steps", "capture_steps", "guidance")
+MAX_STEPS = 1000
 #: Fields that change only the statistics (recomputed by ``plantain report``).
 STATS_FIELDS = ("flips", "splits", "thresholds", "stats_seed")
 
@@ -153,6 +156,27 @@ def _thresholds(value):
     return out
 
 
+def _capture_steps(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = [int(x) for x in value.split(",") if x.strip()]
+        except ValueError:
+            _fail("capture_steps", f"{value!r} is not a list of step indices (e.g. 0,3,7)")
+    if not isinstance(value, (list, tuple)) or not value or \
+            any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in value):
+        _fail("capture_steps", f"{value!r} is not a list of step indices (e.g. 0,3,7)")
+    return tuple(sorted(set(value)))
+
+
+def _guidance(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 1.0 <= value <= 30.0:
+        _fail("guidance", f"{value!r}: expected a number from 1 (no CFG) to 30")
+    return float(value)
+
+
 def _bool(field: str):
     def convert(value):
         if not isinstance(value, bool):
@@ -189,6 +213,22 @@ class RunConfig:
     offload: bool = attrs.field(default=False, converter=_bool("offload"))
     #: also capture the length placebo (plantain_core.placebo) into RUN_DIR/placebo
     length_control: bool = attrs.field(default=False, converter=_bool("length_control"))
+    #: denoising steps (1: the seed protocol, one pass at pure noise) and which to capture (None: all)
+    steps: int = attrs.field(default=1, converter=_int("steps", 1, MAX_STEPS))
+    capture_steps: tuple[int, ...] | None = attrs.field(default=None, converter=_capture_steps)
+    guidance: float = attrs.field(default=1.0, converter=_guidance)
+
+    def __attrs_post_init__(self):
+        if self.length_control and self.steps > 1:
+            _fail("length_control", "the length placebo runs with --steps 1 only")
+        if self.capture_steps is not None and self.capture_steps[-1] >= self.steps:
+            _fail("capture_steps", f"step {self.capture_steps[-1]} does not exist with --steps {self.steps} "
+                                   f"(steps are 0 to {self.steps - 1})")
+
+    @property
+    def captured_steps(self) -> tuple[int, ...]:
+        """The step indices whose passes are captured."""
+        return self.capture_steps if self.capture_steps is not None else tuple(range(self.steps))
 
     # ---- making one ------------------------------------------------------------------
     @classmethod
@@ -229,6 +269,8 @@ class RunConfig:
         out = attrs.asdict(self)
         out["layouts"] = list(self.layouts)
         out["thresholds"] = list(self.thresholds)
+        if self.capture_steps is not None:
+            out["capture_steps"] = list(self.capture_steps)
         return out
 
     # ---- what it means -----------------------------------------------------------------

@@ -95,6 +95,7 @@ FIELDS: dict[str, Check] = {
     "confounds": DICT,
     "timings": DICT,
     "placebo_notes": list_of(STR),
+    "trajectory": list_of(obj({"index": INT, "timestep": NUM, "sigma": NUM}, required=("index",))),
 }
 
 

@@ -122,6 +122,8 @@ class PassInputs:
     timestep: Any
     seed: int
     size: tuple[int, int]
+    text_encoder_out_layers: tuple[int, ...] = ()
+    _negative: tuple | None = None
     @classmethod
     def prepare(cls, bundle, pairs: Sequence[Pair], indices: Sequence[int], seed: int, size: tuple[int, int],
                 images: dict | None = None):
@@ -134,7 +136,8 @@ class PassInputs:
         prompts = list(dict.fromkeys(s.prompt for i in indices for s in pairs[i].stimuli()))
         embeds, text_ids, cond = encode_stimuli(pipe, bundle, prompts, images)
         timestep = probe_timestep(pipe, cls.latent_tokens(pipe, size), pipe._execution_device)
-        return cls(pipe, pairs, embeds, text_ids, cond, timestep, int(seed), size)
+        return cls(pipe, pairs, embeds, text_ids, cond, timestep, int(seed), size,
+                   tuple(bundle.text_encoder_out_layers))
 
     @staticmethod
     def latent_tokens(pipe, size: tuple[int, int]) -> int:
@@ -194,6 +197,32 @@ class PassInputs:
             joint_attention_kwargs=None,
             return_dict=False,
         )
+
+    def noise(self, items: Sequence[Item]):
+        """The initial latents of ``items`` (the per-pair seeded noise), batched, in the
+        prompt embeddings' dtype as the pipeline makes them."""
+        import torch
+
+        pipe = self.pipe
+        dtype = next(iter(self.embeds.values())).dtype
+        out = []
+        for i, _ in items:
+            gen = torch.Generator("cpu").manual_seed(noise_seed(self.seed, i))
+            lat, _ = pipe.prepare_latents(batch_size=1, num_latents_channels=pipe.transformer.config.in_channels // 4,
+                                          height=self.size[0], width=self.size[1], dtype=dtype,
+                                          device=pipe._execution_device, generator=gen)
+            out.append(lat)
+        return torch.cat(out, dim=0)
+
+    def negative_prompt(self, n: int):
+        """The empty prompt's embeddings and text ids, as __call__ encodes them for CFG."""
+        pipe = self.pipe
+        if self._negative is None:
+            self._negative = pipe.encode_prompt(prompt=[""], device=pipe._execution_device,
+                                                max_sequence_length=MAX_SEQUENCE_LENGTH,
+                                                text_encoder_out_layers=tuple(self.text_encoder_out_layers))
+        embeds, ids = self._negative
+        return embeds.expand(n, -1, -1), ids[:1].expand(n, -1, -1)
 
     def forward(self, items: Sequence[Item]):
         """One transformer forward for ``items``; returns the transformer's output tensor."""

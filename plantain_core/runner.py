@@ -100,16 +100,19 @@ def check_images(run_dir: pathlib.Path, old: list, new: list, doing: str = "resu
                                 "would be mixed. Restore it, or start a new --out")
 
 
-def _write_captures(cap_dir: pathlib.Path, layouts, arrays, pair_ids, done) -> None:
+def _write_captures(cap_dir: pathlib.Path, layouts, arrays, pair_ids, done, steps=None) -> None:
+    """``a``/``b`` are pairs × units, or pairs × steps × units with ``steps`` (the captured
+    step indices) for a trajectory run."""
     for name, layout in layouts.items():
         buf = io.BytesIO()
         a, b = arrays[name]
+        extra = {"steps": np.asarray(steps, dtype=np.int64)} if steps is not None else {}
         np.savez(buf, a=a, b=b, units=np.asarray(layout.units, dtype=str), pair_ids=np.asarray(pair_ids, dtype=str),
-                 done=done, mlp=layout.mlp)
+                 done=done, mlp=layout.mlp, **extra)
         atomic_write_bytes(cap_dir / f"{name}.npz", buf.getvalue())
 
 
-def _read_previous(run_dir: pathlib.Path, layouts, pair_ids):
+def _read_previous(run_dir: pathlib.Path, layouts, pair_ids, shape: tuple[int, ...]):
     """Arrays and done flags of an interrupted run; checks they belong to this run."""
     arrays, done = {}, np.ones(len(pair_ids), dtype=bool)
     for name, layout in layouts.items():
@@ -123,7 +126,7 @@ def _read_previous(run_dir: pathlib.Path, layouts, pair_ids):
         except Exception as exc:  # not written by plantain's atomic writes: damaged or foreign
             raise PlantainError(f"cannot resume {run_dir}: {path} is unreadable ({type(exc).__name__}: {exc}); "
                                 f"start a new run in another --out") from None
-        if units != list(layout.units) or ids != list(pair_ids):
+        if units != list(layout.units) or ids != list(pair_ids) or a.shape != shape + (len(units),) or b.shape != a.shape:
             raise PlantainError(f"cannot resume {run_dir}: {path.name} has other units or pairs than this run")
         arrays[name] = (a, b)
         done &= flags
@@ -304,8 +307,8 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
         "layouts": list(config.layouts),
         "layout_info": {name: lay.info() for name, lay in built.items()},
         "token_scope": config.token_scope,
-        "steps": 1,
-        "guidance": 1.0,
+        "steps": config.steps,
+        "guidance": config.guidance,
         "image_steps": IMAGE_STEPS,
         "image_guidance": IMAGE_GUIDANCE,
         "height": config.height,
@@ -320,12 +323,20 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
         "timings": {"load": round(bundle.load_seconds, 4)},
         "status": "running",
     }
-    arrays = {name: (np.full((len(pairs), len(lay)), np.nan), np.full((len(pairs), len(lay)), np.nan))
+    # one row per pair; with --steps K > 1, one slice per captured step (pairs × steps × units)
+    shape = (len(pairs),) + ((len(config.captured_steps),) if config.steps > 1 else ())
+    arrays = {name: (np.full(shape + (len(lay),), np.nan), np.full(shape + (len(lay),), np.nan))
               for name, lay in built.items()}
+    if config.steps > 1:
+        from .passes import PassInputs as _P
+        from .trajectory import step_records
+
+        manifest["trajectory"] = step_records(pipe, config.steps, _P.latent_tokens(pipe, (config.height, config.width)),
+                                              config.captured_steps)
     done = np.zeros(len(pairs), dtype=bool)
     if old is not None:
         _check_resume(run_dir, old, manifest, config)
-        prev, done = _read_previous(run_dir, built, pair_ids)
+        prev, done = _read_previous(run_dir, built, pair_ids, shape)
         arrays = prev or arrays
         for stale in run_dir.rglob(".*.tmp"):  # temp files of a write a kill cut short
             stale.unlink(missing_ok=True)
@@ -368,7 +379,8 @@ class _Capture:
     spec_dir: pathlib.Path | None
 
     def _flush(self, arrays, done) -> None:
-        _write_captures(self.run_dir / "captures", self.built, arrays, self.manifest["pair_ids"], done)
+        steps = [s["index"] for s in self.manifest["trajectory"]] if self.manifest.get("trajectory") else None
+        _write_captures(self.run_dir / "captures", self.built, arrays, self.manifest["pair_ids"], done, steps)
 
     def run(self, arrays, done, progress: bool) -> dict[str, Any]:
         import torch
@@ -407,8 +419,11 @@ class _Capture:
             with capture_units(pipe.transformer, list(self.built), config.token_scope) as cap, torch.inference_mode():
                 for batch in batches:
                     for items in inputs.groups(batch):
-                        inputs.forward(items)
-                        self._store(cap.take(), items, arrays)
+                        if config.steps == 1:
+                            inputs.forward(items)
+                            self._store(cap.take(), items, arrays)
+                        else:
+                            self._trajectory(inputs, items, config, cap, arrays)
                         for i, s in items:
                             side_done[i][s] = True
                     for i, s in batch:
@@ -441,11 +456,27 @@ class _Capture:
             stimulus_sheet(self.run_dir, self.pairs, images)
         return images
 
-    def _store(self, rows: dict[str, np.ndarray], items, arrays) -> None:
+    def _trajectory(self, inputs, items, config: RunConfig, cap, arrays) -> None:
+        """Denoise ``items`` for ``config.steps`` steps, keeping the captured steps' rows."""
+        from .trajectory import run_trajectory
+
+        slot = {step: k for k, step in enumerate(config.captured_steps)}
+
+        def on_step(step: int, conditional: bool) -> None:
+            rows = cap.take()  # what this forward recorded; the unconditional (CFG) pass is dropped
+            if conditional and step in slot:
+                self._store(rows, items, arrays, slot[step])
+
+        run_trajectory(inputs, items, config.steps, config.guidance, on_step)
+
+    def _store(self, rows: dict[str, np.ndarray], items, arrays, step_slot: int | None = None) -> None:
         n = len(items)
         if any(len(v) != n for v in rows.values()):
             raise RuntimeError(f"capture returned {[len(v) for v in rows.values()]} rows for a batch of {n}")
         for name, layout in self.built.items():
             _check_finite(rows[name], layout, [(self.pairs[i], s) for i, s in items])
             for r, (i, s) in enumerate(items):
-                arrays[name][s][i] = rows[name][r]
+                if step_slot is None:
+                    arrays[name][s][i] = rows[name][r]
+                else:
+                    arrays[name][s][i, step_slot] = rows[name][r]

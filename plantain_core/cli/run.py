@@ -20,7 +20,8 @@ from .report import echo_summary
 CONFIG_OPTIONS = {"model": "model", "revision": "revision", "device": "device", "dtype": "dtype", "layouts": "layouts",
                   "token_scope": "token_scope", "batch_size": "batch_size", "height": "height", "width": "width",
                   "flips": "flips", "splits": "splits", "thresholds": "thresholds", "seed": "seed",
-                  "cpu_offload": "offload", "length_control": "length_control"}
+                  "cpu_offload": "offload", "length_control": "length_control", "steps": "steps",
+                  "capture_steps": "capture_steps", "guidance": "guidance"}
 
 
 @click.command("run")
@@ -38,6 +39,12 @@ CONFIG_OPTIONS = {"model": "model", "revision": "revision", "device": "device", 
               help="Image height, a multiple of 16 (default: the spec's, else the model's).")
 @click.option("--width", type=click.IntRange(min=16), default=None, callback=check_size,
               help="Image width, a multiple of 16 (default: the spec's, else the model's).")
+@click.option("--steps", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Denoising steps: 1 is one pass at pure noise (the seed protocol); K > 1 runs the pipeline's loop.")
+@click.option("--capture-steps", default=None,
+              help="Step indices to capture with --steps K, comma-separated, 0 to K-1 (default: all).")
+@click.option("--guidance", type=float, default=1.0, show_default=True,
+              help="Guidance scale of the loop (above 1: CFG with the empty prompt, on models that are not distilled).")
 @click.option("--flips", type=click.IntRange(min=1), default=200, show_default=True, help="Sign-flip null size.")
 @click.option("--splits", type=click.IntRange(min=1), default=100, show_default=True, help="Split-half splits.")
 @click.option("--thresholds", type=THRESHOLDS, default="3,5", show_default=True, help="|t| thresholds.")

@@ -11,6 +11,7 @@ import math
 from typing import Any, Mapping
 
 from .checks_section import checks_section
+from .trajectory_section import trajectory_section
 from .reproduce import reproduce_section
 
 CARD = "README.md"
@@ -146,8 +147,11 @@ def method_section(summary, manifest, spec_data, sheet: str | None = None) -> li
     out += pairs_table(manifest)
     out += [
         f"Each stimulus runs once through `{m['id']}`{rev} ({manifest.get('dtype', '?')} on {manifest.get('device', '?')}) "
-        f"at {manifest.get('steps', 1)} inference step with guidance {manifest.get('guidance', 1.0)} (no CFG), at "
-        f"{size}; the initial noise is seeded per pair (run seed {manifest.get('seed', '?')}) so A and B share it.",
+        + (f"at 1 inference step with guidance {manifest.get('guidance', 1.0)} (no CFG)" if manifest.get("steps", 1) == 1
+           else f"through the pipeline's denoising loop of {manifest['steps']} steps, guidance "
+                f"{manifest.get('guidance', 1.0)}" + (" (CFG with the empty prompt; only the conditional pass is "
+                                                        "captured)" if (manifest.get("guidance") or 1) > 1 else " (no CFG)"))
+        + f", at {size}; the initial noise is seeded per pair (run seed {manifest.get('seed', '?')}) so A and B share it.",
         "",
         "A forward pre-hook on every attention output projection takes the RMS of its input over tokens and the "
         f"unit's features (token scope: {manifest.get('token_scope', 'all')}), one number per unit per pass. "
@@ -274,6 +278,7 @@ def render_card(run_name: str, summary: Mapping[str, Any], manifest: Mapping[str
     lines += ["## Results", ""]
     for name, s in summary["layouts"].items():
         lines += results_section(name, s, figs)
+    lines += trajectory_section(summary, manifest, figs)
     lines += ["## Interpretation", ""]
     for n, s in summary["layouts"].items():
         lines += [default_interpretation(n, s, direction), ""]
@@ -327,7 +332,9 @@ def limitations_section(summary, manifest, m, causal: bool = False) -> list[str]
         "- The probe is correlational: a unit whose RMS differs between A and B is not shown to cause anything"
         + (" (the causal check above tests the selected units directly)." if causal else
            "; `plantain causal` tests whether the selected units carry the A/B difference."),
-        f"- {n} pairs; one inference step at one noise level; RMS magnitude only (not direction or attention pattern).",
+        f"- {n} pairs; " + ("one inference step at one noise level" if manifest.get("steps", 1) == 1 else
+                             f"one trajectory of {manifest.get('steps')} steps per stimulus (one noise draw per pair)")
+        + "; RMS magnitude only (not direction or attention pattern).",
         "- The text stream is padded to 512 tokens with no attention mask, so prompt length and padding can move "
         "unit RMS" + ("; see the confounds above." if summary.get("confounds") else
                       "; this run recorded no token counts to check it."),

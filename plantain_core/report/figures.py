@@ -188,3 +188,42 @@ def stimulus_sheet(run_dir, pairs, images: dict) -> str | None:
         ax.set_axis_off()
     _save(fig, pathlib.Path(run_dir) / STIMULI)
     return STIMULI
+
+
+def trajectory_figures(run_dir, name: str, fam: dict) -> dict[str, str]:
+    """``figures/<layout>_steps_blocks.png`` (max |t| per block at each captured step) and
+    ``figures/<layout>_steps_units.png`` (t over the steps of the top units by |t|)."""
+    from ..stats import block_of
+
+    run_dir = pathlib.Path(run_dir)
+    steps, t, units = fam["steps"], fam["t"], fam["units"]
+    blocks = list(dict.fromkeys(block_of(u) for u in units))
+    col = np.array([blocks.index(block_of(u)) for u in units])
+    mat = np.full((len(steps), len(blocks)), np.nan)
+    for k in range(len(steps)):
+        for j in range(len(blocks)):
+            vals = np.abs(t[k, col == j])
+            vals = vals[np.isfinite(vals)]
+            mat[k, j] = vals.max() if vals.size else np.nan
+    rel = {"steps_blocks": f"{FIGURES}/{name}_steps_blocks.png", "steps_units": f"{FIGURES}/{name}_steps_units.png"}
+    fig = _new_figure(min(2 + 0.35 * len(blocks), 14), 1.5 + 0.25 * len(steps))
+    ax = fig.add_subplot()
+    im = ax.imshow(np.ma.masked_invalid(mat), aspect="auto", interpolation="nearest", cmap="viridis")
+    ax.set_xticks(range(len(blocks)), blocks, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(steps)), [str(s) for s in steps], fontsize=7)
+    ax.set_ylabel("denoising step")
+    ax.set_title(f"{name}: max |t| per block and step", fontsize=9)
+    fig.colorbar(im, ax=ax, label="max |t|", shrink=0.8)
+    _save(fig, run_dir / rel["steps_blocks"])
+    fig = _new_figure(5.5, 3.6)
+    ax = fig.add_subplot()
+    for u in fam["summary"]["top_units"]:
+        ax.plot(steps, u["t"], marker="o", ms=3, lw=1, label=u["unit"])
+    ax.axhline(0, color="#999", lw=0.5)
+    ax.xaxis.set_major_locator(_integer_ticks())
+    ax.set_xlabel("denoising step")
+    ax.set_ylabel("paired t")
+    ax.set_title(f"{name}: the top units by |t| over the trajectory", fontsize=9)
+    ax.legend(fontsize=6, ncol=2)
+    _save(fig, run_dir / rel["steps_units"])
+    return rel
