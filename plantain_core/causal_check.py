@@ -21,7 +21,7 @@ from .causal import (ABLATE_VALUES, CAUSAL_JSON, DEFAULT_CONTROLS, DEFAULT_DOSES
 from .errors import PlantainError
 from .config import config_from_manifest
 from .images import get_images
-from .runner import check_images, image_record
+from .run_records import check_images, image_record
 from .runfolder import locked
 from .unit_sets import plan_layout
 

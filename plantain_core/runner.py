@@ -12,11 +12,9 @@ import datetime
 import hashlib
 import io
 import json
-import os
 import pathlib
 import sys
 import time
-import warnings
 from typing import Any
 
 import attrs
@@ -28,11 +26,12 @@ from .devices import check_dtype_supported, resolve_device, resolve_dtype
 from .errors import PlantainError
 from .fsutil import atomic_write_bytes, atomic_write_json
 from .models.loaders import LoadedModel, load_model
-from .runfolder import check_run_folder, locked
 from .images import get_images
 from .manifest import check_manifest
-from .passes import MAX_SEQUENCE_LENGTH, NOISE_SEED_STRIDE, PassInputs, auto_batch_size, noise_seed, prompt_tokens
-from .stimuli import IMAGE_GUIDANCE, IMAGE_STEPS, Stimulus
+from .passes import MAX_SEQUENCE_LENGTH, NOISE_SEED_STRIDE, PassInputs, auto_batch_size, noise_seed
+from .run_records import ResumeRefused, check_images, image_record, stimulus_record, stored_probe, token_records
+from .runfolder import check_run_folder, locked
+from .stimuli import IMAGE_GUIDANCE, IMAGE_STEPS
 
 __all__ = ["MAX_SEQUENCE_LENGTH", "noise_seed", "run_probe", "spec_sha256"]
 
@@ -47,57 +46,6 @@ def spec_sha256(spec) -> str:
         return digest
     blob = json.dumps(spec.as_dict(), sort_keys=True, default=str).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()
-
-
-def stored_probe(reference: str) -> str:
-    """The probe as a manifest records it: a name as is; a spec path as typed when
-    relative, else relative to the working folder when below it, else its file name."""
-    if not reference.endswith(".toml") and "/" not in reference and os.sep not in reference:
-        return reference
-    p = pathlib.Path(reference)
-    if not p.is_absolute():
-        return reference
-    rel = os.path.relpath(p)
-    return p.name if rel.startswith("..") else rel
-
-
-def local_name(path: str, spec_dir) -> str:
-    """A file as a published manifest may name it: relative to the spec's folder when it
-    lies inside, else its bare file name (the sha256 beside it identifies it)."""
-    p = pathlib.Path(path)
-    if spec_dir is not None and p.is_relative_to(spec_dir):
-        return p.relative_to(spec_dir).as_posix()
-    return p.name
-
-
-def _stimulus_dict(stim: Stimulus, spec_dir) -> dict[str, Any]:
-    image = stim.image.describe() if stim.image is not None else None
-    if image and "path" in image:
-        image = {"path": local_name(image["path"], spec_dir)}
-    return {"prompt": stim.prompt, "image": image}
-
-
-def image_record(rec: dict, spec_dir) -> dict:
-    """A manifest's record of one conditioning image, without local paths: a file by its
-    name and sha256, a generated image by its cache key, settings and sha256."""
-    out = {k: v for k, v in rec.items() if k != "path"}
-    if rec.get("source") == "file":
-        out = {"source": "file", "file": local_name(rec["path"], spec_dir), **{k: v for k, v in out.items() if k != "source"}}
-    return out
-
-
-def check_images(run_dir: pathlib.Path, old: list, new: list, doing: str = "resume") -> None:
-    """A resumed run (or a causal check) must see the images the run started with (file
-    contents, cache entries), compared by sha256."""
-    before = {r.get("key") or r.get("file"): r.get("sha256") for r in old if isinstance(r, dict)}
-    for rec in new:
-        name = rec.get("key") or rec.get("file")
-        was = before.get(name)
-        if was and rec.get("sha256") and was != rec["sha256"]:
-            what = f"image file {name}" if rec.get("source") == "file" else f"generated image {name[:12]}…"
-            raise ResumeRefused(f"cannot {doing} {run_dir}: the conditioning {what} changed since the run started "
-                                f"(sha256 was {str(was)[:12]}…, now {rec['sha256'][:12]}…); captures made with both "
-                                "would be mixed. Restore it, or start a new --out")
 
 
 def _write_captures(cap_dir: pathlib.Path, layouts, arrays, pair_ids, done, steps=None) -> None:
@@ -162,51 +110,6 @@ def _check_resume(run_dir: pathlib.Path, old: dict, new: dict, config: RunConfig
         diffs.append("the pairs differ")
     if diffs:
         raise PlantainError(f"cannot resume {run_dir}: the run was started with other settings ({'; '.join(diffs)})")
-
-
-def token_records(tokenizer, pairs) -> list[dict[str, Any]]:
-    """Per pair, the prompt tokens the text encoder sees (``a``, ``b``) and, for a prompt
-    it cuts, its full length (``a_full``, ``b_full``). A pair whose A and B differ only
-    past the cut would be two identical passes counted as a pair: refused."""
-    cache: dict[str, list[int]] = {}
-
-    def ids_of(prompt: str) -> list[int]:
-        if prompt not in cache:
-            cache[prompt] = prompt_tokens(tokenizer, prompt)
-        return cache[prompt]
-
-    records, identical = [], []
-    for p in pairs:
-        ids = [ids_of(p.a.prompt), ids_of(p.b.prompt)]
-        rec: dict[str, Any] = {"id": p.id, "a": min(len(ids[0]), MAX_SEQUENCE_LENGTH),
-                               "b": min(len(ids[1]), MAX_SEQUENCE_LENGTH)}
-        for side, x in zip("ab", ids):
-            if len(x) > MAX_SEQUENCE_LENGTH:
-                rec[f"{side}_full"] = len(x)
-        if p.a.image == p.b.image and ids[0][:MAX_SEQUENCE_LENGTH] == ids[1][:MAX_SEQUENCE_LENGTH]:
-            identical.append(p.id)
-        records.append(rec)
-    if identical:
-        raise PlantainError(f"pairs {', '.join(map(repr, identical[:5]))} differ only after the first "
-                            f"{MAX_SEQUENCE_LENGTH} prompt tokens, which the text encoder never sees: A and B would "
-                            "be identical passes. Shorten their prompts")
-    cut = []
-    for r in records:
-        long = [f"{side.upper()} {r[side + '_full']}" for side in "ab" if side + "_full" in r]
-        if long:
-            cut.append(f"{r['id']} ({', '.join(long)} tokens)")
-    if cut:
-        warnings.warn(f"{len(cut)} pair(s) have prompts longer than {MAX_SEQUENCE_LENGTH} tokens; the text encoder "
-                      f"sees only the first {MAX_SEQUENCE_LENGTH}: {'; '.join(cut[:5])}", PromptTruncated, stacklevel=2)
-    return records
-
-
-class ResumeRefused(PlantainError):
-    """A resume (or causal check) would mix captures made under different conditions."""
-
-
-class PromptTruncated(UserWarning):
-    """A prompt longer than the text encoder's 512 tokens was cut."""
 
 
 def _check_finite(rows: np.ndarray, layout, passes) -> None:
@@ -316,7 +219,7 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
         "batch_size": config.batch_size,
         "images": [],
         "spec_file": pathlib.Path(spec.path).name if spec.path else None,
-        "pairs": [{"id": p.id, "a": _stimulus_dict(p.a, spec.spec_dir), "b": _stimulus_dict(p.b, spec.spec_dir),
+        "pairs": [{"id": p.id, "a": stimulus_record(p.a, spec.spec_dir), "b": stimulus_record(p.b, spec.spec_dir),
                    "meta": p.meta} for p in pairs],
         "pair_ids": pair_ids,
         "token_counts": [],

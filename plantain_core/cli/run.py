@@ -91,7 +91,7 @@ def _sigterm_as_interrupt():
 def _run(config: RunConfig, options: dict) -> None:
     from ..execute import InterpreterFailed, default_out, execute
     from ..probes import load_probe
-    from ..runner import PromptTruncated
+    from ..run_records import PromptTruncated
 
     warn_plugin_failures()  # a broken plugin is the likely cause of an unknown name below
     probe = load_probe(config.probe, options["spec_dirs"])
