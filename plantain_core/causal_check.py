@@ -19,6 +19,7 @@ from . import __version__
 from .causal import (ABLATE_VALUES, CAUSAL_JSON, DEFAULT_CONTROLS, DEFAULT_DOSES, DEFAULT_TOP, MODES, _f,
                      file_sha256, measure_effects, now, summarize_layout)
 from .errors import PlantainError
+from .attribution import attribution_scores, rank, top_overlap
 from .config import config_from_manifest
 from .images import get_images
 from .run_records import check_images, image_record
@@ -77,6 +78,36 @@ def _load_run_model(manifest, model, options: CausalOptions, registry):
         notes.append(f"the run was captured on {recorded.get('id')} @ {recorded.get('revision')}; this check used "
                      f"{bundle.id} @ {bundle.revision}")
     return bundle, notes
+
+
+def screen_summary(built, caps, heads_k, screen, result, unit_sets, layout_rows) -> dict[str, Any]:
+    """causal.json's ``screen``: every unit's attribution estimate, the top units by it and
+    by |t|, their overlap, and how the estimates agree with the exact effects measured."""
+    from scipy.stats import spearmanr
+
+    out: dict[str, Any] = {"method": "attribution patching: first-order estimate of the patch effect, one forward "
+                                     "and one backward per pass", "passes": screen["passes"], "layouts": {}}
+    for name, lay in built.items():
+        score, t = screen["score"][name], caps[name][4]
+        k = max(heads_k.get(name, 0), 1)
+        by_score = [int(i) for i in np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")[:k]]
+        by_t = [int(i) for i in np.argsort(-np.nan_to_num(np.abs(t), nan=-np.inf), kind="stable")[:k]]
+        # first order, a set's effect is the sum of its units' estimates: compare with every measured set
+        rows = layout_rows.get(name, [])
+        estimates = [float(np.nansum(score[list(unit_sets[r].indices)])) for r in rows]
+        exact = [float(np.nanmean(result["effect"][r])) for r in rows]
+        agree = spearmanr(estimates, exact).statistic if len(rows) > 2 else None
+        out["layouts"][name] = {
+            "k": k,
+            "rank": [int(x) for x in rank(score)],
+            "score": [_f(x) for x in score],
+            "top_by_attribution": [{"unit": lay.units[i], "score": _f(score[i]), "t": _f(t[i])} for i in by_score],
+            "top_by_t": [lay.units[i] for i in by_t],
+            "overlap": top_overlap(by_score, by_t),
+            "spearman_sets_estimate_vs_exact": _f(agree) if agree is not None else None,
+            "sets_compared": len(rows),
+        }
+    return out
 
 
 def run_pairs(manifest, config, pair_ids: Sequence[str], notes: list[str]) -> list:
@@ -197,6 +228,10 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
             scale = max(float(np.abs(ref).max()), 1e-30)
             check[name] = max(check[name], float(np.abs(rows[name] - ref).max()) / scale)
 
+    start = time.perf_counter()
+    screen = attribution_scores(transformer, forward, len(pairs), built, scope, group=inputs.groups,
+                                batch_pairs=max(1, batch_size // 2))
+    timings["screen"] = time.perf_counter() - start
     result = measure_effects(transformer, forward, len(pairs), unit_sets, built, scope, mode=mode,
                              ablate_value=ablate_value, batch_pairs=max(1, batch_size // 2), group=inputs.groups,
                              on_clean=on_clean, progress=progress)
@@ -251,6 +286,7 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
             "cpu_seconds_per_unit_set": round(timings["interventions_cpu"] / n_sets, 5),
             "batch_size": int(batch_size),
         },
+        "screen": screen_summary(built, caps, heads_k, screen, result, unit_sets, layout_rows),
         "notes": notes,
     }
     atomic_write_json(run_dir / CAUSAL_JSON, out)

@@ -76,6 +76,21 @@ def _verdict(name: str, data, lay, dose) -> str:
     return text
 
 
+def _screen(screen) -> list[str]:
+    if not isinstance(screen, Mapping) or not screen.get("layouts"):
+        return []
+    out = [f"**Attribution screen of every unit** ({screen.get('passes', '?')} passes, one forward and one backward "
+           "each: a first-order estimate of each unit's patch effect):", ""]
+    for name, s in screen["layouts"].items():
+        top = ", ".join(f"`{u['unit']}`" for u in s["top_by_attribution"][:8])
+        rho = s.get("spearman_sets_estimate_vs_exact")
+        agree = (f" Over the {s.get('sets_compared')} unit sets measured exactly, the summed estimates rank them with "
+                 f"Spearman ρ = {rho:.2f} against the measured effects." if rho is not None else "")
+        out.append(f"- `{name}`: the top {s['k']} by attribution ({top}{', …' if s['k'] > 8 else ''}) share "
+                   f"{s['overlap']} units with the top {s['k']} by |t|.{agree}")
+    return out + [""]
+
+
 def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: bool = False) -> str:
     """The "Causal check" section for one ``causal.json`` content."""
     n = data.get("n_pairs")
@@ -107,6 +122,7 @@ def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: boo
                         f"{_band(c)} | {_p(d['p'], c['n'])} | {_pct(d['output_change'])} / "
                         f"{_pct(c.get('output_change_mean'))} |")
     out += rows + [""]
+    out += _screen(data.get("screen"))
     out += ["\"Output change\" is ‖v' − v‖ / ‖v‖ averaged over the intervened passes: how much the intervention "
             "moved the output at all, whatever the direction.", ""]
     for name, lay in (data.get("layouts") or {}).items():
