@@ -209,14 +209,18 @@ def step_layout(layout: str, step: int) -> str:
     return f"{layout}@step{step}"
 
 
-def placebo_summary(run_dir: pathlib.Path, st: LayoutStats) -> dict[str, Any] | None:
+def placebo_summary(run_dir: pathlib.Path, st: LayoutStats, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
     """How much of each significant unit's effect the length placebo reproduces: counts,
     and the top units by |t| with their placebo share (placebo mean D / probe mean D)."""
     from .placebo import placebo_effects
 
     eff = placebo_effects(run_dir, st.layout, st.diff, st.pair_ids)
     if eff is None:
-        return {"pairs": 0, "note": "no placebo: fewer than 3 pairs differ in token count"}
+        delta = token_delta(manifest, st.pair_ids)
+        unequal = int(np.count_nonzero(delta)) if delta is not None else 0
+        why = ("fewer than 3 pairs differ in token count" if unequal < 3 else
+               "its captures are not in this folder (placebo/ travels only with `plantain publish --with-captures`)")
+        return {"pairs": 0, "note": f"no placebo: {why}"}
     sig = np.isfinite(st.p_fwer) & (st.p_fwer < 0.05)
     share = eff["share"]
     mostly = sig & np.isfinite(share) & (share >= 0.5)
@@ -315,7 +319,7 @@ def _analyze(run_dir: pathlib.Path, manifest: dict, config: RunConfig, figures: 
     for name, st in layouts.items():
         s = st.summary_dict()
         if config.length_control:
-            s["length_placebo"] = placebo_summary(run_dir, st)
+            s["length_placebo"] = placebo_summary(run_dir, st, manifest)
         mlp = (info.get(name) or {}).get("mlp_units")
         if mlp is None and name == "slices16":
             mlp = count_mlp_units(st.units)

@@ -102,6 +102,9 @@ class Run:
         import pandas as pd
 
         layout = self._layout(layout)
+        if layout not in self.layouts:
+            raise PlantainError(f"layout {layout!r} has statistics per captured step in this trajectory run: use one "
+                                f"of {', '.join(self.layouts)}")
         path = self.path / UNITS_CSV
         if not path.is_file():
             raise PlantainError(f"{path} not found: the run has no statistics yet (status {self.status!r})")

@@ -207,7 +207,7 @@ def test_a_constant_length_probe_names_the_confound_and_runs_the_placebo(tmp_pat
         assert rec["a"]["prompt"].startswith(rec["b"]["prompt"]) and rec["a"]["prompt"] != rec["b"]["prompt"]
         assert (tc["a"], tc["b"]) == counts[rec["id"]]  # only the length differs, by the probe's own amount
     card = (out / "README.md").read_text()
-    assert "**Condition and prompt length are fully confounded: in every pair A has 12 tokens more than B.**" in card
+    assert "**Condition and prompt length are fully confounded: A has 12 tokens more than B in every pair.**" in card
     assert "Length-adjusted test: not possible — the token-count difference is the same in every pair" in card
     assert "Length placebo (6 pairs in which only the prompt length differs, in the probe's direction)" in card
     summary = json.loads((out / "summary.json").read_text())

@@ -34,10 +34,11 @@ tags = []
 BODIES = {
     "text-pair": '''# A and B differ in the prompt only. Give pairs inline, as template + items, or
 # pairs_file = "pairs.csv" (columns id, a, b; other columns become pair meta).
+# Keep A and B the same length in tokens: a length difference is a confound (the card checks it).
 pairs = [
-  { id = "pair-1", a = "A photo of a red cube on a table", b = "A photo of a blue cube on a table" },
-  { id = "pair-2", a = "A photo of a red ball on a table", b = "A photo of a blue ball on a table" },
-  { id = "pair-3", a = "A photo of a red cup on a table", b = "A photo of a blue cup on a table" },
+  { id = "pair-1", a = "A photo of a red cube on a table", b = "A photo of a tan cube on a table" },
+  { id = "pair-2", a = "A photo of a red ball on a table", b = "A photo of a tan ball on a table" },
+  { id = "pair-3", a = "A photo of a red cup on a table", b = "A photo of a tan cup on a table" },
 ]
 ''',
     "fixed-image-text-pair": '''# Every pass conditions on one reference image: generated once from reference_prompt

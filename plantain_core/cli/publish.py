@@ -10,7 +10,7 @@ import click
 from ..errors import PlantainError
 
 #: What a published run holds; captures only with --with-captures (they can be large).
-PUBLISHED = ("README.md", "manifest.json", "summary.json", "units.csv", "blocks.csv", "causal.json")
+PUBLISHED = ("README.md", "manifest.json", "summary.json", "units.csv", "blocks.csv", "steps.csv", "causal.json")
 
 
 def files_to_publish(run_dir: pathlib.Path, with_captures: bool) -> list[str]:
@@ -25,6 +25,9 @@ def files_to_publish(run_dir: pathlib.Path, with_captures: bool) -> list[str]:
     names += sorted(f"figures/{p.name}" for p in (run_dir / "figures").glob("*.png")) if (run_dir / "figures").is_dir() else []
     if with_captures:
         names += sorted(f"captures/{p.name}" for p in (run_dir / "captures").glob("*.npz"))
+        if (run_dir / "placebo" / "manifest.json").is_file():  # the length placebo: a run of its own inside
+            names += ["placebo/manifest.json"] + sorted(f"placebo/captures/{p.name}"
+                                                        for p in (run_dir / "placebo" / "captures").glob("*.npz"))
     return names
 
 

@@ -52,16 +52,15 @@ def echo_summary(summary: dict, run_dir, *, figures: bool = True) -> None:
         sig = s["significant"]
         click.echo(f"  {name} ({s['n_units']} units): " + "; ".join(parts) + f"; max |t| {mx_text}")
         click.echo(f"    FWER p<0.05: {sig['p_fwer_lt_0.05']}, BH q<0.05: {sig['q_lt_0.05']}, split-half r: {sh_text}")
-    from ..report.checks_section import small_n_line
+    from ..report.checks_section import length_sentence, small_n_line
 
     for name, s in summary["layouts"].items():
-        warn = small_n_line(name, s, summary["n_pairs"])
+        warn = small_n_line(s, summary["n_pairs"])
         if warn:
-            click.echo("  warning: " + warn.replace("**", "").replace("`", ""))
+            click.echo(f"  warning: {name}: {warn}")
     tc = (summary.get("confounds") or {}).get("token_counts") or {}
     if tc.get("constant_diff"):
-        click.echo(f"  warning: condition and prompt length are confounded (A has {tc['mean_diff']:g} tokens more "
-                   "than B in every pair)")
+        click.echo(f"  warning: condition and prompt length are confounded ({length_sentence(tc)})")
     for note in summary.get("notes", []):
         click.echo(f"  note: {note}")
     click.echo(f"wrote summary.json, units.csv, blocks.csv, README.md{', figures/' if figures else ''} in {run_dir}")

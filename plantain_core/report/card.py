@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from .checks_section import checks_section
+from .checks_section import checks_section, length_sentence
 from .trajectory_section import trajectory_section
 from .reproduce import reproduce_section
 
@@ -307,9 +307,9 @@ def confounds_section(summary) -> list[str]:
                    f"(mean difference {num(tc['mean_diff'])}, largest {num(tc['max_abs_diff'])}; "
                    f"{tc['pairs_unequal']} pairs differ in length).")
         if tc.get("constant_diff"):
-            out.append(f"**Condition and prompt length are fully confounded: in every pair A has "
-                       f"{num(tc['mean_diff'])} tokens more than B.** No statistic here can tell the condition from "
-                       "the length; see the length-adjusted test below and match the prompts' lengths.")
+            out.append(f"**Condition and prompt length are fully confounded: {length_sentence(tc)}.** No "
+                       "statistic here can tell the condition from the length; match the prompts' lengths, or see "
+                       "the length placebo below (`--length-control`).")
         if tc.get("pairs_truncated"):
             out.append(f"**{tc['pairs_truncated']} pairs have a prompt longer than 512 tokens**: the text encoder saw "
                        "only the first 512, so any difference after that is not in these numbers.")
