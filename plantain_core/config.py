@@ -153,6 +153,8 @@ def _thresholds(value):
         _fail("thresholds", f"{value!r} is not a list of numbers (e.g. 3,5)")
     if not out or any(isinstance(x, bool) or not math.isfinite(x) or x <= 0 for x in out):
         _fail("thresholds", f"{value!r}: thresholds must be positive finite numbers (e.g. 3,5)")
+    if len(set(out)) != len(out):
+        _fail("thresholds", f"{value!r}: a threshold is given twice")
     return out
 
 

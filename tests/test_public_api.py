@@ -167,6 +167,7 @@ def test_config_round_trips_through_dict_and_command_line(values):
     (dict(layouts=["heads", "slice16"]), "--units: unknown unit layout 'slice16' (did you mean 'slices16'?)"),
     (dict(dtype="int8"), "--dtype: 'int8' is not a dtype"),
     (dict(thresholds=[3, float("nan")]), "--thresholds: "),
+    (dict(thresholds="3,3"), "--thresholds: '3,3': a threshold is given twice"),
     (dict(token_scope="img"), "--token-scope: unknown token scope 'img' (did you mean 'image'?)"),
     (dict(batch_size=True), "--batch-size: expected an integer, got True"),
     (dict(model="ti\x00ny"), "--model: expected a non-empty printable string"),

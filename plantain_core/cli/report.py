@@ -43,7 +43,8 @@ def echo_summary(summary: dict, run_dir, *, figures: bool = True) -> None:
     for name, s in summary["layouts"].items():
         parts = []
         for row in s["thresholds"]:
-            ratio = f"{row['ratio']:.1f}x" if row["ratio"] is not None else f"n/a ({row['ratio_note']})"
+            ratio = f"{row['ratio']:.1f}x" if row["ratio"] is not None else (
+                "inf" if row["ratio_note"] == "null p99 is 0" else f"n/a: {row['ratio_note']}")
             parts.append(f"|t|>{row['threshold']:g}: {row['observed']} (null p99 {row['null_p99']:g}, {ratio})")
         sh = s["split_half"]["median"]
         mx = s["max_abs_t"]

@@ -254,6 +254,9 @@ def default_interpretation(name, s, direction) -> str:
         how = "replicates well" if r >= 0.7 else "replicates partly" if r >= 0.3 else "barely replicates"
         text += (f" The per-unit pattern {how} across independent halves of the pairs "
                  f"(median split-half r = {r:.2f}).")
+        if s.get("n_pairs", 99) < 8:
+            text += (f" With {s['n_pairs']} pairs each half holds {s['n_pairs'] // 2}, so few distinct splits exist "
+                     "and this r is rough.")
     p99 = first["null_p99"] or 0
     if sig["p_fwer_lt_0.05"] == 0 and first["observed"] <= p99:
         text += " These counts are within the range of the sign-flip null: no evidence that A and B differ here."
@@ -339,7 +342,8 @@ def limitations_section(summary, manifest, m, causal: bool = False) -> list[str]
         "unit RMS" + ("; see the confounds above." if summary.get("confounds") else
                       "; this run recorded no token counts to check it."),
         "- The null p99 comes from a finite number of sign patterns, and observed / null p99 is large whenever the "
-        "null p99 is small; the FWER p and BH q per unit (units.csv) are the per-unit evidence.",
+        "null p99 is small — and small when a strong effect shared by many units inflates the null counts too; "
+        "the FWER p and BH q per unit (units.csv) are the per-unit evidence.",
     ]
     s16 = summary.get("layouts", {}).get("slices16")
     if s16 is not None:
