@@ -1,4 +1,5 @@
-"""Prompt encoding: the pipeline's encoder call vs an early exit (a candidate runner change).
+"""Prompt encoding: the pipeline's encoder call vs an early exit (the runner uses
+``plantain_core.early_exit``, the same technique, since session 2).
 
 ``Flux2KleinPipeline._get_qwen3_prompt_embeds`` runs the whole ``Qwen3ForCausalLM``
 (every decoder layer, the final norm and the LM head over all 512 padded tokens) with
