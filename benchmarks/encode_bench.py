@@ -29,10 +29,6 @@ QWEN3_4B = {"hidden_size": 2560, "intermediate_size": 9728, "num_hidden_layers":
 OUT_LAYERS = (9, 18, 27)
 
 
-class _Stop(Exception):
-    pass
-
-
 def tokenize(tokenizer, prompts: Sequence[str], max_length: int = 512):
     """input_ids and attention_mask exactly as the pipeline builds them (chat template, padded)."""
     import torch
@@ -47,52 +43,29 @@ def tokenize(tokenizer, prompts: Sequence[str], max_length: int = 512):
     return torch.cat(ids), torch.cat(masks)
 
 
-def encode_reference(text_encoder, input_ids, attention_mask, layers=OUT_LAYERS):
-    """What the pipeline does: the full model with every hidden state, then the chosen ones."""
+def _stack(hidden_states, layers):
     import torch
 
-    out = text_encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, use_cache=False)
-    x = torch.stack([out.hidden_states[k] for k in layers], dim=1)
+    x = torch.stack([hidden_states[k] for k in layers], dim=1)
     b, c, t, h = x.shape
     return x.permute(0, 2, 1, 3).reshape(b, t, c * h)
+
+
+def encode_reference(text_encoder, input_ids, attention_mask, layers=OUT_LAYERS):
+    """What the pipeline does: the full model with every hidden state, then the chosen ones."""
+    out = text_encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, use_cache=False)
+    return _stack(out.hidden_states, layers)
 
 
 def encode_early_exit(text_encoder, input_ids, attention_mask, layers=OUT_LAYERS):
-    """The same embeddings; the forward stops after the deepest layer needed, no LM head.
+    """The same embeddings through the runner's own early exit (``plantain_core.early_exit``):
+    the forward stops after the deepest layer needed, no LM head."""
+    from plantain_core.early_exit import early_exit
 
-    ``hidden_states[k]`` is the output of decoder layer ``k - 1`` (``hidden_states[0]``
-    is the token embeddings), except the last one, which transformers replaces by the
-    final-norm output: the same is done here when ``k`` is the last layer.
-    """
-    import torch
-
-    model = text_encoder.model
-    n_layers = len(model.layers)
-    if min(layers) < 1 or max(layers) > n_layers:
-        raise ValueError(f"layers must be in 1..{n_layers}, got {layers}")
-    deepest = max(layers)
-    got: dict[int, Any] = {}
-
-    def make(k):
-        def hook(_module, _args, output):
-            h = output[0] if isinstance(output, tuple) else output
-            got[k] = model.norm(h) if k == n_layers else h
-            if k == deepest:
-                raise _Stop
-
-        return hook
-
-    handles = [model.layers[k - 1].register_forward_hook(make(k)) for k in sorted(set(layers))]
-    try:
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    except _Stop:
-        pass
-    finally:
-        for h in handles:
-            h.remove()
-    x = torch.stack([got[k] for k in layers], dim=1)
-    b, c, t, h = x.shape
-    return x.permute(0, 2, 1, 3).reshape(b, t, c * h)
+    with early_exit(text_encoder, layers):
+        out = text_encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+                           use_cache=False)
+    return _stack(out.hidden_states, layers)
 
 
 def klein_encoder_flops(tokens: int = 512, layers=OUT_LAYERS, cfg=QWEN3_4B) -> dict[str, float]:
