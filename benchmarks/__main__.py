@@ -185,6 +185,13 @@ def table_rows(f: dict[str, Any]) -> list[dict[str, Any]]:
         for name, q in s["parse_s"].items():
             rows.append(_row("specs", f"parse {s['parse_pairs']:,} inline pairs with {name}", q, unit="s"))
     if "causal" in f:
+        r = f["causal"].get("ratio")
+        if r:
+            for name, label in (("default", "default"), ("confirm_t", "--confirm t"), ("before", "as before (--exhaustive --confirm t, both layouts)")):
+                target = f"<= {r['target_max']:g}" if name == "default" else None
+                rows.append(_row("causal", f"ray on tiny: plantain causal {label} / plantain run "
+                                 f"({r['passes'][name]:,} passes)", r["ratio_over_run"][name], target=target,
+                                 met=r["ratio_over_run"][name] <= r["target_max"] if target else None))
         for mode, m in f["causal"]["modes"].items():
             rows.append(_row("causal", f"tiny {mode}: s per unit set ({m['passes_per_unit_set']} passes)",
                              m["seconds_per_unit_set"], unit="s"))

@@ -1,4 +1,5 @@
-"""Cost of the causal check on the embedded tiny model: seconds per unit set.
+"""Cost of the causal check on the embedded tiny model: seconds per unit set, and the
+wall time of ``plantain causal`` over ``plantain run`` on the ``ray`` probe.
 
 A unit set is one intervention (the top K units, or one matched random control set)
 applied to every probe pass it needs: 2N passes for ``ablate`` (A and B of every pair),
@@ -8,6 +9,15 @@ function's own timings: seconds per unit set, seconds per intervened pass, and t
 of an intervened pass to a clean pass of the same run (the editor's overhead: slice
 read, replacement, copy of the projection input). Wall and process CPU time are both
 recorded; on a shared machine the CPU time is the steadier figure.
+
+The ratio (issue 13's target: default ``plantain causal`` ≤ 3× ``plantain run``): in one
+benchmark run, interleaved, each a real subprocess with one torch thread:
+``plantain run ray --model tiny``, then on its folder ``plantain causal`` (default:
+screen, |t| and attribution tops, sequential controls), ``plantain causal --confirm t``
+(the |t| top only), and ``plantain causal --exhaustive --confirm t --units
+heads,slices16`` (the check as it was before: both layouts, doses 1, 4, 16, 64 and every
+control). Transformer pass counts come from each
+``causal.json``; conclusions (units, p ≤ 0.05) are compared between the last two.
 
 Run: ``python benchmarks/causal_bench.py [--quick]``; writes ``benchmarks/results/causal.json``.
 """
@@ -70,7 +80,8 @@ def run(quick: bool = False) -> dict:
             rounds = []
             for _ in range(repeats):
                 c0, w0 = time.process_time(), time.perf_counter()
-                options = CausalOptions(top=top, controls=controls, doses=doses, mode=mode, ablate_value=value)
+                options = CausalOptions(top=top, controls=controls, doses=doses, mode=mode, ablate_value=value,
+                                        exhaustive=True, rankings=("t",))
                 data = run_causal(run_dir, options, model=bundle, progress=False, figures=False, report=False)
                 t = data["timings"]
                 rounds.append({
@@ -94,8 +105,62 @@ def run(quick: bool = False) -> dict:
                 "total_cpu_s": round(med["total_cpu"], 3),
                 "check": {"effect_top_k": head["effect"], "control_mean": head["controls"]["mean"], "p": head["p"]},
             }
+    out["ratio"] = cost_ratio(quick)
     out["machine"]["load_average_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return out
+
+
+CHECKS = {"default": [], "confirm_t": ["--confirm", "t"],
+          "before": ["--exhaustive", "--confirm", "t", "--units", "heads,slices16"]}
+
+
+def _wall(args: list[str], env: dict) -> float:
+    import subprocess
+
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "plantain_core", *args, "--no-progress"], check=True, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def _summary(data: dict) -> dict:
+    """Pass counts and the |t| conclusions of one causal.json."""
+    lay = data["layouts"]["heads"]
+    return {"passes": data["cost"]["total_forward"], "unit_sets": data["cost"]["unit_sets_run"],
+            "t_doses": {d["k"]: {"units": d["units"], "p": d["p"], "significant": d["p"] is not None and d["p"] <= 0.05}
+                        for d in lay["doses"]},
+            "attribution_doses": {d["k"]: {"units": d["units"], "p": d["p"]} for d in lay["attribution"]["doses"]}}
+
+
+def cost_ratio(quick: bool) -> dict:
+    """Wall of each causal check ÷ wall of the run it checks, interleaved rounds."""
+    import json
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT.parent)}
+    rounds, checks = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(1 if quick else 2):
+            run_dir = pathlib.Path(tmp) / f"ray-{r}"
+            walls = {"run": _wall(["run", "ray", "--model", "tiny", "--out", str(run_dir)], env)}
+            for name, extra in CHECKS.items():
+                walls[name] = _wall(["causal", str(run_dir), *extra], env)
+                checks[name] = _summary(json.loads((run_dir / "causal.json").read_text()))
+            rounds.append(walls)
+    med = {k: statistics.median(w[k] for w in rounds) for k in rounds[0]}
+    before, now = checks["before"]["t_doses"], checks["default"]["t_doses"]
+    same = all(before[k]["units"] == d["units"] and before[k]["significant"] == d["significant"]
+               for k, d in now.items())
+    return {
+        "workload": "ray probe (25 pairs) on tiny; run layouts heads + slices16; causal confirms heads",
+        "target_max": 3.0,
+        "wall_s": {k: round(v, 2) for k, v in med.items()},
+        "wall_s_rounds": rounds,
+        "ratio_over_run": {k: round(med[k] / med["run"], 2) for k in CHECKS},
+        "passes": {k: c["passes"] for k, c in checks.items()},
+        "unit_sets": {k: c["unit_sets"] for k, c in checks.items()},
+        "conclusions": checks,
+        "same_conclusions_as_before": same,
+    }
 
 
 def main() -> None:
@@ -113,6 +178,9 @@ def main() -> None:
         print(f"  {name:11s} {m['unit_sets']:3d} unit sets × {m['passes_per_unit_set']:2d} passes: "
               f"{m['seconds_per_unit_set']:.3f} s wall, {m['cpu_seconds_per_unit_set']:.3f} s CPU per unit set "
               f"(an intervened pass costs {m['intervened_over_clean_pass_cpu']}× a clean one in CPU time)")
+    r = result["ratio"]
+    print("  plantain causal ÷ plantain run (ray, tiny): " + ", ".join(f"{k} {v}×" for k, v in r["ratio_over_run"].items())
+          + f"; passes {r['passes']}; same conclusions as before: {r['same_conclusions_as_before']}")
     print(f"wrote {args.out}")
 
 

@@ -274,11 +274,13 @@ def token_confounds(manifest: Mapping[str, Any], layouts: Mapping[str, LayoutSta
     return out
 
 
-def analyze_run(run_dir, config: RunConfig | None = None, *, figures: bool = True, registry=None) -> dict[str, Any]:
+def analyze_run(run_dir, config: RunConfig | None = None, *, figures: bool | str = True,
+                registry=None) -> dict[str, Any]:
     """Recompute every output of a run folder from its captures; return summary.json's content.
 
     ``config`` (default: the one the manifest records) supplies the statistics options:
-    flips, splits, thresholds and the seed of flips and splits.
+    flips, splits, thresholds and the seed of flips and splits. ``figures="keep"``: draw
+    none and link those a previous report drew (for a card that only gains a section).
     """
     run_dir = pathlib.Path(run_dir)
     with locked(run_dir):
@@ -288,7 +290,8 @@ def analyze_run(run_dir, config: RunConfig | None = None, *, figures: bool = Tru
         return _analyze(run_dir, manifest, config, figures, registry)
 
 
-def _analyze(run_dir: pathlib.Path, manifest: dict, config: RunConfig, figures: bool, registry) -> dict[str, Any]:
+def _analyze(run_dir: pathlib.Path, manifest: dict, config: RunConfig, figures: bool | str,
+             registry) -> dict[str, Any]:
     from .fsutil import atomic_write_text
     from .report.card import CARD, render_card
     from .report.causal_section import causal_section
@@ -367,7 +370,11 @@ def _analyze(run_dir: pathlib.Path, manifest: dict, config: RunConfig, figures: 
         figs: dict[str, dict[str, str]] = {}
         if families:
             atomic_write_text(stage / STEPS_CSV, steps_csv(families))
-        if figures:
+        if figures == "keep":
+            from .report.figures import existing_figures
+
+            figs = existing_figures(run_dir, layouts, families)
+        elif figures:
             from .report.figures import trajectory_figures, write_figures
 
             figs = write_figures(stage, layouts)

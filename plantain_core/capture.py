@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import attrs
 import numpy as np
@@ -188,26 +188,6 @@ class SliceMeans:
     def shapes(self) -> int:
         """The most token counts seen at one site (1: every pass had the same shape)."""
         return max(Counter(key for key, _ in self.sums).values(), default=0)
-
-
-class SliceStore:
-    """A ``read`` callback of :class:`SliceEditor` keeping each row's slice under an id
-    (``rows``: the ids of the next forward's rows, e.g. pair indices); ``get(key, ids)``
-    stacks them again, what activation patching writes."""
-
-    def __init__(self):
-        self.rows: list[int] = []
-        self.data: dict[Any, dict[int, Any]] = {}
-
-    def __call__(self, key, part) -> None:
-        store = self.data.setdefault(key, {})
-        for r, pair in enumerate(self.rows):
-            store[pair] = part[r].clone()
-
-    def get(self, key, rows: Sequence[int]):
-        import torch
-
-        return torch.stack([self.data[key][i] for i in rows])
 
 
 @attrs.define(eq=False)

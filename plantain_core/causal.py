@@ -15,9 +15,10 @@ tokens only):
   same pair; effect = mean over pairs of 1 − ||v_A^patched − v_B|| / ||v_A − v_B||
   (the fraction of the way v_A moves toward v_B).
 
-Controls give a null: p = (1 + #controls with effect ≥ the selected set's) / (1 + R).
-Every intervention goes through :class:`~plantain_core.capture.SliceEditor`. See
-``docs/causal.md``.
+Controls give a null: p = (1 + #controls with effect ≥ the selected set's) / (1 + R),
+drawn one at a time until p's side of 0.05 is settled (Besag–Clifford, in
+:mod:`plantain_core.unit_sets`). The clean passes run once; rows of one intervened forward
+carry different unit sets' edits (:class:`RowEditor`). See ``docs/causal.md``.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ import time
 from collections import Counter
 from typing import Any, Callable, Sequence
 
+import attrs
 import numpy as np
 
-from .capture import SliceEditor, SliceMeans, SliceStore, capture_units, merge_features, unit_features
+from .capture import Site, SliceEditor, SliceMeans, capture_units, merge_features, token_range, unit_features
 from .errors import PlantainError
-from .unit_sets import SELECTED, UnitSet, permutation_p
+from .unit_sets import ALPHA, SELECTED, UnitSet, sequential_p, settled
 
 CAUSAL_JSON = "causal.json"
 MODES = ("ablate", "patch")
@@ -43,124 +45,244 @@ ABLATE_VALUES = ("mean", "zero")
 DEFAULT_TOP = 16
 DEFAULT_CONTROLS = 20
 DEFAULT_DOSES = (1, 4, 16, 64)
-# ---- what replaces a slice -----------------------------------------------------------------
-def make_writer(mode: str, value: str, cols: dict, means: SliceMeans | None, store: SliceStore | None,
-                rows_ref: list[list[int]]):
-    """``write(key, part)`` for one unit set; ``cols`` maps a site to the set's columns in
-    the union of all sets' features (what ``means`` / ``store`` hold)."""
-    import torch
+@attrs.frozen(kw_only=True)
+class Passes:
+    """How the check runs the probe's passes: ``forward(items)`` runs one transformer
+    forward for ``items`` [(pair, side 0=A/1=B)] and returns v, (len(items), n) float32;
+    ``group(items)`` splits items into lists one forward can take (default: one list);
+    ``batch_rows``: the most rows (stimuli) per forward."""
 
-    on_device: dict = {}
+    transformer: Any
+    forward: Callable
+    n_pairs: int
+    layouts: dict
+    token_scope: str
+    group: Callable | None = None
+    batch_rows: int = 16
 
-    def col(key, device):
-        if (key, device) not in on_device:
-            on_device[(key, device)] = cols[key].to(device)
-        return on_device[(key, device)]
 
-    def write(key, part):
-        if mode == "patch":
-            donor = store.get(key, rows_ref[0])[..., col(key, part.device)]
-            if donor.shape != part.shape:
-                raise PlantainError(f"cannot patch {key[0].name}/{key[1]}: the A pass has {tuple(part.shape)} and the B "
-                                    f"pass {tuple(donor.shape)} (A and B differ in sequence length)")
-            return donor
-        if value == "zero":
-            return torch.zeros_like(part)
-        return means.mean(key, part.shape[1])[:, col(key, part.device)].unsqueeze(0).expand(part.shape[0], -1, -1)
+@attrs.frozen(kw_only=True)
+class Intervention:
+    """What an intervention does, and whether controls are drawn until p's side of
+    ``alpha`` is settled (Besag–Clifford) or all of them (``sequential=False``)."""
 
-    return write
+    mode: str = "ablate"
+    ablate_value: str = "mean"
+    sequential: bool = True
+    alpha: float = ALPHA
+
+
+@attrs.frozen
+class CausalTest:
+    """One selected set and its controls: indices into the engine's ``sets``."""
+
+    selected: int
+    controls: tuple[int, ...] = ()
+
+
+def tests_of(sets: Sequence[UnitSet]) -> list[CausalTest]:
+    """Group planned sets into tests: each selected set with the controls of its layout,
+    ranking and dose, in draw order."""
+    out = []
+    for r, s in enumerate(sets):
+        if s.replicate == SELECTED:
+            ctl = [c for c, o in enumerate(sets) if o.replicate != SELECTED and (o.layout, o.by, o.k) == (s.layout, s.by, s.k)]
+            out.append(CausalTest(r, tuple(sorted(ctl, key=lambda c: sets[c].replicate))))
+    return out
+
+
+class RowEditor:
+    """An ``editor`` for :func:`capture_units` under which each row of a forward carries its
+    own unit set's edit: ``rows`` lists the next forward's (set, pair, side). The
+    replacement of a slice is its mean over the probe's stimuli (``means``), zero, or the
+    B pass's slice of the same pair (``store``, patch)."""
+
+    def __init__(self, feats: Sequence[dict], cols: Sequence[dict], token_scope: str, *, means=None, store=None):
+        self.feats, self.cols, self.token_scope = feats, cols, token_scope
+        self.means, self.store = means, store
+        self.rows: list[tuple[int, int, int]] = []
+        self._on: dict = {}
+
+    def _index(self, which: str, s: int, key, device):
+        """Set ``s``'s features at ``key`` (``feats``) or their columns in the union (``cols``), on ``device``."""
+        import torch
+
+        got = self._on.get((which, s, key, device))
+        if got is None:
+            values = (self.feats if which == "feats" else self.cols)[s][key]
+            got = self._on[(which, s, key, device)] = torch.as_tensor(values, device=device)
+        return got
+
+    def _mean(self, key, tokens: int):
+        got = self._on.get(("mean", key, tokens))
+        if got is None:
+            got = self._on[("mean", key, tokens)] = self.means.mean(key, tokens)
+        return got
+
+    def __call__(self, site: Site, x, text_len):
+        key = (site.block, site.stream)
+        rows = [(r, s, i) for r, (s, i, _) in enumerate(self.rows) if key in self.feats[s]]
+        if not rows:
+            return None
+        start, stop = token_range(site.stream, self.token_scope, x.shape[1], text_len)
+        out = x.clone()
+        for r, s, i in rows:
+            feats = self._index("feats", s, key, x.device)
+            if self.store is not None:
+                donor = self.store[key].get(i)
+                if donor is None or donor.shape[0] != stop - start:
+                    raise PlantainError(f"cannot patch {key[0].name}/{key[1]}: the A and B passes of pair {i} differ "
+                                        "in sequence length")
+                value = donor.to(x.device)[:, self._index("cols", s, key, x.device)]
+            elif self.means is not None:
+                value = self._mean(key, stop - start)[:, self._index("cols", s, key, x.device)]
+            else:
+                value = 0.0
+            out[r, start:stop, feats] = value if isinstance(value, float) else value.to(x.dtype)
+        return out
+
+
+class _BReader:
+    """A ``read`` callback of the clean passes' :class:`SliceEditor`: the means over every
+    stimulus and/or every B pass's slice (on the CPU: it holds all pairs)."""
+
+    def __init__(self, means, keep_b: bool):
+        self.means, self.keep_b = means, keep_b
+        self.items: list[tuple[int, int]] = []
+        self.data: dict = {}
+
+    def __call__(self, key, part) -> None:
+        if self.means is not None:
+            self.means(key, part)
+        if self.keep_b:
+            store = self.data.setdefault(key, {})
+            for r, (i, side) in enumerate(self.items):
+                if side == 1:
+                    store[i] = part[r].detach().to("cpu", copy=True)
 
 
 # ---- the engine ----------------------------------------------------------------------------
-def measure_effects(transformer, forward: Callable, n_pairs: int, unit_sets: Sequence[UnitSet], layouts: dict,
-                    token_scope: str, *, mode: str = "ablate", ablate_value: str = "mean", batch_pairs: int = 8,
-                    group: Callable | None = None, on_clean: Callable | None = None,
-                    progress: bool = False) -> dict[str, Any]:
-    """Clean passes, then every unit set's intervention passes; per set and pair the effect.
+def measure_effects(passes: Passes, sets: Sequence[UnitSet], tests: Sequence[CausalTest] | None = None,
+                    how: Intervention = Intervention(), *, on_clean: Callable | None = None,
+                    progress: bool = False, status: Callable | None = None) -> dict[str, Any]:
+    """Clean passes once, then the unit sets' intervention passes, several sets per forward.
 
-    ``forward(items)`` runs one transformer forward for ``items`` [(pair, side 0=A/1=B)]
-    and returns v, (len(items), n) float32; ``group(items)`` splits items into lists one
-    forward can take (default: one). ``on_clean(items, rows)`` receives the capture rows
-    of the clean passes (``layouts`` are measured there), e.g. to check them against the
-    run. Returns ``separation`` (N,), ``effect`` and ``output_change`` (sets × N) arrays,
-    pass counts and timings.
+    ``tests`` (default: every set its own test, all run) say which sets are selected sets
+    and which their controls; with ``how.sequential`` a test's controls are drawn one per
+    round until its p's side of ``how.alpha`` is settled. ``on_clean(items, rows)``
+    receives the capture rows of the clean passes; ``status(test, record)`` hears of each
+    settled test. Returns ``separation`` (N,), ``effect`` and ``output_change`` (sets × N;
+    NaN for sets not run), per test ``drawn`` / ``p`` / ``stopped_early``, pass counts,
+    timings.
     """
     import torch
     from tqdm.auto import tqdm
 
-    if mode not in MODES or ablate_value not in ABLATE_VALUES:
-        raise PlantainError(f"unknown mode {mode!r} / ablate value {ablate_value!r}")
-    group = group or (lambda items: [items])
-    feats = [unit_features(layouts[s.layout], s.indices, token_scope) for s in unit_sets]
+    if how.mode not in MODES or how.ablate_value not in ABLATE_VALUES:
+        raise PlantainError(f"unknown mode {how.mode!r} / ablate value {how.ablate_value!r}")
+    tests = list(tests) if tests is not None else [CausalTest(r) for r in range(len(sets))]
+    n, group = passes.n_pairs, passes.group or (lambda items: [items])
+    feats = [unit_features(passes.layouts[s.layout], s.indices, passes.token_scope) for s in sets]
     union = merge_features(*feats)
-    cols = [{key: torch.as_tensor(np.searchsorted(union[key], f)) for key, f in fs.items()} for fs in feats]
-    batches = [list(range(k, min(k + batch_pairs, n_pairs))) for k in range(0, n_pairs, max(1, batch_pairs))]
-    means = SliceMeans() if mode == "ablate" and ablate_value == "mean" else None
-    per_set = (2 if mode == "ablate" else 1) * n_pairs
-    total = 2 * n_pairs + (n_pairs if mode == "patch" else 0) + len(unit_sets) * per_set
-    bar = tqdm(total=total, desc="causal passes", unit="pass", file=sys.stderr, disable=not progress,
-               dynamic_ncols=True)
-
-    def run(items) -> dict:
-        out = {}
-        for g in group(items):
-            rows_ref[0] = [i for i, _ in g]
-            v = forward(g)
-            out.update({it: v[r] for r, it in enumerate(g)})
-            bar.update(len(g))
-        return out
+    cols = [{key: np.searchsorted(union[key], f) for key, f in fs.items()} for fs in feats]
+    sides = (0, 1) if how.mode == "ablate" else (0,)
+    means = SliceMeans() if how.mode == "ablate" and how.ablate_value == "mean" else None
+    reader = _BReader(means, keep_b=how.mode == "patch")
+    shape_of = {it: g for g, items in enumerate(group([(i, s) for i in range(n) for s in (0, 1)])) for it in items}
+    effect = np.full((len(sets), n), np.nan)
+    change = np.full((len(sets), n), np.nan)
+    ran = np.zeros(len(sets), dtype=bool)
+    drawn = [0] * len(tests)
+    open_tests = set(range(len(tests)))
+    counts = {"clean": 0, "interventions": 0}
+    timings: dict[str, float] = {}
+    bar = tqdm(total=len({r for t in tests for r in (t.selected, *t.controls)}), desc="causal unit sets",
+               unit="set", file=sys.stderr, disable=not progress, dynamic_ncols=True)
 
     def dist(x, y) -> float:
         return float(torch.linalg.vector_norm((x - y).double() if x.device.type == "cpu" else x - y))
 
-    rows_ref: list[list[int]] = [[]]
-    effect = np.full((len(unit_sets), n_pairs), np.nan)
-    change = np.full((len(unit_sets), n_pairs), np.nan)
-    timings: dict[str, float] = {}
+    def chunks(jobs):
+        """Jobs [(set, pair, side)] packed into forwards: one conditioning shape each, by pair."""
+        by_shape: dict[int, list] = {}
+        for job in sorted(jobs, key=lambda j: (j[1], j[0], j[2])):
+            by_shape.setdefault(shape_of[(job[1], job[2])], []).append(job)
+        for jobs_ in by_shape.values():
+            for k in range(0, len(jobs_), max(1, passes.batch_rows)):
+                yield jobs_[k:k + passes.batch_rows]
+
+    def record(t: int) -> dict:
+        test = tests[t]
+        e = _nanmean(effect[test.selected])
+        got = [_nanmean(effect[c]) for c in test.controls[:drawn[t]]]
+        return {"effect": e, "controls": got, "drawn": drawn[t],
+                "p": sequential_p(e, got, len(test.controls), how.alpha) if test.controls else None,
+                "stopped_early": drawn[t] < len(test.controls)}
+
     try:
-        with capture_units(transformer, list(layouts), token_scope, measure=on_clean is not None) as cap, \
-                torch.inference_mode():
+        with capture_units(passes.transformer, list(passes.layouts), passes.token_scope,
+                           measure=on_clean is not None) as cap, torch.inference_mode():
             start, cpu = time.perf_counter(), time.process_time()
-            cap.editor = SliceEditor(union, token_scope, read=means) if means is not None else None
+            cap.editor = SliceEditor(union, passes.token_scope, read=reader) if union else None
             clean = {}
-            for batch in batches:
-                for g in group([(i, s) for i in batch for s in (0, 1)]):
-                    clean.update(run(g))
-                    if on_clean is not None:
-                        on_clean(g, cap.take())
+            for items in chunks([(-1, i, s) for i in range(n) for s in (0, 1)]):
+                items = [(i, s) for _, i, s in items]
+                reader.items = items
+                v = passes.forward(items)
+                clean.update({it: v[r] for r, it in enumerate(items)})
+                counts["clean"] += len(items)
+                if on_clean is not None:
+                    on_clean(items, cap.take())
             cap.measure = False
-            sep = np.array([dist(clean[(i, 0)], clean[(i, 1)]) for i in range(n_pairs)])
+            sep = np.array([dist(clean[(i, 0)], clean[(i, 1)]) for i in range(n)])
             norm = {it: dist(v, torch.zeros_like(v)) for it, v in clean.items()}
             timings["clean"], timings["clean_cpu"] = time.perf_counter() - start, time.process_time() - cpu
+
             start, cpu = time.perf_counter(), time.process_time()
-            store = SliceStore() if mode == "patch" else None
-            for batch in batches:
-                if store is not None:  # B's slices of every set's units, this batch's pairs only
-                    store.data.clear()
-                    cap.editor = SliceEditor(union, token_scope, read=store)
-                    for g in group([(i, 1) for i in batch]):
-                        store.rows = [i for i, _ in g]
-                        forward(g)
-                        bar.update(len(g))
-                for si in range(len(unit_sets)):
-                    write = make_writer(mode, ablate_value, cols[si], means, store, rows_ref)
-                    cap.editor = SliceEditor(feats[si], token_scope, write=write)
-                    sides = (0, 1) if mode == "ablate" else (0,)
-                    got = run([(i, s) for i in batch for s in sides])
-                    for i in batch:
-                        if mode == "ablate":
-                            moved = dist(got[(i, 0)], got[(i, 1)])
-                        else:
-                            moved = dist(got[(i, 0)], clean[(i, 1)])
-                        effect[si, i] = 1.0 - moved / sep[i] if sep[i] > 0 else np.nan
-                        change[si, i] = np.mean([dist(got[(i, s)], clean[(i, s)]) / max(norm[(i, s)], 1e-30)
-                                                 for s in sides])
+            editor = cap.editor = RowEditor(feats, cols, passes.token_scope, means=means,
+                                            store=reader.data if how.mode == "patch" else None)
+            round_sets = sorted({t.selected for t in tests} | (set() if how.sequential else
+                                                               {c for t in tests for c in t.controls}))
+            if not how.sequential:
+                drawn = [len(t.controls) for t in tests]
+            while round_sets:
+                got: dict = {}
+                for jobs in chunks([(r, i, s) for r in round_sets if not ran[r] for i in range(n) for s in sides]):
+                    editor.rows = jobs
+                    v = passes.forward([(i, s) for _, i, s in jobs])
+                    counts["interventions"] += len(jobs)
+                    got.update({job: v[k] for k, job in enumerate(jobs)})
+                for r in round_sets:
+                    if ran[r]:
+                        continue
+                    for i in range(n):
+                        moved = (dist(got[(r, i, 0)], got[(r, i, 1)]) if how.mode == "ablate"
+                                 else dist(got[(r, i, 0)], clean[(i, 1)]))
+                        effect[r, i] = 1.0 - moved / sep[i] if sep[i] > 0 else np.nan
+                        change[r, i] = np.mean([dist(got[(r, i, s)], clean[(i, s)]) / max(norm[(i, s)], 1e-30)
+                                                for s in sides])
+                    ran[r] = True
+                    bar.update(1)
+                round_sets = []
+                for t in sorted(open_tests):
+                    rec = record(t)
+                    if settled(rec["effect"], rec["controls"], len(tests[t].controls), how.alpha) \
+                            or not how.sequential:
+                        open_tests.discard(t)
+                        bar.total -= sum(1 for c in tests[t].controls[drawn[t]:] if not ran[c])
+                        bar.refresh()
+                        if status is not None:
+                            status(t, rec)
+                    else:
+                        round_sets.append(tests[t].controls[drawn[t]])
+                        drawn[t] += 1
             timings["interventions"] = time.perf_counter() - start
             timings["interventions_cpu"] = time.process_time() - cpu
     finally:
         bar.close()
-    return {"separation": sep, "effect": effect, "output_change": change, "timings": timings,
-            "passes": {"clean": 2 * n_pairs, "store": n_pairs if mode == "patch" else 0, "per_unit_set": per_set},
+    return {"separation": sep, "effect": effect, "output_change": change, "ran": ran, "timings": timings,
+            "tests": [record(t) for t in range(len(tests))],
+            "passes": {**counts, "per_unit_set": len(sides) * n, "unit_sets": int(ran.sum())},
             "mean_shapes": means.shapes if means is not None else None}
 
 
@@ -172,41 +294,38 @@ def _f(x) -> float | None:
     return float(f"{x:.6g}") if math.isfinite(x) else None
 
 
-def summarize_layout(layout, t: np.ndarray, k: int, sets: Sequence[UnitSet], effect: np.ndarray,
-                     change: np.ndarray, controls: int) -> dict[str, Any]:
-    """The layout's entry of causal.json: per dose, the selected set and its controls.
-    ``effect`` and ``change`` are (sets × pairs), rows in ``sets`` order."""
-    out = {"n_units": len(layout), "n_tested": int(np.isfinite(t).sum()), "k": k, "doses": []}
+def summarize_test(layout, t: np.ndarray, sets: Sequence[UnitSet], test: CausalTest, result: dict,
+                   record: dict) -> dict[str, Any]:
+    """One dose's entry of causal.json: the selected set, its controls as drawn, p."""
+    sel = sets[test.selected]
+    rows = list(test.controls[:record["drawn"]])
+    units = sel.indices
     blocks = layout.block_index()
-    for dose in sorted({s.k for s in sets}):
-        rows = [r for r, s in enumerate(sets) if s.k == dose]
-        sel = next(r for r in rows if sets[r].replicate == SELECTED)
-        ctl = [r for r in rows if r != sel]
-        units = sets[sel].indices
-        e = _nanmean(effect[sel])
-        ce = [_nanmean(effect[r]) for r in ctl]
-        c = np.asarray([x for x in ce if math.isfinite(x)])
-        out["doses"].append({
-            "k": dose,
-            "units": [layout.units[u] for u in units],
-            "t": [_f(t[u]) for u in units],
-            "blocks": dict(Counter(layout.spans[blocks[u]].block.name for u in units)),
-            "effect": _f(e),
-            "effect_per_pair": [_f(x) for x in effect[sel]],
-            "output_change": _f(_nanmean(change[sel])),
-            "controls": {
-                "n": len(ctl),
-                "effects": [_f(x) for x in ce],
-                "mean": _f(c.mean()) if len(c) else None,
-                "sd": _f(c.std(ddof=1)) if len(c) > 1 else None,
-                "q05": _f(np.percentile(c, 5)) if len(c) else None,
-                "q95": _f(np.percentile(c, 95)) if len(c) else None,
-                "max": _f(c.max()) if len(c) else None,
-                "output_change_mean": _f(_nanmean(change[ctl])) if ctl else None,
-            },
-            "p": permutation_p(e, ce) if controls else None,
-        })
-    return out
+    c = np.asarray([x for x in record["controls"] if math.isfinite(x)])
+    change = result["output_change"]
+    return {
+        "k": sel.k,
+        "by": sel.by,
+        "units": [layout.units[u] for u in units],
+        "t": [_f(t[u]) for u in units],
+        "blocks": dict(Counter(layout.spans[blocks[u]].block.name for u in units)),
+        "effect": _f(record["effect"]),
+        "effect_per_pair": [_f(x) for x in result["effect"][test.selected]],
+        "output_change": _f(_nanmean(change[test.selected])),
+        "controls": {
+            "n": len(rows),
+            "planned": len(test.controls),
+            "stopped_early": bool(record["stopped_early"]),
+            "effects": [_f(x) for x in record["controls"]],
+            "mean": _f(c.mean()) if len(c) else None,
+            "sd": _f(c.std(ddof=1)) if len(c) > 1 else None,
+            "q05": _f(np.percentile(c, 5)) if len(c) else None,
+            "q95": _f(np.percentile(c, 95)) if len(c) else None,
+            "max": _f(c.max()) if len(c) else None,
+            "output_change_mean": _f(_nanmean(change[rows])) if rows else None,
+        },
+        "p": record["p"],
+    }
 
 
 def _nanmean(x) -> float:

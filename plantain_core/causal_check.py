@@ -16,26 +16,30 @@ import attrs
 import numpy as np
 
 from . import __version__
-from .causal import (ABLATE_VALUES, CAUSAL_JSON, DEFAULT_CONTROLS, DEFAULT_DOSES, DEFAULT_TOP, MODES, _f,
-                     file_sha256, measure_effects, now, summarize_layout)
+from .causal import (ABLATE_VALUES, CAUSAL_JSON, DEFAULT_CONTROLS, DEFAULT_DOSES, DEFAULT_TOP, MODES, Intervention,
+                     Passes, _f, file_sha256, measure_effects, now, summarize_test, tests_of)
 from .errors import PlantainError
 from .attribution import attribution_scores, rank, top_overlap
 from .config import config_from_manifest
 from .images import get_images
 from .run_records import check_images, image_record
 from .runfolder import locked
-from .unit_sets import plan_layout
+from .unit_sets import ALPHA, RANKINGS, SELECTED, plan_layout
 
 
 @attrs.frozen(kw_only=True)
 class CausalOptions:
-    """The causal check's settings; ``None`` means the run's own (seed, layouts, model, dtype)."""
+    """The causal check's settings; ``None`` means the run's own (seed, layouts, model, dtype).
+    ``doses`` empty: the headline K only (``exhaustive``: 1, 4, 16, 64); ``exhaustive``
+    also draws every control instead of stopping once p's side of 0.05 is settled."""
 
     top: int = DEFAULT_TOP
     controls: int = DEFAULT_CONTROLS
     mode: str = "ablate"
     ablate_value: str = "mean"
-    doses: tuple[int, ...] = attrs.field(default=DEFAULT_DOSES, converter=lambda d: tuple(int(x) for x in d))
+    doses: tuple[int, ...] = attrs.field(default=(), converter=lambda d: tuple(int(x) for x in (d or ())))
+    exhaustive: bool = False
+    rankings: tuple[str, ...] = attrs.field(default=RANKINGS, converter=lambda v: tuple(v))
     seed: int | None = None
     layouts: tuple[str, ...] | None = attrs.field(default=None, converter=lambda v: None if v is None else tuple(v))
     model: str | None = None
@@ -49,9 +53,15 @@ class CausalOptions:
             raise PlantainError(f"unknown mode {self.mode!r}; choose from {', '.join(MODES)}")
         if self.ablate_value not in ABLATE_VALUES:
             raise PlantainError(f"unknown ablate value {self.ablate_value!r}; choose from {', '.join(ABLATE_VALUES)}")
-        if self.top < 1 or self.controls < 0 or not self.doses or any(d < 1 for d in self.doses):
+        if not self.rankings or any(r not in RANKINGS for r in self.rankings):
+            raise PlantainError(f"unknown ranking in {list(self.rankings)}; choose from {', '.join(RANKINGS)}")
+        if self.top < 1 or self.controls < 0 or any(d < 1 for d in self.doses):
             raise PlantainError(f"need top ≥ 1, controls ≥ 0 and doses ≥ 1 "
                                 f"(got {self.top}, {self.controls}, {list(self.doses)})")
+
+    @property
+    def planned_doses(self) -> tuple[int, ...]:
+        return self.doses or (DEFAULT_DOSES if self.exhaustive else ())
 
 
 def _load_run_model(manifest, model, options: CausalOptions, registry):
@@ -65,7 +75,7 @@ def _load_run_model(manifest, model, options: CausalOptions, registry):
         from .plugins import get_registry
 
         registry = get_registry()
-    name = model or ("tiny" if tiny else recorded.get("id"))
+    name = model or recorded.get("id")  # the tiny models' ids load them too
     if not name:
         raise PlantainError("the run's manifest records no model; pass --model")
     bundle = load_model(name, options.device, options.dtype or manifest.get("dtype"), registry=registry,
@@ -93,7 +103,7 @@ def screen_summary(built, caps, heads_k, screen, result, unit_sets, layout_rows)
         by_score = [int(i) for i in np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")[:k]]
         by_t = [int(i) for i in np.argsort(-np.nan_to_num(np.abs(t), nan=-np.inf), kind="stable")[:k]]
         # first order, a set's effect is the sum of its units' estimates: compare with every measured set
-        rows = layout_rows.get(name, [])
+        rows = [r for r in layout_rows.get(name, []) if result["ran"][r]]
         estimates = [float(np.nansum(score[list(unit_sets[r].indices)])) for r in rows]
         exact = [float(np.nanmean(result["effect"][r])) for r in rows]
         agree = spearmanr(estimates, exact).statistic if len(rows) > 2 else None
@@ -138,13 +148,48 @@ def run_pairs(manifest, config, pair_ids: Sequence[str], notes: list[str]) -> li
 
 
 def run_causal(run_dir, options: CausalOptions = CausalOptions(), *, model=None, progress: bool = True,
-               figures: bool = True, report: bool = True, registry=None) -> dict[str, Any]:
+               figures: bool = True, report: bool = True, registry=None, status=None) -> dict[str, Any]:
     """The causal check of a run folder: writes ``causal.json`` (and the dose figure),
     re-renders the card when ``report``; returns causal.json's content. ``model``: an
-    already loaded bundle (else ``options.model``, else the run's)."""
+    already loaded bundle (else ``options.model``, else the run's); ``status(line)``
+    hears one line per settled test (layout, ranking, dose), whatever ``progress``."""
     options.check()
     with locked(run_dir):
-        return _run_causal(pathlib.Path(run_dir), options, model, (progress, figures, report), registry)
+        return _run_causal(pathlib.Path(run_dir), options, model, (progress, figures, report, status), registry)
+
+
+def _plan(built, caps, screen, options: CausalOptions, seed: int):
+    """Per layout the sets by |t| and by attribution (an attribution set equal to the |t|
+    set of its dose is not measured twice); the headline K per layout and ranking."""
+    sets, heads_k, layout_rows, notes = [], {}, {}, []
+    for ordinal, (name, layout) in enumerate(built.items()):
+        start = len(sets)
+        for by in options.rankings:
+            strength = np.abs(caps[name][4]) if by == "t" else screen["score"][name]
+            k, planned, more = plan_layout(layout, strength, top=options.top, doses=options.planned_doses,
+                                           controls=options.controls, seed=seed, ordinal=ordinal, by=by)
+            heads_k[(name, by)] = k
+            if by == "attribution" and "t" in options.rankings:
+                same = {s.k: sorted(s.indices) for s in sets[start:] if s.replicate == SELECTED}
+                dup = {s.k for s in planned if s.replicate == SELECTED and same.get(s.k) == sorted(s.indices)}
+                planned = [s for s in planned if s.k not in dup]
+                if dup:
+                    notes.append(f"`{name}`: the top units by attribution are those by |t| at K="
+                                 f"{', '.join(map(str, sorted(dup)))}; measured once")
+            notes += more
+            sets += planned
+        layout_rows[name] = list(range(start, len(sets)))
+    return sets, heads_k, layout_rows, list(dict.fromkeys(notes))
+
+
+def _status_line(name: str, unit_set, record: dict, controls: int) -> str:
+    what = "|t|" if unit_set.by == "t" else "attribution"
+    eff = "n/a" if not np.isfinite(record["effect"]) else f"{record['effect']:.3f}"
+    if not controls:
+        return f"{name} K={unit_set.k} (top by {what}): effect {eff}, no controls"
+    p = "n/a" if record["p"] is None else f"{record['p']:.3g}"
+    stop = " (stopped early: p > 0.05 is settled)" if record["stopped_early"] else ""
+    return f"{name} K={unit_set.k} (top by {what}): effect {eff}, {record['drawn']}/{controls} controls, p = {p}{stop}"
 
 
 def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, registry) -> dict[str, Any]:
@@ -156,19 +201,18 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
     from .passes import PassInputs, auto_batch_size
     from .stats import paired_t
 
-    progress, figures, report = flags
-    top, controls, mode, ablate_value, doses = (options.top, options.controls, options.mode, options.ablate_value,
-                                                options.doses)
-    seed, layouts, batch_size = options.seed, options.layouts, options.batch_size
+    progress, figures, report, status = flags
     run_dir = pathlib.Path(run_dir)
     manifest = read_manifest(run_dir)
     config = config_from_manifest(manifest, str(run_dir / "manifest.json"))
     if config.steps > 1:
         raise PlantainError(f"{run_dir} is a trajectory run (--steps {config.steps}); the causal check works on "
                             "single-step runs (--steps 1)")
-    names = parse_layouts(layouts or config.layouts)
+    names = parse_layouts(options.layouts or config.layouts)
     names = tuple(sorted(names, key=lambda n: n != "heads"))  # heads first
-    seed = int(manifest.get("seed", 0) if seed is None else seed)
+    # every layout is screened; by default only heads (the units plantain asks about) are confirmed exactly
+    confirm = names if options.layouts or "heads" not in names else ("heads",)
+    seed = int(manifest.get("seed", 0) if options.seed is None else options.seed)
     scope = manifest.get("token_scope", "all")
     caps = {}
     for name in names:
@@ -193,17 +237,6 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
     height = int(manifest.get("height") or bundle.default_size)
     width = int(manifest.get("width") or bundle.default_size)
 
-    unit_sets, heads_k, layout_rows = [], {}, {}
-    for ordinal, name in enumerate(names):
-        k, sets, more = plan_layout(built[name], caps[name][4], top=top, doses=doses, controls=controls, seed=seed,
-                                    ordinal=ordinal)
-        notes += more
-        heads_k[name] = k
-        layout_rows[name] = list(range(len(unit_sets), len(unit_sets) + len(sets)))
-        unit_sets += sets
-    if not unit_sets:
-        raise PlantainError(f"{run_dir}: no unit with a finite t in {', '.join(names)}; nothing to test")
-
     seed_run = int(manifest.get("seed", 0))  # the run's noise seed (``seed`` seeds the controls)
     start = time.perf_counter()
     images = get_images(bundle, [s.image for p in pairs for s in p.stimuli() if s.image is not None], height, width)
@@ -214,7 +247,7 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
     inputs = PassInputs.prepare(bundle, pairs, range(len(pairs)), seed_run, (height, width), images)
     timings["encode"] = time.perf_counter() - start
     n_latent = PassInputs.latent_tokens(pipe, (height, width))
-    batch_size = batch_size or auto_batch_size(bundle, inputs.tokens)
+    batch_size = options.batch_size or auto_batch_size(bundle, inputs.tokens)
 
     def forward(items):
         return inputs.forward(items)[:, :n_latent].reshape(len(items), -1).float()
@@ -232,9 +265,21 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
     screen = attribution_scores(transformer, forward, len(pairs), built, scope, group=inputs.groups,
                                 batch_pairs=max(1, batch_size // 2))
     timings["screen"] = time.perf_counter() - start
-    result = measure_effects(transformer, forward, len(pairs), unit_sets, built, scope, mode=mode,
-                             ablate_value=ablate_value, batch_pairs=max(1, batch_size // 2), group=inputs.groups,
-                             on_clean=on_clean, progress=progress)
+    unit_sets, heads_k, layout_rows, more = _plan({n: built[n] for n in confirm}, caps, screen, options, seed)
+    notes += more
+    if not unit_sets:
+        raise PlantainError(f"{run_dir}: no unit with a finite t in {', '.join(names)}; nothing to test")
+    tests = tests_of(unit_sets)
+
+    def on_settled(t: int, record: dict) -> None:
+        if status is not None:
+            chosen = unit_sets[tests[t].selected]
+            status(_status_line(chosen.layout, chosen, record, len(tests[t].controls)))
+
+    passes = Passes(transformer=transformer, forward=forward, n_pairs=len(pairs), layouts=built, token_scope=scope,
+                    group=inputs.groups, batch_rows=batch_size)
+    how = Intervention(mode=options.mode, ablate_value=options.ablate_value, sequential=not options.exhaustive)
+    result = measure_effects(passes, unit_sets, tests, how, on_clean=on_clean, progress=progress, status=on_settled)
     timings.update(result["timings"])
     tol = 1e-4 if bundle.dtype == torch.float32 else 5e-2
     for name, dev in check.items():
@@ -247,7 +292,33 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
     sep = result["separation"]
     if (sep <= 0).any():
         notes.append(f"{int((sep <= 0).sum())} pairs have identical clean outputs for A and B and are left out")
-    n_sets = len(unit_sets)
+    layouts_out: dict[str, Any] = {}
+    for name in confirm:
+        entries = {"t": [], "attribution": []}
+        for t, test in enumerate(tests):
+            chosen = unit_sets[test.selected]
+            if chosen.layout == name:
+                entries[chosen.by].append(summarize_test(built[name], caps[name][4], unit_sets, test, result,
+                                                         result["tests"][t]))
+        if not entries["t"] and not entries["attribution"]:
+            continue
+        layouts_out[name] = {"n_units": len(built[name]), "n_tested": int(np.isfinite(caps[name][4]).sum()),
+                             "k": heads_k.get((name, "t")), "doses": sorted(entries["t"], key=lambda d: d["k"]),
+                             "attribution": {"k": heads_k.get((name, "attribution")),
+                                             "doses": sorted(entries["attribution"], key=lambda d: d["k"])}}
+    n_pairs, per_set = len(pairs), result["passes"]["per_unit_set"]
+    cost = {
+        "screen": {"forward": screen["passes"], "backward": screen["passes"] // 2},
+        "clean": result["passes"]["clean"],
+        "interventions": result["passes"]["interventions"],
+        "unit_sets_run": result["passes"]["unit_sets"],
+        "unit_sets_planned": len(unit_sets),
+        "every_control_would_take": len(unit_sets) * per_set,
+    }
+    cost["total_forward"] = cost["screen"]["forward"] + cost["clean"] + cost["interventions"]
+    confirmed = {name: sorted({u for d in lay["doses"] + lay["attribution"]["doses"]
+                               if d["p"] is not None and d["p"] <= ALPHA for u in d["units"]})
+                 for name, lay in layouts_out.items()}
     spec = manifest.get("spec") or {}
     out = {
         "plantain_version": __version__,
@@ -258,35 +329,43 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
         "check_model": bundle.describe(),
         "device": bundle.device,
         "dtype": bundle.dtype_name,
-        "mode": mode,
-        "ablate_value": ablate_value if mode == "ablate" else None,
-        "top": int(top),
-        "controls": int(controls),
-        "doses": [int(d) for d in doses],
+        "mode": options.mode,
+        "ablate_value": options.ablate_value if options.mode == "ablate" else None,
+        "top": int(options.top),
+        "controls": int(options.controls),
+        "doses": [int(d) for d in options.planned_doses],
+        "exhaustive": bool(options.exhaustive),
+        "rankings": list(options.rankings),
+        "sequential": None if options.exhaustive else {
+            "rule": "Besag–Clifford: controls are drawn one at a time and stop at the h-th that reaches the selected "
+                    "effect (p = h / drawn > 0.05), else all R are drawn (p = (1 + g) / (1 + R))",
+            "alpha": ALPHA},
         "seed": seed,
         "run_seed": seed_run,
         "token_scope": scope,
         "height": height,
         "width": width,
-        "n_pairs": len(pairs),
+        "n_pairs": n_pairs,
         "output": "transformer output (predicted velocity) at the probe step, noisy-latent tokens only",
         "clean": {"pair_ids": list(pair_ids), "separation": [_f(x) for x in sep],
                   "separation_mean": _f(sep.mean()),
                   "capture_check_max_rel_diff": {n: _f(v) for n, v in check.items()}},
-        "layouts": {name: summarize_layout(built[name], caps[name][4], heads_k[name],
-                                           [unit_sets[r] for r in rows], result["effect"][rows],
-                                           result["output_change"][rows], controls)
-                    for name, rows in layout_rows.items() if rows},
+        "layouts": layouts_out,
+        "screened": {name: len(built[name]) for name in names},
+        "confirmed_layouts": list(confirm),
+        "confirmed": confirmed,
+        "cost": cost,
         "captures_sha256": {n: file_sha256(run_dir / "captures" / f"{n}.npz") for n in names},
         "timings": {
             **{k: round(v, 4) for k, v in timings.items()},
-            "unit_sets": n_sets,
-            "passes_per_unit_set": result["passes"]["per_unit_set"],
-            "seconds_per_unit_set": round(timings["interventions"] / n_sets, 5),
-            "cpu_seconds_per_unit_set": round(timings["interventions_cpu"] / n_sets, 5),
+            "unit_sets": cost["unit_sets_run"],
+            "passes_per_unit_set": per_set,
+            "seconds_per_unit_set": round(timings["interventions"] / max(cost["unit_sets_run"], 1), 5),
+            "cpu_seconds_per_unit_set": round(timings["interventions_cpu"] / max(cost["unit_sets_run"], 1), 5),
             "batch_size": int(batch_size),
         },
-        "screen": screen_summary(built, caps, heads_k, screen, result, unit_sets, layout_rows),
+        "screen": screen_summary(built, caps, {n: heads_k.get((n, "t"), min(options.top, len(built[n])))
+                                               for n in names}, screen, result, unit_sets, layout_rows),
         "notes": notes,
     }
     atomic_write_json(run_dir / CAUSAL_JSON, out)
@@ -297,5 +376,5 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
     if report:
         from .analysis import analyze_run
 
-        analyze_run(run_dir, figures=any((run_dir / "figures").glob("*_t_heatmap.png")), registry=registry)
+        analyze_run(run_dir, figures="keep", registry=registry)  # statistics unchanged: link the figures drawn
     return out

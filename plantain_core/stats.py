@@ -124,11 +124,17 @@ class LayoutStats:
         return layout_summary(self)
 
 
+def top_by(strength: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` units of largest ``strength``, strongest first (ties in unit
+    order); NaN never chosen."""
+    strength = np.asarray(strength, dtype=np.float64)
+    finite = np.flatnonzero(np.isfinite(strength))
+    return finite[np.argsort(-strength[finite], kind="stable")][:k]
+
+
 def top_by_abs_t(t: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` units with the largest |t|, strongest first; NaN t never chosen."""
-    abs_t = np.abs(np.asarray(t, dtype=np.float64))
-    finite = np.flatnonzero(np.isfinite(abs_t))
-    return finite[np.argsort(-abs_t[finite], kind="stable")][:k]
+    return top_by(np.abs(np.asarray(t, dtype=np.float64)), k)
 
 
 def block_of(unit: str) -> str:

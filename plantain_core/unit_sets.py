@@ -1,6 +1,7 @@
-"""Which units a causal check intervenes on: the top K by |t|, random control sets
-matched per stratum (block, and MLP vs attention), the doses, and the permutation p.
-Pure numpy; see ``docs/causal.md``."""
+"""Which units a causal check intervenes on: the top K by |t| (or by attribution), random
+control sets matched per stratum (block, and MLP vs attention), the doses, the
+permutation p and its sequential (Besag–Clifford) stopping rule. Pure numpy; see
+``docs/causal.md``."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from typing import Sequence
 import attrs
 import numpy as np
 
-from .stats import top_by_abs_t
+from .stats import top_by
 
 SELECTED = -1  # UnitSet.replicate of the selected (top-k) set
+RANKINGS = ("t", "attribution")  # what ranks the units a selected set takes: |t|, or the attribution score
+FALLBACK_DOSES = (1, 4, 16, 64)  # where a headline K covers its blocks, the largest of these below it that does not
+ALPHA = 0.05
 
 
 @attrs.frozen
@@ -24,6 +28,7 @@ class UnitSet:
     k: int
     replicate: int  # SELECTED, or 0..R-1 for a matched random control
     indices: tuple[int, ...]
+    by: str = "t"  # the ranking the selected set of this test came from (RANKINGS)
 
 
 def matched_controls(strata: np.ndarray, selected: np.ndarray, replicates: int,
@@ -52,6 +57,32 @@ def permutation_p(effect: float, controls: Sequence[float]) -> float | None:
     return float((1 + np.count_nonzero(c >= effect)) / (1 + len(controls)))
 
 
+def stop_after(controls: int, alpha: float = ALPHA) -> int:
+    """h of the Besag–Clifford rule: with R controls, p = (1 + g) / (1 + R) ≤ alpha exactly
+    when fewer than h = floor(alpha (R + 1)) controls reach the selected effect, so the
+    h-th one that does settles p > alpha and the remaining controls cannot change it."""
+    return max(1, math.floor(alpha * (controls + 1) + 1e-9))
+
+
+def sequential_p(effect: float, drawn: Sequence[float], controls: int, alpha: float = ALPHA) -> float | None:
+    """Besag & Clifford (1991): after all R controls, the permutation p; stopped early at
+    the h-th control reaching the effect after l draws, p = h / l (> alpha whenever the
+    full p would be)."""
+    if len(drawn) >= controls:
+        return permutation_p(effect, drawn)
+    if effect is None or not math.isfinite(effect) or not drawn:
+        return None
+    return stop_after(controls, alpha) / len(drawn)
+
+
+def settled(effect: float, drawn: Sequence[float], controls: int, alpha: float = ALPHA) -> bool:
+    """Whether drawing further controls can no longer move p across alpha: every control is
+    drawn, there is no effect to compare with, or h controls already reach it."""
+    if len(drawn) >= controls or effect is None or not math.isfinite(effect):
+        return True
+    return sum(1 for x in drawn if x is not None and math.isfinite(x) and x >= effect) >= stop_after(controls, alpha)
+
+
 def doses_for(top: int, doses: Sequence[int], n_tested: int) -> tuple[int, list[int]]:
     """The headline K and every dose, capped at the tested units, sorted, unique."""
     k = min(int(top), n_tested)
@@ -64,29 +95,37 @@ def _covers_its_strata(strata: np.ndarray, selected: np.ndarray) -> bool:
     return bool(np.isin(np.flatnonzero(np.isin(strata, strata[selected])), selected).all())
 
 
-def plan_layout(layout, t: np.ndarray, *, top: int, doses: Sequence[int], controls: int, seed: int,
-                ordinal: int) -> tuple[int, list[UnitSet], list[str]]:
-    """Headline K, the unit sets of one layout (per dose: selected + controls), notes."""
-    n_tested = int(np.isfinite(t).sum())
+def plan_layout(layout, strength: np.ndarray, *, top: int, doses: Sequence[int], controls: int, seed: int,
+                ordinal: int, by: str = "t") -> tuple[int, list[UnitSet], list[str]]:
+    """Headline K, the unit sets of one layout (per dose: selected + controls), notes.
+    ``strength`` ranks the units (|t|, or the attribution score; NaN: untested); ``doses``
+    may be empty (the headline K only). Where K covers every unit of its blocks, the
+    headline falls back to the largest other dose, or of :data:`FALLBACK_DOSES`, that does
+    not (K itself is then measured only when ``doses`` ask for it)."""
+    n_tested = int(np.isfinite(strength).sum())
     if n_tested == 0:
-        return 0, [], [f"`{layout.name}`: no unit has a finite t; nothing to test"]
+        return 0, [], [f"`{layout.name}`: no unit has a finite {'t' if by == 't' else 'score'}; nothing to test"]
     k, ks = doses_for(top, doses, n_tested)
     strata = layout.block_index() * 2 + layout.mlp.astype(np.int64)
     sets, notes = [], []
-    covered = [d for d in ks if _covers_its_strata(strata, top_by_abs_t(t, d))]
+    covered = {d for d in set(ks) | set(FALLBACK_DOSES) if d <= n_tested and _covers_its_strata(strata, top_by(strength, d))}
     if k in covered:  # a headline whose "controls" could only be the selected units themselves
-        usable = [d for d in ks if d not in covered]
-        notes.append(f"`{layout.name}`: K={k} covers every unit of its blocks, so no matched control set can differ "
-                     "from it and no p is given for it" + (f"; the headline is K={usable[-1]}" if usable else ""))
+        usable = sorted(d for d in set(ks) | {d for d in FALLBACK_DOSES if d < k} if d not in covered and d <= n_tested)
+        what = "" if k == n_tested else f" (top by {'|t|' if by == 't' else 'attribution'})"
+        notes.append(f"`{layout.name}`{what}: K={k} covers every unit of its blocks, so no matched control set can "
+                     "differ from it and it gets no p" + (f"; the headline is K={usable[-1]}" if usable else ""))
+        asked = {min(int(d), n_tested) for d in doses}
+        ks = sorted({d for d in ks if d in asked or d not in covered} | ({usable[-1]} if usable else {k}))
         k = usable[-1] if usable else k
+    salt = [] if by == "t" else [RANKINGS.index(by)]
     for dose in ks:
-        sel = top_by_abs_t(t, dose)
-        sets.append(UnitSet(layout.name, dose, SELECTED, tuple(int(i) for i in sel)))
+        sel = top_by(strength, dose)
+        sets.append(UnitSet(layout.name, dose, SELECTED, tuple(int(i) for i in sel), by))
         if dose in covered:
             continue
-        rng = np.random.default_rng([int(seed), ordinal, dose])
+        rng = np.random.default_rng([int(seed), ordinal, dose, *salt])
         ctrl, short = matched_controls(strata, sel, controls, rng)
-        sets += [UnitSet(layout.name, dose, r, tuple(int(i) for i in c)) for r, c in enumerate(ctrl)]
+        sets += [UnitSet(layout.name, dose, r, tuple(int(i) for i in c), by) for r, c in enumerate(ctrl)]
         if short and controls:
             blocks = sorted({layout.spans[s // 2].block.name for s in short})
             notes.append(f"`{layout.name}` K={dose}: {', '.join(blocks)} had too few other units, so the controls "

@@ -12,9 +12,10 @@ import torch
 from click.testing import CliRunner
 
 from plantain_core.capture import SliceEditor, capture_units, unit_features
-from plantain_core.causal import measure_effects
+from plantain_core.causal import Intervention, Passes, measure_effects
 from plantain_core.stats import top_by_abs_t as top_units
-from plantain_core.unit_sets import SELECTED, UnitSet, doses_for, matched_controls, permutation_p, plan_layout
+from plantain_core.unit_sets import (SELECTED, UnitSet, doses_for, matched_controls, permutation_p, plan_layout,
+                                     sequential_p, settled, stop_after)
 from plantain_core.cli import main
 from plantain_core.models import tiny
 from plantain_core.models.layouts import transformer_layouts
@@ -87,6 +88,12 @@ def _sets(layout, replicates=8, seed=0):
     return sets + [UnitSet("heads", 4, r, tuple(c)) for r, c in enumerate(ctrl)]
 
 
+def _measure(tr, forward, sets, layout, tests=None, *, rows=2 * N_PAIRS, **how):
+    passes = Passes(transformer=tr, forward=forward, n_pairs=N_PAIRS, layouts={"heads": layout}, token_scope="all",
+                    batch_rows=rows)
+    return measure_effects(passes, sets, tests, Intervention(**how))
+
+
 def _no_hooks(tr) -> bool:
     return all(not m._forward_pre_hooks and not m._forward_hooks for m in tr.modules())
 
@@ -95,8 +102,7 @@ def _no_hooks(tr) -> bool:
 def test_planted_heads_carry_the_output_difference(planted, mode, value):
     tr, layout, forward = planted
     sets = _sets(layout)
-    res = measure_effects(tr, forward, N_PAIRS, sets, {"heads": layout}, "all", mode=mode, ablate_value=value,
-                          batch_pairs=N_PAIRS)
+    res = _measure(tr, forward, sets, layout, mode=mode, ablate_value=value)
     assert _no_hooks(tr)
     assert (res["separation"] > 0).all()
     effect = res["effect"].mean(axis=1)
@@ -159,7 +165,7 @@ def test_hooks_removed_on_exit_and_on_error(planted):
         raise RuntimeError("forward failed")
 
     with pytest.raises(RuntimeError, match="forward failed"):
-        measure_effects(tr, boom, 2, _sets(layout, 1), {"heads": layout}, "all")
+        _measure(tr, boom, _sets(layout, 1), layout)
     assert _no_hooks(tr)
 
 
@@ -233,7 +239,7 @@ def test_plantain_causal_on_a_tiny_run(tmp_path):
     assert "## Causal check" not in (run / "README.md").read_text()
     assert "`plantain causal` tests whether the selected units" in (run / "README.md").read_text()
     res = runner.invoke(main, ["causal", str(run), "--top", "2", "--controls", "2", "--doses", "2",
-                               "--no-progress"])
+                               "--no-progress", "--exhaustive"])
     assert res.exit_code == 0, res.output
     data = json.loads((run / "causal.json").read_text())
     lay = data["layouts"]["heads"]
@@ -242,7 +248,10 @@ def test_plantain_causal_on_a_tiny_run(tmp_path):
     assert math.isfinite(lay["doses"][0]["effect"]) and lay["doses"][0]["p"] in (1 / 3, 2 / 3, 1.0)
     # the clean passes reproduce the run's captures
     assert data["clean"]["capture_check_max_rel_diff"]["heads"] < 1e-4
-    assert data["timings"]["seconds_per_unit_set"] > 0 and data["timings"]["unit_sets"] == 3
+    assert data["timings"]["seconds_per_unit_set"] > 0
+    same = not lay["attribution"]["doses"]  # the attribution top is measured unless it is the |t| top
+    assert data["cost"]["unit_sets_run"] == (3 if same else 6) == data["timings"]["unit_sets"]
+    assert data["cost"]["interventions"] == data["cost"]["unit_sets_run"] * 2 * 3  # 2 passes per pair, 3 pairs
     card = (run / "README.md").read_text()
     assert "## Causal check" in card and "figures/causal_dose.png" in card and "says nothing about FLUX" in card
     assert (run / "figures" / "causal_dose.png").stat().st_size > 0
@@ -264,21 +273,30 @@ def test_plantain_run_with_causal_adds_the_section(tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads((run / "causal.json").read_text())
     assert data["mode"] == "ablate" and data["clean"]["capture_check_max_rel_diff"]["heads"] < 1e-4
+    assert not data["exhaustive"] and data["rankings"] == ["t", "attribution"] and data["doses"] == []
+    # a status line per settled test, with --no-progress too
+    assert "heads K=" in res.stderr and "(top by |t|): effect" in res.stderr
+    cost = data["cost"]
+    assert cost["total_forward"] == cost["screen"]["forward"] + cost["clean"] + cost["interventions"]
+    assert cost["interventions"] <= cost["every_control_would_take"]
     card = (run / "README.md").read_text()
     assert "## Causal check" in card and "the causal check above tests the selected units directly" in card
+    assert f"{cost['total_forward']:,} transformer passes in all" in card
     assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
 
 
-def test_each_control_effect_is_its_own_sets_effect(planted):
+@pytest.mark.parametrize("mode", ["ablate", "patch"])
+def test_each_control_effect_is_its_own_sets_effect(planted, mode):
     """A control's recorded effect comes from its own intervention passes: run each set
     alone and the numbers agree (an engine that scored every row with the selected set's
     passes would give the controls the selected effect)."""
     tr, layout, forward = planted
     sets = _sets(layout, replicates=3)
-    together = measure_effects(tr, forward, N_PAIRS, sets, {"heads": layout}, "all", batch_pairs=N_PAIRS)
+    together = _measure(tr, forward, sets, layout, rows=5, mode=mode)  # rows of one forward carry different sets
     for r, unit_set in enumerate(sets):
-        alone = measure_effects(tr, forward, N_PAIRS, [unit_set], {"heads": layout}, "all", batch_pairs=N_PAIRS)
-        np.testing.assert_allclose(together["effect"][r], alone["effect"][0], rtol=1e-5, atol=1e-7)
+        alone = _measure(tr, forward, [unit_set], layout, mode=mode)
+        # rows batched differently round differently: ~2e-6 here, against effects 0.7 apart
+        np.testing.assert_allclose(together["effect"][r], alone["effect"][0], rtol=1e-4, atol=2e-5)
     effects = together["effect"].mean(axis=1)
     assert effects[0] > 0.7 and effects[1:].max() < 0.3  # and they differ, so a mix-up could not pass
 
@@ -309,11 +327,64 @@ def test_attribution_ranks_heads_as_exact_single_unit_patching_does(planted):
     tr, layout, forward = planted
     att = attribution_scores(tr, forward, N_PAIRS, {"heads": layout}, "all", batch_pairs=N_PAIRS)
     singles = [UnitSet("heads", 1, SELECTED, (u,)) for u in range(len(layout))]
-    exact = measure_effects(tr, forward, N_PAIRS, singles, {"heads": layout}, "all", mode="patch",
-                            batch_pairs=N_PAIRS)
+    exact = _measure(tr, forward, singles, layout, mode="patch")
     estimate, measured = att["score"]["heads"], exact["effect"].mean(axis=1)
     np.testing.assert_allclose(att["separation"], exact["separation"], rtol=1e-5)  # the same clean passes
     planted_idx = {layout.units.index(u) for u in CHOSEN}
     assert set(np.argsort(-estimate)[:4]) == planted_idx == set(np.argsort(-measured)[:4])
     assert spearmanr(estimate, measured).statistic > 0.9  # 0.97 here
     assert att["passes"] == 2 * N_PAIRS and _no_hooks(tr)
+
+
+@pytest.mark.parametrize("controls", [5, 10, 19, 20, 39, 99])
+def test_sequential_controls_settle_p_on_the_side_all_controls_give(controls):
+    """Besag–Clifford: drawing controls until h reach the effect gives p > 0.05 exactly
+    when all R would; p = h / drawn then; a selection beating every control draws all R."""
+    rng = np.random.default_rng(controls)
+    h = stop_after(controls)
+    assert h == max(1, math.floor(0.05 * (controls + 1)))
+    stopped = 0
+    for _ in range(400):
+        effect = rng.normal(1.0, 1.0)
+        ctl = list(rng.normal(0.0, 1.0, size=controls))
+        drawn = []
+        while not settled(effect, drawn, controls):
+            drawn.append(ctl[len(drawn)])
+        p_seq, p_all = sequential_p(effect, drawn, controls), permutation_p(effect, ctl)
+        assert (p_seq <= 0.05) == (p_all <= 0.05)
+        if len(drawn) < controls:
+            stopped += 1
+            assert p_seq == pytest.approx(h / len(drawn)) and p_seq > 0.05
+            assert sum(x >= effect for x in drawn) == h and drawn[-1] >= effect
+        else:
+            assert p_seq == p_all
+    assert stopped > 50  # the rule does stop early on weak selections
+
+
+def test_sequential_check_reaches_todays_conclusions_on_the_planted_model(planted):
+    """The default check (controls drawn until p's side of 0.05 is settled) and the
+    exhaustive one (every control at every dose) on the planted model, for a ranking that
+    puts the planted heads first and one that puts them last: the same units, the same
+    effects, p on the same side of 0.05 for every dose, at fewer passes."""
+    from plantain_core.causal import tests_of
+
+    tr, layout, forward = planted
+    planted_idx = [layout.units.index(u) for u in CHOSEN]
+    good = np.random.default_rng(0).uniform(0, 3, size=len(layout))
+    good[planted_idx] = [10, 9, 8, 7]
+    bad = 10 - good  # the planted heads last
+    sets = []
+    for ordinal, (by, strength) in enumerate((("t", good), ("attribution", bad))):
+        k, planned, _ = plan_layout(layout, strength, top=4, doses=(1, 2, 4), controls=20, seed=0, ordinal=ordinal,
+                                    by=by)
+        sets += planned
+    tests = tests_of(sets)
+    full = _measure(tr, forward, sets, layout, tests, sequential=False)
+    seq = _measure(tr, forward, sets, layout, tests)
+    assert len(tests) == 6
+    for test, a, b in zip(tests, full["tests"], seq["tests"]):
+        assert a["drawn"] == 20 and not a["stopped_early"]
+        assert b["effect"] == pytest.approx(a["effect"], rel=1e-6)
+        assert (a["p"] <= 0.05) == (b["p"] <= 0.05) == (sets[test.selected].by == "t")
+        assert b["stopped_early"] == (sets[test.selected].by != "t")
+    assert seq["passes"]["interventions"] < full["passes"]["interventions"] == len(sets) * 2 * N_PAIRS

@@ -126,7 +126,8 @@ def _run(config: RunConfig, options: dict) -> None:
 
         options = CausalOptions(device=config.device, dtype=config.dtype, batch_size=config.batch_size,
                                 offload=config.offload)
-        data = run_causal(out, options, model=model, progress=progress, figures=figures)
+        data = run_causal(out, options, model=model, progress=progress, figures=figures,
+                          status=lambda line: click.echo(f"  {line}", err=True))
         echo_causal(data, out, figures=figures)
 
 

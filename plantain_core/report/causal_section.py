@@ -21,11 +21,11 @@ def _pct(x) -> str:
     return "—" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
 
 
-def _p(p, controls: int) -> str:
+def _p(p, controls: int, early: bool = False) -> str:
     if p is None:
         return "—"
-    floor = " (the smallest possible)" if controls and abs(p - 1 / (controls + 1)) < 1e-12 else ""
-    return f"{p:.3g}{floor}"
+    floor = " (the smallest possible)" if controls and not early and abs(p - 1 / (controls + 1)) < 1e-12 else ""
+    return f"{p:.3g}{' (sequential)' if early else ''}{floor}"
 
 
 def _band(c: Mapping[str, Any]) -> str:
@@ -57,15 +57,18 @@ def _what(data: Mapping[str, Any]) -> list[str]:
 
 def _verdict(name: str, data, lay, dose) -> str:
     c = dose["controls"]
-    units = f"the top {dose['k']} of {lay['n_units']:,} units by |t|"
+    by = "attribution" if dose.get("by") == "attribution" else "|t|"
+    units = f"the top {dose['k']} of {lay['n_units']:,} units by {by}"
     if data.get("mode") == "patch":
         text = (f"On `{name}`, patching {units} from B into A moved v_A {_pct(dose['effect'])} of the way "
                 "toward v_B")
     else:
         text = f"On `{name}`, ablating {units} removed {_pct(dose['effect'])} of the A/B output separation"
     if c["n"]:
-        text += (f"; {c['n']} random sets of {dose['k']} units from the same blocks gave {_band(c)} "
-                 f"(mean ± sd [5%, 95%]); permutation p = {_p(dose['p'], c['n'])}.")
+        early = (f" (drawn one at a time, stopped once p > 0.05 was settled: {c['n']} of {c.get('planned')})"
+                 if c.get("stopped_early") else "")
+        text += (f"; {c['n']} random sets of {dose['k']} units from the same blocks{early} gave {_band(c)} "
+                 f"(mean ± sd [5%, 95%]); p = {_p(dose['p'], c['n'], c.get('stopped_early'))}.")
         if dose["p"] is not None and dose["p"] <= 0.05:
             text += (" **The selected units carry more of the A/B difference in the output than matched random "
                      "units** at this step and noise level.")
@@ -74,6 +77,18 @@ def _verdict(name: str, data, lay, dose) -> str:
     else:
         text += "; no controls were run, so there is nothing to compare it with."
     return text
+
+
+def _cell(text: str) -> str:
+    """Text for a markdown table cell: a bare | would end the cell."""
+    return text.replace("|", "\\|")
+
+
+def rankings_of(lay: Mapping[str, Any]):
+    """(label, headline K, doses) per ranking the layout's selections came from."""
+    out = [("|t|", lay.get("k"), lay.get("doses") or [])]
+    att = lay.get("attribution") or {}
+    return out + [("attribution", att.get("k"), att.get("doses") or [])]
 
 
 def _screen(screen) -> list[str]:
@@ -103,36 +118,44 @@ def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: boo
     out += [
         f"Do the units this probe flags carry the A/B difference into the model's output? `plantain causal` re-ran "
         f"the {n} pairs (same model, noise seeds, {data.get('height')}×{data.get('width')}, token scope "
-        f"{data.get('token_scope')}) with an intervention on the top K units by |t| and on "
-        f"{data.get('controls')} random sets of as many units drawn from the same blocks (and, for `slices16`, "
-        "the same attention/MLP part), and measured the transformer's output v at the probe step (the predicted "
-        "velocity, noisy-latent tokens only).",
+        f"{data.get('token_scope')}) with an intervention on the top K units by "
+        f"{' and by '.join('attribution' if r == 'attribution' else '|t|' for r in data.get('rankings') or ['t'])} "
+        f"and on up to {data.get('controls')} random sets of as many units drawn from the same blocks (and, for "
+        "`slices16`, the same attention/MLP part), and measured the transformer's output v at the probe step (the "
+        "predicted velocity, noisy-latent tokens only).",
         "",
     ]
+    if data.get("sequential"):
+        out += ["Controls were drawn one at a time and stopped as soon as p > 0.05 was settled (Besag & Clifford "
+                "1991: at the h-th control reaching the selected effect, h = ⌊0.05 (R + 1)⌋, p = h / drawn); a "
+                "selection that beats every control draws all R, so p ≤ 0.05 is always judged on all of them "
+                "(`--exhaustive` draws all R at every dose).", ""]
     out += _what(data) + [""]
-    rows = ["| layout | K | effect | controls: mean ± sd [5%, 95%] | p | output change: selected / controls |",
-            "|---|---:|---:|---|---:|---|"]
+    rows = ["| layout | top K by | K | effect | controls: mean ± sd [5%, 95%] (drawn) | p | output change: "
+            "selected / controls |", "|---|---|---:|---:|---|---:|---|"]
     for name, lay in (data.get("layouts") or {}).items():
-        head = next((d for d in lay["doses"] if d["k"] == lay["k"]), None)
-        if head is not None:
-            out += [_verdict(name, data, lay, head), ""]
-        for d in lay["doses"]:
-            c = d["controls"]
-            rows.append(f"| `{name}` | {d['k']:,}{' (headline)' if d['k'] == lay['k'] else ''} | {_pct(d['effect'])} | "
-                        f"{_band(c)} | {_p(d['p'], c['n'])} | {_pct(d['output_change'])} / "
-                        f"{_pct(c.get('output_change_mean'))} |")
+        for by, k, doses in rankings_of(lay):
+            head = next((d for d in doses if d["k"] == k), None)
+            if head is not None:
+                out += [_verdict(name, data, lay, head), ""]
+            for d in doses:
+                c = d["controls"]
+                rows.append(f"| `{name}` | {_cell(by)} | {d['k']:,}{' (headline)' if d['k'] == k else ''} | "
+                            f"{_pct(d['effect'])} | {_band(c)} ({c['n']}) | {_p(d['p'], c['n'], c.get('stopped_early'))} | "
+                            f"{_pct(d['output_change'])} / {_pct(c.get('output_change_mean'))} |")
     out += rows + [""]
     out += _screen(data.get("screen"))
     out += ["\"Output change\" is ‖v' − v‖ / ‖v‖ averaged over the intervened passes: how much the intervention "
             "moved the output at all, whatever the direction.", ""]
     for name, lay in (data.get("layouts") or {}).items():
-        head = next((d for d in lay["doses"] if d["k"] == lay["k"]), None)
-        if head is not None and head["units"]:
-            listed = ", ".join(f"`{u}` ({t:+.2f})" if t is not None else f"`{u}`"
-                               for u, t in zip(head["units"][:32], head["t"][:32]))
-            more = f" and {len(head['units']) - 32} more" if len(head["units"]) > 32 else ""
-            out += [f"<details><summary>The {head['k']} selected `{name}` units (t)</summary>", "", listed + more,
-                    "", "</details>", ""]
+        for by, k, doses in rankings_of(lay):
+            head = next((d for d in doses if d["k"] == k), None)
+            if head is not None and head["units"]:
+                listed = ", ".join(f"`{u}` ({t:+.2f})" if t is not None else f"`{u}`"
+                                   for u, t in zip(head["units"][:32], head["t"][:32]))
+                more = f" and {len(head['units']) - 32} more" if len(head["units"]) > 32 else ""
+                out += [f"<details><summary>The {head['k']} `{name}` units selected by {by} (t)</summary>", "",
+                        listed + more, "", "</details>", ""]
     if figure:
         out += [f"![causal check: effect vs K with the control band]({FIGURE})", ""]
     out += ["What this shows, and what not:", "",
@@ -144,6 +167,8 @@ def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: boo
             "- The units were selected on the same pairs the effect is measured on (no held-out pairs).",
             f"- p = (1 + #controls ≥ effect) / (1 + R) with R = {data.get('controls')}: it cannot be smaller than "
             f"1/{(data.get('controls') or 0) + 1}.",
+            "- The attribution ranking is a first-order estimate of each unit's patch effect; its top units are "
+            "measured exactly like the top units by |t|.",
             "- Mean ablation keeps each slice's average over the probe's stimuli (per token position); zero ablation "
             "moves activations off their usual range; patching asks whether B's activations of these units are "
             "enough to move A's output toward B's."]
@@ -152,10 +177,15 @@ def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: boo
     out.append("")
     for note in data.get("notes") or []:
         out += [f"_Note: {note}._", ""]
-    t = data.get("timings") or {}
+    t, cost = data.get("timings") or {}, data.get("cost") or {}
     if t.get("seconds_per_unit_set") is not None:
-        out += [f"Cost: {t.get('unit_sets')} unit sets × {t.get('passes_per_unit_set')} passes, "
-                f"{t['seconds_per_unit_set']:.3g} s per unit set on {data.get('device')} ({data.get('dtype')}).", ""]
+        line = (f"Cost: {t.get('unit_sets')} unit sets × {t.get('passes_per_unit_set')} passes, "
+                f"{t['seconds_per_unit_set']:.3g} s per unit set on {data.get('device')} ({data.get('dtype')})")
+        if cost.get("total_forward") is not None:
+            line += (f"; {cost['total_forward']:,} transformer passes in all (screen {cost['screen']['forward']}, "
+                     f"clean {cost['clean']}, interventions {cost['interventions']:,}; drawing every control would "
+                     f"have taken {cost['every_control_would_take']:,} intervention passes)")
+        out += [line + ".", ""]
     return "\n".join(out)
 
 
@@ -205,6 +235,10 @@ def write_causal_figure(run_dir, data: Mapping[str, Any]) -> pathlib.Path | None
         nan = float("nan")
         val = lambda x: nan if x is None else x  # noqa: E731
         ax.plot(ks, [val(d["effect"]) for d in lay["doses"]], "o-", color="C3", label="top K by |t|")
+        att = (lay.get("attribution") or {}).get("doses") or []
+        if att:
+            ax.plot([d["k"] for d in att], [val(d["effect"]) for d in att], "s", color="C2",
+                    label="top K by attribution")
         if any(d["controls"]["n"] for d in lay["doses"]):
             ax.fill_between(ks, [val(d["controls"]["q05"]) for d in lay["doses"]],
                             [val(d["controls"]["q95"]) for d in lay["doses"]], color="C0", alpha=0.25,

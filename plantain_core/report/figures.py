@@ -141,16 +141,32 @@ def split_scatter(st: LayoutStats, path: pathlib.Path) -> None:
     _save(fig, path)
 
 
+def figure_files(name: str) -> dict[str, str]:
+    """A layout's figures: {kind: path relative to the run folder}."""
+    return {"heatmap": f"{FIGURES}/{name}_t_heatmap.png", "null": f"{FIGURES}/{name}_null_counts.png",
+            "split_half": f"{FIGURES}/{name}_split_half.png"}
+
+
+def trajectory_files(name: str) -> dict[str, str]:
+    """A layout family's figures across the trajectory: {kind: path relative to the run folder}."""
+    return {"steps_blocks": f"{FIGURES}/{name}_steps_blocks.png", "steps_units": f"{FIGURES}/{name}_steps_units.png"}
+
+
+def existing_figures(run_dir, names, families) -> dict[str, dict[str, str]]:
+    """The figures a previous report drew for these layouts and families, where all of a
+    layout's files are there: a report that changes no statistic need not draw them again."""
+    run_dir = pathlib.Path(run_dir)
+    found = {name: figure_files(name) for name in names}
+    found.update({f"{name}@trajectory": trajectory_files(name) for name in families})
+    return {k: rel for k, rel in found.items() if all((run_dir / f).is_file() for f in rel.values())}
+
+
 def write_figures(run_dir, layouts: dict[str, LayoutStats]) -> dict[str, dict[str, str]]:
     """Write every figure; return layout → {kind: path relative to the run folder}."""
     run_dir = pathlib.Path(run_dir)
     out: dict[str, dict[str, str]] = {}
     for name, st in layouts.items():
-        rel = {
-            "heatmap": f"{FIGURES}/{name}_t_heatmap.png",
-            "null": f"{FIGURES}/{name}_null_counts.png",
-            "split_half": f"{FIGURES}/{name}_split_half.png",
-        }
+        rel = figure_files(name)
         heatmap(st, run_dir / rel["heatmap"])
         null_histogram(st, run_dir / rel["null"])
         split_scatter(st, run_dir / rel["split_half"])
@@ -205,7 +221,7 @@ def trajectory_figures(run_dir, name: str, fam: dict) -> dict[str, str]:
             vals = np.abs(t[k, col == j])
             vals = vals[np.isfinite(vals)]
             mat[k, j] = vals.max() if vals.size else np.nan
-    rel = {"steps_blocks": f"{FIGURES}/{name}_steps_blocks.png", "steps_units": f"{FIGURES}/{name}_steps_units.png"}
+    rel = trajectory_files(name)
     fig = _new_figure(min(2 + 0.35 * len(blocks), 14), 1.5 + 0.25 * len(steps))
     ax = fig.add_subplot()
     im = ax.imshow(np.ma.masked_invalid(mat), aspect="auto", interpolation="nearest", cmap="viridis")
