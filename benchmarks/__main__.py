@@ -110,7 +110,7 @@ def main(argv=None) -> int:
 #: figure -> module whose ``run(quick)`` measures it (memory and full-klein take more options).
 MODULES = {"capture": "capture_bench", "throughput": "throughput_bench", "stats": "stats_bench",
            "nnsight": "nnsight_bench", "encode": "encode_bench", "causal": "causal_bench", "specs": "spec_bench",
-           "trajectory": "trajectory_bench"}
+           "trajectory": "trajectory_bench", "sweep": "sweep_bench"}
 
 
 def run_figure(name: str, args) -> dict[str, Any]:
@@ -197,6 +197,10 @@ def table_rows(f: dict[str, Any]) -> list[dict[str, Any]]:
                              m["seconds_per_unit_set"], unit="s"))
             rows.append(_row("causal", f"tiny {mode}: intervened / clean pass (CPU)",
                              m["intervened_over_clean_pass_cpu"]))
+    if "sweep" in f:
+        w = f["sweep"]
+        rows.append(_row("sweep", f"8 tiny cells: local / ray, 2 workers (model loads {w['model_loads']})",
+                         w["ratio_local_over_ray"], target=f">= {w['target_min']:g}", met=w["met"]))
     if "stats" in f:
         s = f["stats"]
         w = s["workload"]

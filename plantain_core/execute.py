@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import attrs
 
 from .config import RunConfig, config_from_manifest
+from .distributed import current_share
 from .errors import PlantainError
 from .fsutil import atomic_write_json
 from .runfolder import OWN_FILES, locked
@@ -68,6 +69,7 @@ class Outcome:
     out: pathlib.Path
     config: RunConfig
     summary: dict
+    main: bool = True  # False in the other processes of a run split across processes: they write nothing
 
 
 def prepare_out(out: pathlib.Path, resume: bool) -> bool:
@@ -101,6 +103,10 @@ def execute(probe, config: RunConfig, out=None, *, resume: bool = False, progres
     if model is None:
         preflight(config.for_spec(spec))
     out = pathlib.Path(out) if out is not None else default_out(spec.name, config.model or spec.model.id, config.seed)
+    share = current_share()
+    if share is not None and not share.is_main:  # capture this process's pairs; the main process writes
+        run_probe(probe, out, config, resume=resume, progress=False, model=model)
+        return Outcome(out, config, {}, main=False)
     created = prepare_out(out, resume)
     try:
         with locked(out, create=True):  # a second process on this folder is refused, naming the holder

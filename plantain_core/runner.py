@@ -8,6 +8,7 @@ with the same capture settings.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import io
@@ -23,6 +24,7 @@ import numpy as np
 from . import __version__
 from .config import RunConfig, config_from_manifest
 from .devices import check_dtype_supported, resolve_device, resolve_dtype
+from .distributed import current_share
 from .errors import PlantainError
 from .fsutil import atomic_write_bytes, atomic_write_json
 from .models.loaders import LoadedModel, load_model
@@ -153,7 +155,8 @@ def run_probe(probe, run_dir, config: RunConfig, *, resume: bool = False, progre
     if len(set(pair_ids)) != len(pair_ids):
         raise PlantainError("pair ids must be unique")
     run_dir = pathlib.Path(run_dir)
-    with locked(run_dir, create=True):
+    share = current_share()  # a run split across processes: only the main one writes the folder
+    with locked(run_dir, create=True) if share is None or share.is_main else contextlib.nullcontext():
         return _run_probe(probe, run_dir, config, resume, progress, model, registry)
 
 
@@ -172,7 +175,12 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
         from .plugins import get_registry
 
         registry = get_registry()
-    bundle = _load(config, model, registry)
+    share = current_share()
+    if share is not None and config.length_control:
+        raise PlantainError("--length-control runs a second probe into RUN_DIR/placebo; run it in one process")
+    # each process of a split run on its own device (cuda:N), unless one was named
+    bundle = _load(config.evolve(device=share.device.split(":")[0] if share.device.startswith("cpu") else share.device)
+                   if share is not None and config.device == "auto" else config, model, registry)
     check_dtype_supported(bundle.device, bundle.dtype)
     pipe = bundle.pipeline
     config = config.evolve(
@@ -241,14 +249,14 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
         _check_resume(run_dir, old, manifest, config)
         prev, done = _read_previous(run_dir, built, pair_ids, shape)
         arrays = prev or arrays
-        for stale in run_dir.rglob(".*.tmp"):  # temp files of a write a kill cut short
-            stale.unlink(missing_ok=True)
+        for stale in run_dir.rglob(".*.tmp") if share is None or share.is_main else ():
+            stale.unlink(missing_ok=True)  # temp files of a write a kill cut short
         manifest["created"] = old.get("created", manifest["created"])
         manifest["images"] = old.get("images", [])
         for key, value in old.items():  # keys others added (statistics options) survive a resume
             manifest.setdefault(key, value)
 
-    capture = _Capture(bundle, pairs, built, manifest, run_dir, spec.spec_dir)
+    capture = _Capture(bundle, pairs, built, manifest, run_dir, spec.spec_dir, share)
     try:
         manifest = capture.run(arrays, done, progress)
         if config.length_control:
@@ -261,6 +269,8 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
             raise
         # Ctrl-C is the user's choice, not a fault: say so, so the folder reads as resumable.
         interrupted = isinstance(exc, KeyboardInterrupt)
+        if share is not None and not share.is_main:
+            raise
         manifest["status"] = "interrupted" if interrupted else "failed"
         manifest["error"] = "interrupted (KeyboardInterrupt)" if interrupted else f"{type(exc).__name__}: {exc}"
         try:
@@ -280,8 +290,15 @@ class _Capture:
     manifest: dict
     run_dir: pathlib.Path
     spec_dir: pathlib.Path | None
+    share: Any = None  # plantain_core.distributed.Share of a run split across processes
+
+    @property
+    def writes(self) -> bool:
+        return self.share is None or self.share.is_main
 
     def _flush(self, arrays, done) -> None:
+        if not self.writes:
+            return
         steps = [s["index"] for s in self.manifest["trajectory"]] if self.manifest.get("trajectory") else None
         _write_captures(self.run_dir / "captures", self.built, arrays, self.manifest["pair_ids"], done, steps)
 
@@ -296,13 +313,17 @@ class _Capture:
         timings = manifest["timings"]
         manifest["token_counts"] = token_records(pipe.tokenizer, pairs)
         pending = [i for i in range(len(pairs)) if not done[i]]
+        if self.share is not None:  # every process has read the folder before the main one writes to it
+            self.share.gather(len(pending))
+            pending = self.share.mine(pending)
         passes = [(i, side) for i in pending for side in (0, 1)]
         start = time.perf_counter()
         size = (config.height, config.width)
         resuming_with_images = bool(manifest["images"])
         if resuming_with_images:  # a changed image is refused before the folder is touched
             images = self._images(size)
-        atomic_write_json(self.run_dir / "manifest.json", manifest)
+        if self.writes:
+            atomic_write_json(self.run_dir / "manifest.json", manifest)
         if not resuming_with_images:
             images = self._images(size)
         inputs = PassInputs.prepare(self.bundle, pairs, pending, config.seed, size, images)
@@ -316,7 +337,7 @@ class _Capture:
         batches = [passes[k:k + per] for k in range(0, len(passes), per)]
         side_done = {i: [False, False] for i in pending}
         bar = tqdm(total=len(passes), desc=f"{manifest['spec']['name']} passes", unit="pass", file=sys.stderr,
-                   disable=not progress, dynamic_ncols=True)
+                   disable=not progress or not self.writes, dynamic_ncols=True)
         start = time.perf_counter()
         try:
             with capture_units(pipe.transformer, list(self.built), config.token_scope) as cap, torch.inference_mode():
@@ -336,14 +357,29 @@ class _Capture:
         finally:
             bar.close()
         elapsed = time.perf_counter() - start
+        if self.share is not None:
+            self._gather(arrays, done, pending)
         timings["passes"] = round(elapsed, 4)
         timings["passes_per_second"] = round(len(passes) / elapsed, 3) if passes and elapsed > 0 else None
         if not passes:
             self._flush(arrays, done)
         manifest["status"] = "captured"
         manifest.pop("error", None)
-        atomic_write_json(self.run_dir / "manifest.json", manifest)
+        if self.writes:
+            atomic_write_json(self.run_dir / "manifest.json", manifest)
         return manifest
+
+    def _gather(self, arrays, done, mine: list[int]) -> None:
+        """Every process's rows of its own pairs to the main process, which flushes them."""
+        rows = {name: (a[mine], b[mine]) for name, (a, b) in arrays.items()}
+        for theirs, their_rows in self.share.gather((mine, rows)):
+            if not self.writes or not theirs:
+                continue
+            for name, (a, b) in their_rows.items():
+                arrays[name][0][theirs] = a
+                arrays[name][1][theirs] = b
+            done[theirs] = True
+        self._flush(arrays, done)
 
     def _images(self, size: tuple[int, int]) -> dict:
         """Every pair's images, the captured pairs' too: a resumed run must see the images
@@ -353,7 +389,7 @@ class _Capture:
         records = [image_record(rec, self.spec_dir) for _, rec in images.values()]
         check_images(self.run_dir, self.manifest["images"], records)
         self.manifest["images"] = records
-        if images:
+        if images and self.writes:
             from .report.figures import stimulus_sheet
 
             stimulus_sheet(self.run_dir, self.pairs, images)

@@ -32,6 +32,7 @@ COMMANDS = {
     "causal": "causal",
     "new": "new",
     "publish": "publish",
+    "sweep": "sweep",
 }
 
 

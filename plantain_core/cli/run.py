@@ -119,6 +119,8 @@ def _run(config: RunConfig, options: dict) -> None:
     except InterpreterFailed as exc:
         echo_summary(exc.outcome.summary, out, figures=figures)
         raise
+    if not outcome.main:  # another process of a split run: the main one reports
+        return
     echo_summary(outcome.summary, out, figures=figures)
     if options["causal"]:
         from ..causal_check import CausalOptions, run_causal

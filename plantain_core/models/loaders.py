@@ -7,6 +7,7 @@ torch and diffusers are imported inside ``load``.
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
@@ -40,7 +41,7 @@ class LoadedModel:
     @property
     def model_arg(self) -> str:
         """The ``--model`` value that loads this model again."""
-        return "tiny" if self.is_tiny else self.id
+        return self.id.split("/", 1)[-1] if self.is_tiny else self.id
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "id": self.id, "revision": self.revision}
@@ -49,16 +50,22 @@ class LoadedModel:
 class TinyLoader:
     """The embedded tiny FLUX.2 Klein (random weights; for demos and tests)."""
 
-    description = "embedded tiny FLUX.2 Klein (random weights, 128x128, offline; numbers mean nothing about FLUX)"
+    description = ("embedded tiny FLUX.2 Klein (random weights, 128x128, offline; numbers mean nothing about FLUX); "
+                   "tiny-seedN: the same architecture with other random weights")
+    NAME = re.compile(r"(?:plantain/)?tiny(?:-seed(\d{1,9}))?")
 
     def accepts(self, model: str) -> bool:
-        return str(model).strip().lower() in {"tiny", "plantain/tiny"}
+        return self.NAME.fullmatch(str(model).strip().lower()) is not None
 
-    def load(self, model: str = "tiny", device: str = "auto", dtype=None, *, seed: int = 0, **options) -> LoadedModel:
+    def load(self, model: str = "tiny", device: str = "auto", dtype=None, *, seed: int | None = None,
+             **options) -> LoadedModel:
         from ..devices import resolve_device, resolve_dtype
         from . import tiny
 
         start = time.perf_counter()
+        if seed is None:
+            match = self.NAME.fullmatch(str(model).strip().lower())
+            seed = int(match[1]) if match and match[1] else 0
         device = resolve_device(device)
         # fp32 unless asked: tiny exists for exact, reproducible checks.
         torch_dtype = resolve_dtype(dtype or "fp32", device)
@@ -67,7 +74,7 @@ class TinyLoader:
         pipe.set_progress_bar_config(disable=True)
         revision = tiny.TINY_REVISION if seed == 0 else f"{tiny.TINY_REVISION}-seed{seed}"
         return LoadedModel(
-            pipeline=pipe, name="tiny", id=tiny.TINY_ID, revision=revision, device=device, dtype=torch_dtype,
+            pipeline=pipe, name="tiny", id=tiny.TINY_ID if seed == 0 else f"{tiny.TINY_ID}-seed{seed}", revision=revision, device=device, dtype=torch_dtype,
             text_encoder_out_layers=tiny.TEXT_OUT_LAYERS, default_size=tiny.TINY_SIZE, is_tiny=True,
             load_seconds=time.perf_counter() - start,
         )
