@@ -187,7 +187,7 @@ def table_rows(f: dict[str, Any]) -> list[dict[str, Any]]:
     if "causal" in f:
         r = f["causal"].get("ratio")
         if r:
-            for name, label in (("default", "default"), ("confirm_t", "--confirm t"), ("before", "as before (--exhaustive --confirm t, both layouts)")):
+            for name, label in (("default", "default"), ("confirm_both", "--confirm both"), ("before", "as before (--exhaustive --confirm t, both layouts)")):
                 target = f"<= {r['target_max']:g}" if name == "default" else None
                 rows.append(_row("causal", f"ray on tiny: plantain causal {label} / plantain run "
                                  f"({r['passes'][name]:,} passes)", r["ratio_over_run"][name], target=target,

@@ -13,11 +13,12 @@ recorded; on a shared machine the CPU time is the steadier figure.
 The ratio (issue 13's target: default ``plantain causal`` ≤ 3× ``plantain run``): in one
 benchmark run, interleaved, each a real subprocess with one torch thread:
 ``plantain run ray --model tiny``, then on its folder ``plantain causal`` (default:
-screen, |t| and attribution tops, sequential controls), ``plantain causal --confirm t``
-(the |t| top only), and ``plantain causal --exhaustive --confirm t --units
-heads,slices16`` (the check as it was before: both layouts, doses 1, 4, 16, 64 and every
-control). Transformer pass counts come from each
-``causal.json``; conclusions (units, p ≤ 0.05) are compared between the last two.
+screen, the |t| top tested with sequential controls, the attribution top measured),
+``plantain causal --confirm both`` (the attribution top tested too), and ``plantain
+causal --exhaustive --confirm t --units heads,slices16`` (the check as it was before:
+both layouts, doses 1, 4, 16, 64 and every control). Transformer pass counts come from
+each ``causal.json``; the |t| conclusions (units, p ≤ 0.05) of the default and the
+check as before are compared.
 
 Run: ``python benchmarks/causal_bench.py [--quick]``; writes ``benchmarks/results/causal.json``.
 """
@@ -110,7 +111,7 @@ def run(quick: bool = False) -> dict:
     return out
 
 
-CHECKS = {"default": [], "confirm_t": ["--confirm", "t"],
+CHECKS = {"default": [], "confirm_both": ["--confirm", "both"],
           "before": ["--exhaustive", "--confirm", "t", "--units", "heads,slices16"]}
 
 

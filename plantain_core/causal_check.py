@@ -39,7 +39,9 @@ class CausalOptions:
     ablate_value: str = "mean"
     doses: tuple[int, ...] = attrs.field(default=(), converter=lambda d: tuple(int(x) for x in (d or ())))
     exhaustive: bool = False
-    rankings: tuple[str, ...] = attrs.field(default=RANKINGS, converter=lambda v: tuple(v))
+    #: the rankings whose top units are tested against matched controls; the other ranking's top
+    #: units are measured too, without controls
+    rankings: tuple[str, ...] = attrs.field(default=("t",), converter=lambda v: tuple(v))
     seed: int | None = None
     layouts: tuple[str, ...] | None = attrs.field(default=None, converter=lambda v: None if v is None else tuple(v))
     model: str | None = None
@@ -159,34 +161,41 @@ def run_causal(run_dir, options: CausalOptions = CausalOptions(), *, model=None,
 
 
 def _plan(built, caps, screen, options: CausalOptions, seed: int):
-    """Per layout the sets by |t| and by attribution (an attribution set equal to the |t|
-    set of its dose is not measured twice); the headline K per layout and ranking."""
+    """Per layout the sets by |t| and by attribution: the confirmed rankings' with controls,
+    the others' without (a set equal to one planned before it at its dose is measured
+    once); the headline K per layout and ranking."""
     sets, heads_k, layout_rows, notes = [], {}, {}, []
+    order = sorted(RANKINGS, key=lambda r: r not in options.rankings)  # confirmed first
     for ordinal, (name, layout) in enumerate(built.items()):
         start = len(sets)
-        for by in options.rankings:
+        for by in order:
             strength = np.abs(caps[name][4]) if by == "t" else screen["score"][name]
+            controls = options.controls if by in options.rankings else 0
             k, planned, more = plan_layout(layout, strength, top=options.top, doses=options.planned_doses,
-                                           controls=options.controls, seed=seed, ordinal=ordinal, by=by)
+                                           controls=controls, seed=seed, ordinal=ordinal, by=by)
             heads_k[(name, by)] = k
-            if by == "attribution" and "t" in options.rankings:
-                same = {s.k: sorted(s.indices) for s in sets[start:] if s.replicate == SELECTED}
-                dup = {s.k for s in planned if s.replicate == SELECTED and same.get(s.k) == sorted(s.indices)}
-                planned = [s for s in planned if s.k not in dup]
-                if dup:
-                    notes.append(f"`{name}`: the top units by attribution are those by |t| at K="
-                                 f"{', '.join(map(str, sorted(dup)))}; measured once")
+            same = {s.k: sorted(s.indices) for s in sets[start:] if s.replicate == SELECTED}
+            dup = {s.k for s in planned if s.replicate == SELECTED and same.get(s.k) == sorted(s.indices)}
+            planned = [s for s in planned if s.k not in dup]
+            if dup:
+                other = next(r for r in order if r != by)
+                notes.append(f"`{name}`: the top units by {_label(by)} are those by {_label(other)} at K="
+                             f"{', '.join(map(str, sorted(dup)))}; measured once")
             notes += more
             sets += planned
         layout_rows[name] = list(range(start, len(sets)))
     return sets, heads_k, layout_rows, list(dict.fromkeys(notes))
 
 
+def _label(by: str) -> str:
+    return "|t|" if by == "t" else "attribution"
+
+
 def _status_line(name: str, unit_set, record: dict, controls: int) -> str:
-    what = "|t|" if unit_set.by == "t" else "attribution"
+    what = _label(unit_set.by)
     eff = "n/a" if not np.isfinite(record["effect"]) else f"{record['effect']:.3f}"
     if not controls:
-        return f"{name} K={unit_set.k} (top by {what}): effect {eff}, no controls"
+        return f"{name} K={unit_set.k} (top by {what}): effect {eff}, measured without controls"
     p = "n/a" if record["p"] is None else f"{record['p']:.3g}"
     stop = " (stopped early: p > 0.05 is settled)" if record["stopped_early"] else ""
     return f"{name} K={unit_set.k} (top by {what}): effect {eff}, {record['drawn']}/{controls} controls, p = {p}{stop}"

@@ -249,8 +249,9 @@ def test_plantain_causal_on_a_tiny_run(tmp_path):
     # the clean passes reproduce the run's captures
     assert data["clean"]["capture_check_max_rel_diff"]["heads"] < 1e-4
     assert data["timings"]["seconds_per_unit_set"] > 0
-    same = not lay["attribution"]["doses"]  # the attribution top is measured unless it is the |t| top
-    assert data["cost"]["unit_sets_run"] == (3 if same else 6) == data["timings"]["unit_sets"]
+    same = not lay["attribution"]["doses"]  # the attribution top is measured (no controls) unless it is the |t| top
+    assert data["cost"]["unit_sets_run"] == (3 if same else 4) == data["timings"]["unit_sets"]
+    assert same or lay["attribution"]["doses"][0]["controls"]["n"] == 0
     assert data["cost"]["interventions"] == data["cost"]["unit_sets_run"] * 2 * 3  # 2 passes per pair, 3 pairs
     card = (run / "README.md").read_text()
     assert "## Causal check" in card and "figures/causal_dose.png" in card and "says nothing about FLUX" in card
@@ -259,6 +260,14 @@ def test_plantain_causal_on_a_tiny_run(tmp_path):
     res = runner.invoke(main, ["report", str(run), "--no-figures"])
     assert res.exit_code == 0, res.output
     assert "## Causal check" in (run / "README.md").read_text()
+    # --confirm both: the attribution top gets its own matched controls
+    res = runner.invoke(main, ["causal", str(run), "--top", "2", "--controls", "2", "--confirm", "both",
+                               "--no-progress", "--no-figures"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((run / "causal.json").read_text())
+    assert data["rankings"] == ["t", "attribution"]
+    for d in data["layouts"]["heads"]["attribution"]["doses"]:
+        assert d["by"] == "attribution" and d["controls"]["planned"] == 2 and d["p"] is not None
     # errors are one clear message
     res = runner.invoke(main, ["causal", str(tmp_path / "nope")])
     assert res.exit_code != 0 and "not found" in res.output
@@ -273,7 +282,7 @@ def test_plantain_run_with_causal_adds_the_section(tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads((run / "causal.json").read_text())
     assert data["mode"] == "ablate" and data["clean"]["capture_check_max_rel_diff"]["heads"] < 1e-4
-    assert not data["exhaustive"] and data["rankings"] == ["t", "attribution"] and data["doses"] == []
+    assert not data["exhaustive"] and data["rankings"] == ["t"] and data["doses"] == []
     # a status line per settled test, with --no-progress too
     assert "heads K=" in res.stderr and "(top by |t|): effect" in res.stderr
     cost = data["cost"]

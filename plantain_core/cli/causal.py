@@ -27,9 +27,10 @@ from .options import DOSES, LayoutList, check_device, check_dtype
                    "included).")
 @click.option("--exhaustive", is_flag=True,
               help="The full check: doses 1,4,16,64 (unless --doses) and all R controls at every dose.")
-@click.option("--confirm", "rankings", type=click.Choice(["t", "attribution", "both"]), default="both",
+@click.option("--confirm", "rankings", type=click.Choice(["t", "attribution", "both"]), default="t",
               show_default=True, callback=lambda ctx, param, v: ("t", "attribution") if v == "both" else (v,),
-              help="Which top units are measured exactly: by |t|, by the attribution screen, or both.")
+              help="Whose top units are tested against matched controls: by |t|, by the attribution screen, or "
+                   "both (the other's top units are measured without controls).")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the control sets (default: the run's).")
 @click.option("--units", "layouts", type=LayoutList(), default=None,
               help="Layouts to test (default: the run's, heads first).")

@@ -74,6 +74,9 @@ def _verdict(name: str, data, lay, dose) -> str:
                      "units** at this step and noise level.")
         else:
             text += " No evidence that the selected units carry more of the A/B output difference than matched random units."
+    elif dose.get("by") == "attribution" and not data.get("exhaustive"):
+        text += ("; measured without controls (`plantain causal --confirm both` tests it against random units "
+                 "of the same blocks).")
     else:
         text += "; no controls were run, so there is nothing to compare it with."
     return text
@@ -118,9 +121,10 @@ def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: boo
     out += [
         f"Do the units this probe flags carry the A/B difference into the model's output? `plantain causal` re-ran "
         f"the {n} pairs (same model, noise seeds, {data.get('height')}×{data.get('width')}, token scope "
-        f"{data.get('token_scope')}) with an intervention on the top K units by "
+        f"{data.get('token_scope')}) with an intervention on the top K units by |t| and on the top K by the "
+        "attribution screen, tested the top units by "
         f"{' and by '.join('attribution' if r == 'attribution' else '|t|' for r in data.get('rankings') or ['t'])} "
-        f"and on up to {data.get('controls')} random sets of as many units drawn from the same blocks (and, for "
+        f"against up to {data.get('controls')} random sets of as many units drawn from the same blocks (and, for "
         "`slices16`, the same attention/MLP part), and measured the transformer's output v at the probe step (the "
         "predicted velocity, noisy-latent tokens only).",
         "",
