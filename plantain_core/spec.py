@@ -136,6 +136,8 @@ def read_toml(path: pathlib.Path) -> dict[str, Any]:
         raise SpecError([f"{path}: cannot read file: {exc}"]) from exc
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise SpecError([f"{path}: invalid TOML: nested too deeply"]) from None
     except tomllib.TOMLDecodeError as exc:
         where = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", str(exc), re.S)
         text = f"line {where[2]}, column {where[3]}: invalid TOML: {where[1]}" if where else f"invalid TOML: {exc}"

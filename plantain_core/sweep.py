@@ -12,7 +12,8 @@ from __future__ import annotations
 import pathlib
 from typing import Any, Callable
 
-from .runfolder import locked
+from .errors import PlantainError
+from .runfolder import check_run_folder, locked
 from .sweep_exec import SweepOptions, run_cells
 from .sweep_grid import load_grid
 from .sweep_state import SweepState
@@ -20,6 +21,33 @@ from .sweep_state import SweepState
 
 def default_sweep_out(path) -> pathlib.Path:
     return pathlib.Path("sweeps") / pathlib.Path(path).stem
+
+
+def _sweep_folder(out) -> pathlib.Path:
+    """``--out`` made, after checking it can hold a sweep: a folder (or nothing yet), not
+    inside a run folder, holding no links (a linked cell folder would write elsewhere)."""
+    if str(out).strip() == "":
+        raise PlantainError("--out: an empty path; name the sweep folder")
+    out = pathlib.Path(out)
+    if out.exists() and not out.is_dir():
+        raise PlantainError(f"--out {out} is a file, not a folder; choose another --out")
+    if (out / "manifest.json").is_file():
+        raise PlantainError(f"--out {out} is a run folder (it holds manifest.json), not a sweep folder; choose "
+                            "another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PlantainError(f"--out {out}: cannot make the folder ({exc.strerror or exc})") from None
+    return check_run_folder(out)
+
+
+def _spec_digests(cells) -> dict[str, str]:
+    """Each probe's spec sha256 as it resolves now: a cell made from another version of
+    its spec is not complete (its rerun is refused by the run's resume check)."""
+    from .probes import load_probe
+    from .runner import spec_sha256
+
+    return {ref: spec_sha256(load_probe(ref).spec) for ref in {c.config.probe for c in cells}}
 
 
 def run_sweep(path, out=None, options: SweepOptions = SweepOptions(), *,
@@ -30,15 +58,10 @@ def run_sweep(path, out=None, options: SweepOptions = SweepOptions(), *,
     options.check()
     grid = load_grid(path)
     cells = grid.cells()
-    out = pathlib.Path(out) if out is not None else default_sweep_out(path)
-    if out.exists() and not out.is_dir():
-        from .errors import PlantainError
-
-        raise PlantainError(f"--out {out} is a file, not a folder; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    out = _sweep_folder(out if out is not None else default_sweep_out(path))
     say = say or (lambda line: None)
     with locked(out, create=True):  # one driver per sweep folder
-        state = SweepState.open(out, grid, cells)
+        state = SweepState.open(out, grid, cells, _spec_digests(cells))
         skipped = [c.name for c in cells if state.cells[c.name]["status"] == "complete"]
         todo = [c for c in cells if c.name not in skipped]
         if skipped:

@@ -32,6 +32,8 @@ from .spec import read_toml
 AXES = {"probes": "probe", "models": "model", "seeds": "seed", "steps": "steps", "token_scopes": "token_scope",
         "layouts": "layouts"}
 REQUIRED = ("probes", "models", "seeds")
+MAX_VALUES = 10_000  # per axis
+MAX_CELLS = 100_000  # a grid bigger than this is a typo, not a sweep
 #: run options a sweep cannot fix for all cells: they are axes, or belong to one machine
 NOT_OPTIONS = set(AXES.values())
 
@@ -106,7 +108,7 @@ def load_grid(path, *, check_probes: bool = True, registry=None) -> SweepGrid:
     axes: dict[str, tuple] = {}
     for key in data:
         if key not in AXES and key != "options":
-            problems.append((key, "unknown key" + suggest(key, [*AXES, "options"])))
+            problems.append((_key(key), "unknown key" + suggest(key, [*AXES, "options"])))
     for key in REQUIRED:
         if key not in data:
             problems.append((key, "required key is missing (e.g. " + {"probes": 'probes = ["ray"]', "models":
@@ -121,7 +123,10 @@ def load_grid(path, *, check_probes: bool = True, registry=None) -> SweepGrid:
         if not values:
             problems.append((key, "expected a non-empty list"))
             continue
-        checked = []
+        if len(values) > MAX_VALUES:
+            problems.append((key, f"{len(values):,} values; at most {MAX_VALUES:,} per axis"))
+            continue
+        checked, seen = [], set()
         for i, value in enumerate(values):
             where = f"{key}[{i}]" if isinstance(data[key], list) and len(values) > 1 else key
             if field == "probe":
@@ -135,27 +140,34 @@ def load_grid(path, *, check_probes: bool = True, registry=None) -> SweepGrid:
                 problems.append((where, str(exc)))
                 continue
             value = getattr(config, field) if field != "probe" else value
-            if value in checked:
+            if value in seen:
                 problems.append((where, f"{value!r} is listed twice"))
                 continue
+            seen.add(value)
             checked.append(value)
         axes[field] = tuple(checked)
     options = data.get("options", {})
     if not isinstance(options, dict):
         problems.append(("options", "expected a table ([options])"))
         options = {}
+    most_steps = max(axes.get("steps", (1,)) or (1,))
     for key, value in options.items():
         if key not in RunConfig.fields() or key in NOT_OPTIONS:
             why = f"is an axis: use the top-level key {next(k for k, f in AXES.items() if f == key)!r}" \
                 if key in NOT_OPTIONS else "unknown run option" + suggest(key, [f for f in RunConfig.fields()
                                                                                if f not in NOT_OPTIONS])
-            problems.append((f"options.{key}", why))
+            problems.append((f"options.{_key(key)}", why))
             continue
-        try:
-            RunConfig(probe="check", **{key: value})
+        try:  # alone (with the longest trajectory); combinations with each steps value below
+            RunConfig(probe="check", steps=most_steps, **{key: value})
         except ConfigError as exc:
             problems.append((f"options.{key}", str(exc)))
-    if not problems and check_probes:
+    total = 1
+    for values in axes.values():
+        total *= max(1, len(values))
+    if total > MAX_CELLS:
+        problems.append(("", f"{total:,} cells; a sweep may have at most {MAX_CELLS:,}"))
+    if check_probes:  # reported with the other problems
         problems += _probe_problems(axes.get("probe", ()), data, registry)
     if not problems:
         try:
@@ -164,11 +176,17 @@ def load_grid(path, *, check_probes: bool = True, registry=None) -> SweepGrid:
         except ConfigError as exc:
             problems.append(("options", str(exc)))
     if problems:
-        raise SpecError([f"{path}: {key}: {msg}" for key, msg in problems])
+        raise SpecError([f"{path}: {key}: {msg}" if key else f"{path}: {msg}" for key, msg in problems])
     grid = SweepGrid(path=path.resolve(), sha256=hashlib.sha256(path.read_bytes()).hexdigest(), axes=axes,
                      options=dict(options))
     grid.cells()  # folder-name clashes are an error of the file too
     return grid
+
+
+def _key(key) -> str:
+    """A key from the file as it may be shown: control characters escaped."""
+    key = str(key)
+    return key if key.isprintable() else repr(key)
 
 
 def _probe_ref(value, base: pathlib.Path) -> str | None:

@@ -64,15 +64,17 @@ def plan_sweep(path, passes_per_second: float | None = None) -> dict[str, Any]:
 
 
 def format_plan(plan: dict[str, Any]) -> str:
-    lines = [f"{'cell':48s} {'pairs':>6s} {'passes':>9s} {'device-h':>10s}"]
+    lines = [f"{'cell':44s} {'pairs':>6s} {'probe':>8s} {'placebo':>8s} {'images':>7s} {'passes':>9s} {'device-h':>10s}"]
     for c in plan["cells"]:
         hours = f"{c['device_hours']:.4f}" if c["device_hours"] is not None else "?"
-        lines.append(f"{c['cell'][:48]:48s} {c['pairs']:6d} {c['passes']:9,d} {hours:>10s}")
+        lines.append(f"{c['cell'][:44]:44s} {c['pairs']:6d} {c['probe']:8,d} {c['length_control']:8,d} {c['images']:7,d} "
+                     f"{c['passes']:9,d} {hours:>10s}")
     total = f"{plan['device_hours']:.4f}" if plan["device_hours"] is not None else \
         "unknown: pass --passes-per-second (a rate measured on the device to be used)"
     lines.append(f"{len(plan['cells'])} cells, {plan['total_passes']:,} transformer passes; device-hours: {total}")
     sources = sorted({c["rate_source"] for c in plan["cells"] if c["rate_source"]})
     if sources:
         lines.append(f"rates from {', '.join(sources)}")
-    lines.append(f"({plan['note']})")
+    lines.append(f"(probe: 2 passes per pair and captured step, x2 with guidance > 1; placebo: --length-control; "
+                 f"images: denoising steps of generated conditioning images; {plan['note']})")
     return "\n".join(lines)

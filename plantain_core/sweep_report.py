@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .errors import PlantainError
-from .runfolder import check_run_folder, inside, locked
+from .runfolder import check_run_folder, inside, locked, staged
 from .sweep_state import SWEEP_JSON
 
 CARD = "README.md"
@@ -47,6 +47,8 @@ def _cells(sweep_dir: pathlib.Path) -> list[dict[str, Any]]:
 
     try:
         state = json.loads((sweep_dir / SWEEP_JSON).read_text(encoding="utf-8"))
+        if not isinstance(state.get("cells"), dict):
+            raise TypeError("cells is not an object")
         names = list(state["cells"])
     except FileNotFoundError:
         raise PlantainError(f"{sweep_dir} holds no {SWEEP_JSON}: not a sweep folder") from None
@@ -54,7 +56,8 @@ def _cells(sweep_dir: pathlib.Path) -> list[dict[str, Any]]:
         raise PlantainError(f"{sweep_dir / SWEEP_JSON} is not a plantain sweep manifest ({type(exc).__name__})") from None
     out = []
     for name in names:
-        if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith(".") \
+                or len(name) > 200 or not name.isprintable():
             raise PlantainError(f"{sweep_dir / SWEEP_JSON}: cell name {str(name)[:80]!r} is not a folder name")
         cell_dir = inside(sweep_dir, name)
         if not (cell_dir / "manifest.json").is_file():
@@ -63,9 +66,15 @@ def _cells(sweep_dir: pathlib.Path) -> list[dict[str, Any]]:
         if manifest.get("status") != "complete" or not (cell_dir / "units.csv").is_file():
             continue
         config = RunConfig.from_dict(manifest.get("config"), where=f"{cell_dir}/manifest.json: config")
+        units = _read_units(cell_dir / "units.csv")
+        for layout, info in (manifest.get("layout_info") or {}).items():
+            want = info.get("units") if isinstance(info, dict) else None
+            got = len(units.get(layout, {}).get("unit", []))
+            if want is not None and got != want:  # cut short or edited: the card would drop units silently
+                raise PlantainError(f"{cell_dir / 'units.csv'}: layout {layout!r} has {got} rows, the run has {want} "
+                                    f"units; rerun `plantain report {cell_dir}`")
         out.append({"name": name, "dir": cell_dir, "manifest": manifest, "config": config,
-                    "probe": (manifest.get("spec") or {}).get("name") or config.probe,
-                    "units": _read_units(cell_dir / "units.csv")})
+                    "probe": (manifest.get("spec") or {}).get("name") or config.probe, "units": units})
     return out
 
 
@@ -132,6 +141,8 @@ def summarize(cells: list[dict]) -> dict[str, Any]:
                 t = combined.t
                 top = np.argsort(-np.nan_to_num(np.abs(t), nan=-1))[:10]
                 entry["combined"] = {"n_pairs": combined.n_pairs, "fwer_hits": int(np.sum(combined.p_fwer < ALPHA)),
+                                     "flips": members[0]["config"].flips,
+                                     "p_floor": _f(combined.min_p_fwer),
                                      "top": [{"unit": units[i], "t": _f(t[i]), "p_fwer": _f(combined.p_fwer[i]),
                                               "seeds_significant": int(hits[i])} for i in top]}
                 tmaps[(probe, model, steps, scope, layout)] = (units, t)
@@ -178,9 +189,14 @@ def report_sweep(sweep_dir, *, figures: bool = True) -> list[str]:
         if not cells:
             raise PlantainError(f"{sweep_dir}: no complete cell to report on; run the sweep first")
         summary = summarize(cells)
-        figs = _figures(sweep_dir, summary) if figures else {}
-        atomic_write_json(sweep_dir / SUMMARY, summary)
-        atomic_write_text(sweep_dir / CARD, render(sweep_dir.name, summary, figs))
+        for name, folder in ((CARD, False), (SUMMARY, False), (FIGURES, True)):
+            path = sweep_dir / name
+            if path.exists() and path.is_dir() != folder:
+                raise PlantainError(f"{path} is a {'file' if folder else 'folder'}; move it away and rerun")
+        with staged(sweep_dir) as stage:  # the card, its summary and figures land together, or none does
+            figs = _figures(stage, summary) if figures else {}
+            atomic_write_json(stage / SUMMARY, summary)
+            atomic_write_text(stage / CARD, render(sweep_dir.name, summary, figs))
     return [CARD, SUMMARY] + ([f"{FIGURES}/"] if figs else [])
 
 
@@ -212,25 +228,29 @@ def _figures(sweep_dir: pathlib.Path, summary: dict) -> dict[str, str]:
         for i, j in itertools.product(range(len(names)), repeat=2):
             if np.isfinite(m[i, j]):
                 ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7)
-        ax.set_title(f"t-map r, {corr['layout']}", fontsize=8)
+        what = f"probes on {corr['model']}" if "probes" in corr else f"models, probe {corr['probe']}"
+        ax.set_title(f"t-map r: {what}, {corr['layout']}", fontsize=8)
         fig.colorbar(im, ax=ax, shrink=0.8)
         rel = f"{FIGURES}/correlation_{k}.png"
         _save(fig, sweep_dir / rel)
-        out[f"corr{k}"] = rel
+        out[f"t-map correlation: {what}, {corr['layout']}"] = rel
     return out
 
 
 def render(name: str, summary: dict, figs: dict[str, str]) -> str:
     cells = summary["cells"]
-    lines = [f"# Sweep {name}", "", f"{len(cells)} complete cells. Each is an ordinary plantain run folder in this "
-             "folder, with its own card.", "", "| cell | probe | model | seed | steps | pairs |", "|---|---|---|---:|---:|---:|"]
+    lines = [f"# Sweep {name}", "", "## Cells", "", f"{len(cells)} complete cells. Each is an ordinary plantain run "
+             "folder in this folder, with its own card.", "", "| cell | probe | model | seed | steps | pairs |",
+             "|---|---|---|---:|---:|---:|"]
     lines += [f"| [{c['name']}]({c['name']}/README.md) | {c['probe']} | {c['model']} | {c['seed']} | {c['steps']} | "
               f"{c['n_pairs']} |" for c in cells]
-    lines += ["", "## Replication over seeds", "",
+    lines += ["", "## Replication over noise seeds (the same pairs)", "",
               "Per probe, model and layout: how many units are FWER hits (p_fwer < 0.05) in how many of the noise "
               "seeds, and a combined test: each pair's captures averaged over the seeds, then the same sign-flip "
-              "max-|t| test as one run (the pairs are the replicates; the noise seed is averaged out, not counted as "
-              "more data).", ""]
+              "max-|t| test as one run, with the first seed's flips (the pairs are the replicates; the noise seed is "
+              "averaged out, not counted as more data: this is robustness to the noise, not a replication with new "
+              "stimuli). In the lists, k/S is the number of the S seeds in which the unit is a FWER hit on its own.",
+              ""]
     for r in summary["replication"]:
         dist = ", ".join(f"{k} of {len(r['seeds'])} seeds: {v}" for k, v in r["units_by_seeds_significant"].items())
         lines += [f"**{r['probe']} on {r['model']}**, `{r['layout']}` (seeds {', '.join(map(str, r['seeds']))}): "
@@ -239,7 +259,10 @@ def render(name: str, summary: dict, figs: dict[str, str]) -> str:
         if comb:
             top = ", ".join(f"`{u['unit']}` (t {u['t']:+.2f}, p_fwer {u['p_fwer']:.3g}, {u['seeds_significant']}/"
                             f"{len(r['seeds'])})" for u in comb["top"][:5] if u["t"] is not None)
-            lines += [f"Combined over seeds ({comb['n_pairs']} pairs): {comb['fwer_hits']} FWER hits; top: {top}.", ""]
+            floor = comb.get("p_floor")
+            floor_note = f"; p_fwer cannot go below {floor:.3g} with {comb.get('flips')} flips" if floor else ""
+            lines += [f"Combined over seeds ({comb['n_pairs']} pairs{floor_note}): {comb['fwer_hits']} FWER hits; "
+                      f"top: {top}.", ""]
     for title, key, what in (("Probe × probe", "probe_correlations", "probes"),
                              ("Model × model", "model_correlations", "models")):
         lines += [f"## {title}", ""]

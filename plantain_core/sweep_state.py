@@ -31,9 +31,10 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def cell_status(cell_dir: pathlib.Path, config: RunConfig) -> str:
-    """``complete`` when the cell's run folder finished under ``config``, ``partial`` when it
-    holds a run to resume, ``pending`` when there is none."""
+def cell_status(cell_dir: pathlib.Path, config: RunConfig, spec_sha256: str | None = None) -> str:
+    """``complete`` when the cell's run folder finished under ``config`` (and, given, the
+    spec with this sha256), ``partial`` when it holds a run to resume (whose own resume
+    check refuses what changed), ``pending`` when there is none."""
     path = cell_dir / "manifest.json"
     if not path.is_file():
         return "pending"
@@ -42,11 +43,31 @@ def cell_status(cell_dir: pathlib.Path, config: RunConfig) -> str:
         recorded = RunConfig.from_dict(manifest["config"])
     except Exception:  # unreadable: the run's own resume check will say why
         return "partial"
+    if spec_sha256 is not None and manifest.get("spec_sha256") != spec_sha256:
+        return "partial"  # the probe's spec changed since: never reuse its results
     # the run resolves what the grid leaves open (dtype, size, batch size): compare what the grid sets
     if any(getattr(config, f) is not None and getattr(config, f) != getattr(recorded, f)
            for f in RunConfig.fields() if f != "probe"):
         return "partial"  # its resume check refuses it, naming the differences
     return "complete" if manifest.get("status") == "complete" else "partial"
+
+
+def _entry_problem(entry) -> str | None:
+    """What is wrong with one cell entry of a received ``sweep.json``, or None."""
+    if not isinstance(entry, dict):
+        return "not an object"
+    if entry.get("status") not in STATUSES:
+        return f"status {str(entry.get('status'))[:40]!r}"
+    attempts = entry.get("attempts", 0)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 0 <= attempts <= 10**6:
+        return f"attempts {str(attempts)[:40]!r}"
+    seconds = entry.get("seconds")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))):
+        return f"seconds {str(seconds)[:40]!r}"
+    for key in ("error", "worker"):
+        if entry.get(key) is not None and not isinstance(entry.get(key), str):
+            return f"{key} is not a string"
+    return None
 
 
 @attrs.define
@@ -57,9 +78,13 @@ class SweepState:
     data: dict[str, Any]
 
     @classmethod
-    def open(cls, out: pathlib.Path, grid: SweepGrid, cells: list[Cell]) -> "SweepState":
-        """Create ``sweep.json``, or check the grid's cells against the one there."""
+    def open(cls, out: pathlib.Path, grid: SweepGrid, cells: list[Cell],
+             spec_sha256: dict[str, str] | None = None) -> "SweepState":
+        """Create ``sweep.json``, or check the grid's cells against the one there.
+        ``spec_sha256``: per probe reference, its spec's sha256 now."""
         path = out / SWEEP_JSON
+        if path.exists() and not path.is_file():
+            raise PlantainError(f"{path} is not a file; use another --out")
         cells_data = {c.name: {"config": c.config.as_dict(), "status": "pending", "attempts": 0, "error": None,
                                "worker": None, "seconds": None} for c in cells}
         if path.is_file():
@@ -71,9 +96,14 @@ class SweepState:
             except Exception as exc:
                 raise PlantainError(f"{path} is not a plantain sweep manifest ({type(exc).__name__}); use another "
                                     "--out") from None
+            for name, before in old_cells.items():
+                problem = _entry_problem(before)
+                if problem:
+                    raise PlantainError(f"{path} is not a plantain sweep manifest (cells.{str(name)[:80]!r}: {problem});"
+                                        " use another --out")
             for name, cell in cells_data.items():
                 before = old_cells.get(name)
-                if not isinstance(before, dict):
+                if before is None:
                     continue
                 try:
                     was = RunConfig.from_dict(before.get("config"), where=f"{path}: cells.{name}.config")
@@ -93,8 +123,8 @@ class SweepState:
                 "sweep_sha256": grid.sha256, "cells": cells_data}
         state = cls(out, data)
         for cell in cells:
-            state.cells[cell.name]["status"] = "complete" if cell_status(out / cell.name, cell.config) == "complete" \
-                else "pending"
+            done = cell_status(out / cell.name, cell.config, (spec_sha256 or {}).get(cell.config.probe)) == "complete"
+            state.cells[cell.name]["status"] = "complete" if done else "pending"
         state.save()
         return state
 

@@ -5,6 +5,7 @@ permutation p and its sequential (Besag–Clifford) stopping rule. Pure numpy; s
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from typing import Sequence
@@ -33,9 +34,11 @@ class UnitSet:
 
 def matched_controls(strata: np.ndarray, selected: np.ndarray, replicates: int,
                      rng: np.random.Generator) -> tuple[list[np.ndarray], list[str]]:
-    """``replicates`` random unit sets with as many units per stratum (block, and MLP or
-    attention) as ``selected``, drawn without replacement from the stratum's other units;
-    where a stratum has too few others, from all its units (the sets may then overlap)."""
+    """Up to ``replicates`` distinct random unit sets with as many units per stratum (block,
+    and MLP or attention) as ``selected``, drawn without replacement from the stratum's
+    other units; where a stratum has too few others, from all its units (the sets may then
+    overlap). Where fewer distinct sets exist than ``replicates`` (small blocks), every one
+    of them, once: a repeated control would only repeat one draw of the null."""
     need = Counter(int(s) for s in strata[selected])
     pools, short = {}, []
     for s, count in sorted(need.items()):
@@ -44,8 +47,18 @@ def matched_controls(strata: np.ndarray, selected: np.ndarray, replicates: int,
         pools[s] = others if len(others) >= count else members
         if len(others) < count:
             short.append(s)
-    sets = [np.sort(np.concatenate([rng.choice(pools[s], size=c, replace=False) for s, c in sorted(need.items())]))
-            for _ in range(replicates)]
+    possible = math.prod(math.comb(len(pools[s]), c) for s, c in need.items())
+    if possible <= replicates:
+        parts = [list(itertools.combinations(pools[s].tolist(), c)) for s, c in sorted(need.items())]
+        return [np.sort(np.asarray([u for part in combo for u in part], dtype=np.int64))
+                for combo in itertools.product(*parts)], short
+    sets: list[np.ndarray] = []
+    seen: set[tuple[int, ...]] = set()
+    while len(sets) < replicates:
+        draw = np.sort(np.concatenate([rng.choice(pools[s], size=c, replace=False) for s, c in sorted(need.items())]))
+        if tuple(draw.tolist()) not in seen:
+            seen.add(tuple(draw.tolist()))
+            sets.append(draw)
     return sets, short
 
 
@@ -65,14 +78,16 @@ def stop_after(controls: int, alpha: float = ALPHA) -> int:
 
 
 def sequential_p(effect: float, drawn: Sequence[float], controls: int, alpha: float = ALPHA) -> float | None:
-    """Besag & Clifford (1991): after all R controls, the permutation p; stopped early at
-    the h-th control reaching the effect after l draws, p = h / l (> alpha whenever the
-    full p would be)."""
+    """After all R controls, the permutation p. Stopped early at the h-th control reaching
+    the effect after l draws: Besag & Clifford's (1991) p = h / l, raised where needed to
+    (1 + h) / (1 + R), the least the permutation p of all R could be; so an early stop
+    always reports p > alpha, as all R controls would have."""
     if len(drawn) >= controls:
         return permutation_p(effect, drawn)
     if effect is None or not math.isfinite(effect) or not drawn:
         return None
-    return stop_after(controls, alpha) / len(drawn)
+    h = stop_after(controls, alpha)
+    return max(h / len(drawn), (1 + h) / (1 + controls))
 
 
 def settled(effect: float, drawn: Sequence[float], controls: int, alpha: float = ALPHA) -> bool:
@@ -126,6 +141,12 @@ def plan_layout(layout, strength: np.ndarray, *, top: int, doses: Sequence[int],
         rng = np.random.default_rng([int(seed), ordinal, dose, *salt])
         ctrl, short = matched_controls(strata, sel, controls, rng)
         sets += [UnitSet(layout.name, dose, r, tuple(int(i) for i in c), by) for r, c in enumerate(ctrl)]
+        if controls and len(ctrl) < controls:
+            floor = 1 / (len(ctrl) + 1)
+            notes.append(f"`{layout.name}` K={dose} (top by {'|t|' if by == 't' else 'attribution'}): only "
+                         f"{len(ctrl)} distinct matched control set{'s exist' if len(ctrl) != 1 else ' exists'} (the "
+                         f"blocks are small); each is used once, so p ≥ {floor:.3g}"
+                         + (" and cannot reach 0.05" if floor > ALPHA else ""))
         if short and controls:
             blocks = sorted({layout.spans[s // 2].block.name for s in short})
             notes.append(f"`{layout.name}` K={dose}: {', '.join(blocks)} had too few other units, so the controls "

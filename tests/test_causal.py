@@ -310,6 +310,19 @@ def test_each_control_effect_is_its_own_sets_effect(planted, mode):
     assert effects[0] > 0.7 and effects[1:].max() < 0.3  # and they differ, so a mix-up could not pass
 
 
+def test_small_blocks_give_each_distinct_control_set_once():
+    """Two units per block left to draw from, two needed: one possible control set. It is
+    used once (not 20 times), and p cannot claim 1/21."""
+    strata = np.repeat(np.arange(4), 4)  # 4 blocks of 4 units
+    selected = np.array([0, 1, 4, 5])
+    sets, _ = matched_controls(strata, selected, 20, np.random.default_rng(0))
+    assert [list(c) for c in sets] == [[2, 3, 6, 7]]
+    sets, _ = matched_controls(strata, np.array([0, 4]), 20, np.random.default_rng(0))
+    assert len(sets) == 9 and len({tuple(c) for c in sets}) == 9  # 3 × 3 distinct sets, all of them
+    sets, _ = matched_controls(np.repeat(np.arange(4), 24), np.array([0, 24]), 20, np.random.default_rng(0))
+    assert len({tuple(c) for c in sets}) == 20  # many possible: 20 distinct draws
+
+
 def test_permutation_p_counts_ties_as_at_least_as_large():
     assert permutation_p(0.5, [0.5, 0.1, 0.2]) == pytest.approx(2 / 4)  # a tie counts against the selection
     assert permutation_p(0.5, [0.4999999, 0.1, 0.2]) == pytest.approx(1 / 4)
@@ -345,7 +358,7 @@ def test_attribution_ranks_heads_as_exact_single_unit_patching_does(planted):
     assert att["passes"] == 2 * N_PAIRS and _no_hooks(tr)
 
 
-@pytest.mark.parametrize("controls", [5, 10, 19, 20, 39, 99])
+@pytest.mark.parametrize("controls", [5, 10, 19, 20, 25, 30, 39, 50, 99])
 def test_sequential_controls_settle_p_on_the_side_all_controls_give(controls):
     """Besag–Clifford: drawing controls until h reach the effect gives p > 0.05 exactly
     when all R would; p = h / drawn then; a selection beating every control draws all R."""
@@ -363,7 +376,7 @@ def test_sequential_controls_settle_p_on_the_side_all_controls_give(controls):
         assert (p_seq <= 0.05) == (p_all <= 0.05)
         if len(drawn) < controls:
             stopped += 1
-            assert p_seq == pytest.approx(h / len(drawn)) and p_seq > 0.05
+            assert p_seq == pytest.approx(max(h / len(drawn), (1 + h) / (1 + controls))) and p_seq > 0.05
             assert sum(x >= effect for x in drawn) == h and drawn[-1] >= effect
         else:
             assert p_seq == p_all
@@ -392,8 +405,12 @@ def test_sequential_check_reaches_todays_conclusions_on_the_planted_model(plante
     seq = _measure(tr, forward, sets, layout, tests)
     assert len(tests) == 6
     for test, a, b in zip(tests, full["tests"], seq["tests"]):
-        assert a["drawn"] == 20 and not a["stopped_early"]
+        n = len(test.controls)  # 20, or every distinct matched set where a block has few others
+        assert a["drawn"] == n and not a["stopped_early"]
         assert b["effect"] == pytest.approx(a["effect"], rel=1e-6)
-        assert (a["p"] <= 0.05) == (b["p"] <= 0.05) == (sets[test.selected].by == "t")
-        assert b["stopped_early"] == (sets[test.selected].by != "t")
+        planted_first = sets[test.selected].by == "t"
+        assert (a["p"] <= 0.05) == (b["p"] <= 0.05) == (planted_first and n >= 19)
+    # the planted top 4 against 20 controls; K = 1 and 2 have only 3 and 9 distinct matched sets
+    assert [len(t.controls) for t in tests[:3]] == [3, 9, 20] and full["tests"][2]["p"] == pytest.approx(1 / 21)
+    assert all(r["stopped_early"] for r in seq["tests"][3:])  # the planted heads last: stopped at once
     assert seq["passes"]["interventions"] < full["passes"]["interventions"] == len(sets) * 2 * N_PAIRS

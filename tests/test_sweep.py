@@ -87,13 +87,13 @@ splits = "many"
     text = str(err.value)
     for expected in ("modles: unknown key (did you mean 'models'?)", "models: required key is missing",
                      "seeds[1]: --seed: -1 is out of range", "seeds[2]: 0 is listed twice", "steps: --steps",
-                     "options.flipz: unknown run option (did you mean 'flips'?)",
+                     "options.flipz: unknown run option (did you mean 'flips'?)", "probes[1]: ",
                      "options.seed: is an axis: use the top-level key 'seeds'", "options.splits: --splits"):
         assert expected in text, text
     assert all(line.startswith(f"{path}: ") for line in err.value.problems)
     res = CliRunner().invoke(main, ["sweep", str(path), "--out", str(tmp_path / "out")])
     assert res.exit_code == 1 and "modles" in res.output and not (tmp_path / "out").exists()
-    # the probes are checked once the rest is right
+    # the probes alone
     path.write_text('probes = ["ray", "no-such-probe"]\nmodels = ["tiny"]\nseeds = [0]\n')
     with pytest.raises(SpecError, match=r"probes\[1\]: .*no-such-probe"):
         load_grid(path)
@@ -215,7 +215,7 @@ def test_ray_executor_without_ray_says_how_to_get_it(tmp_path):
 
 
 REPORT_GRID = """probes = ["ray", "measure"]
-models = ["tiny", "tiny-seed1"]
+models = ["tiny", "tiny-weights1"]
 seeds = [0, 1]
 layouts = ["heads"]
 
@@ -233,7 +233,7 @@ def reported(tmp_path_factory):
     runner = CliRunner()
     res = runner.invoke(main, ["sweep", str(grid), "--out", str(out), "--no-figures"])
     assert res.exit_code == 0, res.output
-    assert "8 of 8 cells complete; 2 model loads" in res.output  # tiny and tiny-seed1, once each
+    assert "8 of 8 cells complete; 2 model loads" in res.output  # tiny and tiny-weights1, once each
     res = runner.invoke(main, ["sweep", "report", str(out)])
     assert res.exit_code == 0, res.output
     return grid, out
@@ -273,7 +273,7 @@ def test_sweep_report_correlates_probes_and_models(reported):
         r = np.array(corr["r"], dtype=float)
         assert np.allclose(np.diag(r), 1) and np.allclose(r, r.T) and np.isfinite(r).all()
     card = (out / "README.md").read_text()
-    for section in ("## Replication over seeds", "## Probe × probe", "## Model × model", "## Steps",
+    for section in ("## Cells", "## Replication over noise seeds", "## Probe × probe", "## Model × model", "## Steps",
                     "[ray-tiny-seed0-heads](ray-tiny-seed0-heads/README.md)", "say nothing about FLUX.2"):
         assert section in card, section
     assert (out / "figures" / "correlation_0.png").stat().st_size > 0
@@ -323,3 +323,81 @@ def test_the_python_block_of_docs_sweeps_runs_as_shown(tmp_path, monkeypatch):
     exec(compile(blocks[0], "sweeps.md", "exec"), namespace)
     assert namespace["result"]["counts"]["complete"] == 1
     assert (tmp_path / "sweeps" / "grid" / "README.md").is_file()
+
+
+def test_hostile_grids_and_sweep_folders_get_one_clear_error(tmp_path):
+    """From a hostile-input sweep: each case is refused with one message, no traceback,
+    nothing written outside the sweep folder."""
+    runner = CliRunner()
+    base = 'probes = ["ray"]\nmodels = ["tiny"]\nseeds = [0]\n[options]\nflips = 16\nsplits = 4\n'
+    grid = _write(tmp_path, base)
+
+    def refused(args, expected):
+        res = runner.invoke(main, ["sweep", *map(str, args)])
+        assert res.exit_code != 0 and expected in res.output, res.output
+        assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+
+    # a cell folder that is a link would write elsewhere
+    out = tmp_path / "linked"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out.mkdir()
+    (out / "ray-tiny-seed0").symlink_to(outside)
+    refused([grid, "--out", out, "--no-figures"], "is a symbolic link")
+    assert not any(outside.iterdir())
+    # --out: empty, under a file, a run folder
+    refused([grid, "--out", ""], "--out: an empty path")
+    (tmp_path / "file").write_text("x")
+    refused([grid, "--out", tmp_path / "file" / "sub"], "cannot make the folder")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text("{}")
+    refused([grid, "--out", run], "is a run folder")
+    # a received sweep.json with bad cell entries, or a folder in its place
+    for entry in ('"x"', "{}", '{"status": [1]}', '{"status": "complete", "attempts": "abc"}'):
+        bad = tmp_path / f"bad{len(entry)}"
+        bad.mkdir()
+        (bad / "sweep.json").write_text('{"cells": {"other": %s}}' % entry)
+        refused([grid, "--out", bad], "is not a plantain sweep manifest")
+    folder = tmp_path / "dirjson"
+    (folder / "sweep.json").mkdir(parents=True)
+    refused([grid, "--out", folder], "sweep.json is not a file")
+    # grids: nesting, control characters in keys, huge grids, capture steps within the steps axis
+    deep = _write(tmp_path, base.replace("seeds = [0]", "seeds = [0]\nlayouts = " + "[" * 500 + "]" * 500), "deep.toml")
+    refused(["plan", deep], "nested too deeply")
+    odd = _write(tmp_path, base + '"x\\nError: fine" = 1\n', "odd.toml")
+    refused(["plan", odd], "options.'x\\nError: fine': unknown run option")
+    huge = _write(tmp_path, base.replace("seeds = [0]", f"seeds = {list(range(2000))}\nsteps = {list(range(1, 1001))}"),
+                  "huge.toml")
+    refused(["plan", huge], "2,000,000 cells; a sweep may have at most 100,000")
+    ok = _write(tmp_path, base.replace("[options]", "steps = [4]\n[options]\ncapture_steps = [2]"), "steps.toml")
+    res = runner.invoke(main, ["sweep", "plan", str(ok)])
+    assert res.exit_code == 0, res.output
+    for rate in ("nan", "inf", "0"):
+        refused(["plan", grid, "--passes-per-second", rate], "passes-per-second")
+
+
+def test_a_changed_spec_is_not_taken_for_a_complete_cell(tmp_path):
+    spec = tmp_path / "mine.toml"
+    spec.write_text((pathlib.Path(__file__).parents[1] / "specs" / "ray.toml").read_text()
+                    .replace('name = "ray"', 'name = "mine"'))
+    grid = _write(tmp_path, 'probes = ["mine.toml"]\nmodels = ["tiny"]\nseeds = [0]\n[options]\nflips = 16\nsplits = 4\n')
+    out = tmp_path / "sweep"
+    runner = CliRunner()
+    assert runner.invoke(main, ["sweep", str(grid), "--out", str(out), "--no-figures"]).exit_code == 0
+    spec.write_text(spec.read_text().replace("direction = [", "tags = [\"edited\"]\ndirection = [", 1))
+    res = runner.invoke(main, ["sweep", str(grid), "--out", str(out), "--no-figures"])
+    assert "already complete" not in res.output  # the edited spec is not the one its results came from
+    assert res.exit_code == 1 and "cannot resume" in res.output.lower() or "spec" in res.output.lower(), res.output
+
+
+def test_a_truncated_units_csv_stops_the_sweep_report(tmp_path, reported):
+    import shutil
+
+    _, out = reported
+    cut = tmp_path / "cut"
+    shutil.copytree(out, cut)
+    csv = cut / "ray-tiny-seed0-heads" / "units.csv"
+    csv.write_text("\n".join(csv.read_text().splitlines()[:5]) + "\n")
+    res = CliRunner().invoke(main, ["sweep", "report", str(cut), "--no-figures"])
+    assert res.exit_code == 1 and "has 4 rows, the run has 16 units" in res.output, res.output

@@ -33,7 +33,7 @@ from .options import DOSES, LayoutList, check_device, check_dtype
                    "both (the other's top units are measured without controls).")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the control sets (default: the run's).")
 @click.option("--units", "layouts", type=LayoutList(), default=None,
-              help="Layouts to test (default: the run's, heads first).")
+              help="Layouts to screen and confirm (default: the run's layouts screened, heads confirmed).")
 @click.option("--model", default=None, help="Another copy of the run's model (default: the one the run recorded).")
 @click.option("--device", default="auto", callback=check_device, show_default=True, help="auto = cuda, then mps, then cpu.")
 @click.option("--dtype", default=None, callback=check_dtype, help="bf16, fp16 or fp32 (default: the run's).")

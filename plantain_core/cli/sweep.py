@@ -35,7 +35,7 @@ def cli():
 
 @cli.command("run")
 @click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=pathlib.Path))
-@click.option("--out", type=click.Path(path_type=pathlib.Path), default=None,
+@click.option("--out", type=str, default=None,
               help="Sweep folder (default: sweeps/<file stem>); one run folder per cell inside.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: cells one after another in this process; ray: Ray actors, one per GPU or --workers CPUs.")
@@ -63,9 +63,17 @@ def run_cmd(sweep_file, out, executor, address, workers, retries, no_figures):
     click.echo(f"next: plantain sweep report {result['out']}")
 
 
+def _rate(ctx, param, value):
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a rate; give measured passes per second, e.g. 3.5", ctx, param)
+    return value
+
+
 @cli.command("plan")
 @click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=pathlib.Path))
-@click.option("--passes-per-second", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--passes-per-second", type=click.FloatRange(min=1e-6), default=None, callback=_rate,
               help="Measured transformer passes per second per device (default: a benchmark figure where one "
                    "exists for the model).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")

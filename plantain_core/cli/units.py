@@ -20,7 +20,9 @@ def meta_transformer(model: str):
     import torch
     from diffusers import Flux2Transformer2DModel
 
-    if model.strip().lower() in {"tiny", "plantain/tiny"}:
+    from ..models.loaders import TinyLoader
+
+    if TinyLoader.NAME.fullmatch(model.strip().lower()):
         from ..models import tiny
 
         config, source = dict(tiny.TRANSFORMER_CONFIG), "embedded tiny model"

@@ -51,8 +51,8 @@ class TinyLoader:
     """The embedded tiny FLUX.2 Klein (random weights; for demos and tests)."""
 
     description = ("embedded tiny FLUX.2 Klein (random weights, 128x128, offline; numbers mean nothing about FLUX); "
-                   "tiny-seedN: the same architecture with other random weights")
-    NAME = re.compile(r"(?:plantain/)?tiny(?:-seed(\d{1,9}))?")
+                   "tiny-weightsN: the same architecture with other random weights")
+    NAME = re.compile(r"(?:plantain/)?tiny(?:-weights(\d{1,9}))?")
 
     def accepts(self, model: str) -> bool:
         return self.NAME.fullmatch(str(model).strip().lower()) is not None
@@ -72,9 +72,10 @@ class TinyLoader:
         pipe = tiny.build_tiny_pipeline(seed=seed)
         _quiet_to(pipe, device, torch_dtype)
         pipe.set_progress_bar_config(disable=True)
-        revision = tiny.TINY_REVISION if seed == 0 else f"{tiny.TINY_REVISION}-seed{seed}"
+        revision = tiny.TINY_REVISION if seed == 0 else f"{tiny.TINY_REVISION}-weights{seed}"
         return LoadedModel(
-            pipeline=pipe, name="tiny", id=tiny.TINY_ID if seed == 0 else f"{tiny.TINY_ID}-seed{seed}", revision=revision, device=device, dtype=torch_dtype,
+            pipeline=pipe, name="tiny", id=tiny.TINY_ID if seed == 0 else f"{tiny.TINY_ID}-weights{seed}",
+            revision=revision, device=device, dtype=torch_dtype,
             text_encoder_out_layers=tiny.TEXT_OUT_LAYERS, default_size=tiny.TINY_SIZE, is_tiny=True,
             load_seconds=time.perf_counter() - start,
         )

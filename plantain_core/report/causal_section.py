@@ -75,8 +75,9 @@ def _verdict(name: str, data, lay, dose) -> str:
         else:
             text += " No evidence that the selected units carry more of the A/B output difference than matched random units."
     elif dose.get("by") == "attribution" and not data.get("exhaustive"):
-        text += ("; measured without controls (`plantain causal --confirm both` tests it against random units "
-                 "of the same blocks).")
+        text += ("; measured without controls, so not comparable with the other selection's effect (random units "
+                 "of other blocks remove different amounts): `plantain causal --confirm both` tests it against random "
+                 "units of its own blocks.")
     else:
         text += "; no controls were run, so there is nothing to compare it with."
     return text
@@ -97,8 +98,10 @@ def rankings_of(lay: Mapping[str, Any]):
 def _screen(screen) -> list[str]:
     if not isinstance(screen, Mapping) or not screen.get("layouts"):
         return []
-    out = [f"**Attribution screen of every unit** ({screen.get('passes', '?')} passes, one forward and one backward "
-           "each: a first-order estimate of each unit's patch effect):", ""]
+    passes = screen.get("passes")
+    cost = f"{passes} forward and {passes // 2} backward passes" if isinstance(passes, int) else "one forward and one " \
+        "backward pass per pass of the probe"
+    out = [f"**Attribution screen of every unit** ({cost}: a first-order estimate of each unit's patch effect):", ""]
     for name, s in screen["layouts"].items():
         top = ", ".join(f"`{u['unit']}`" for u in s["top_by_attribution"][:8])
         rho = s.get("spearman_sets_estimate_vs_exact")
@@ -243,7 +246,12 @@ def write_causal_figure(run_dir, data: Mapping[str, Any]) -> pathlib.Path | None
         if att:
             ax.plot([d["k"] for d in att], [val(d["effect"]) for d in att], "s", color="C2",
                     label="top K by attribution")
-        if any(d["controls"]["n"] for d in lay["doses"]):
+        if len(ks) == 1 and lay["doses"][0]["controls"]["n"]:  # one dose: the band as an error bar
+            c = lay["doses"][0]["controls"]
+            mean, low, high = val(c["mean"]), val(c["q05"]), val(c["q95"])
+            ax.errorbar(ks, [mean], yerr=[[mean - low], [high - mean]], fmt="s", color="C0", capsize=4,
+                        label="matched random: mean, 5–95%")
+        elif any(d["controls"]["n"] for d in lay["doses"]):
             ax.fill_between(ks, [val(d["controls"]["q05"]) for d in lay["doses"]],
                             [val(d["controls"]["q95"]) for d in lay["doses"]], color="C0", alpha=0.25,
                             label="matched random: 5–95%")
