@@ -414,3 +414,20 @@ def test_sequential_check_reaches_todays_conclusions_on_the_planted_model(plante
     assert [len(t.controls) for t in tests[:3]] == [3, 9, 20] and full["tests"][2]["p"] == pytest.approx(1 / 21)
     assert all(r["stopped_early"] for r in seq["tests"][3:])  # the planted heads last: stopped at once
     assert seq["passes"]["interventions"] < full["passes"]["interventions"] == len(sets) * 2 * N_PAIRS
+
+
+def test_a_verdict_on_controls_that_overlap_the_selection_says_so():
+    from plantain_core.report.causal_section import causal_markdown
+
+    controls = {"n": 20, "planned": 20, "stopped_early": False, "effects": [0.0] * 20, "mean": 0.0, "sd": 0.01,
+                "q05": -0.01, "q95": 0.01, "max": 0.02, "output_change_mean": 0.01}
+    dose = {"k": 4, "by": "t", "units": ["joint[0].h00"], "t": [5.0], "blocks": {}, "effect": 0.5,
+            "effect_per_pair": [0.5], "output_change": 0.1, "controls": controls, "p": 1 / 21}
+    data = {"mode": "ablate", "ablate_value": "mean", "controls": 20, "rankings": ["t"], "n_pairs": 5,
+            "layouts": {"heads": {"n_units": 16, "k": 4, "doses": [dose], "attribution": {"k": None, "doses": []}}},
+            "notes": []}
+    plain = causal_markdown(data)
+    assert "**The selected units carry more" in plain and "share units with the selection" not in plain
+    data["notes"] = ["`heads` K=4: joint[1] had too few other units, so the controls there were drawn from all of "
+                     "the block's units and can overlap the selected set"]
+    assert "some controls share units with the selection" in causal_markdown(data)

@@ -69,9 +69,13 @@ def _verdict(name: str, data, lay, dose) -> str:
                  if c.get("stopped_early") else "")
         text += (f"; {c['n']} random sets of {dose['k']} units from the same blocks{early} gave {_band(c)} "
                  f"(mean ± sd [5%, 95%]); p = {_p(dose['p'], c['n'], c.get('stopped_early'))}.")
+        overlap = any(isinstance(n, str) and n.startswith(f"`{name}` K={dose['k']}:") and "overlap" in n
+                      for n in data.get("notes") or [])
         if dose["p"] is not None and dose["p"] <= 0.05:
             text += (" **The selected units carry more of the A/B difference in the output than matched random "
-                     "units** at this step and noise level.")
+                     "units** at this step and noise level"
+                     + (" (some blocks had too few other units, so some controls share units with the selection: "
+                        "see the note below)." if overlap else "."))
         else:
             text += " No evidence that the selected units carry more of the A/B output difference than matched random units."
     elif dose.get("by") == "attribution" and not data.get("exhaustive"):
