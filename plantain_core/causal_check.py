@@ -347,7 +347,8 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
         "rankings": list(options.rankings),
         "sequential": None if options.exhaustive else {
             "rule": "Besag–Clifford: controls are drawn one at a time and stop at the h-th that reaches the selected "
-                    "effect (p = h / drawn > 0.05), else all R are drawn (p = (1 + g) / (1 + R))",
+                    "effect (p = max(h / drawn, (1 + h) / (1 + R)) > 0.05), else all R are drawn "
+                    "(p = (1 + g) / (1 + R))",
             "alpha": ALPHA},
         "seed": seed,
         "run_seed": seed_run,

@@ -138,9 +138,9 @@ def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: boo
     ]
     if data.get("sequential"):
         out += ["Controls were drawn one at a time and stopped as soon as p > 0.05 was settled (Besag & Clifford "
-                "1991: at the h-th control reaching the selected effect, h = ⌊0.05 (R + 1)⌋, p = h / drawn); a "
-                "selection that beats every control draws all R, so p ≤ 0.05 is always judged on all of them "
-                "(`--exhaustive` draws all R at every dose).", ""]
+                "1991: at the h-th control reaching the selected effect, h = ⌊0.05 (R + 1)⌋, "
+                "p = max(h / drawn, (1 + h) / (1 + R)) > 0.05); a selection that beats every control draws all R, "
+                "so p ≤ 0.05 is always judged on all of them (`--exhaustive` draws all R at every dose).", ""]
     out += _what(data) + [""]
     rows = ["| layout | top K by | K | effect | controls: mean ± sd [5%, 95%] (drawn) | p | output change: "
             "selected / controls |", "|---|---|---:|---:|---|---:|---|"]
