@@ -24,12 +24,13 @@ from .runfolder import OWN_FILES, locked
 MANIFEST = "manifest.json"
 
 
-def _slug(model: str) -> str:
+def slug(model: str) -> str:
+    """A model reference (hub id, folder, name) as one folder-name part."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", pathlib.Path(model).name if "/" in model else model).strip("-") or "model"
 
 
 def default_out(name: str, model: str, seed: int) -> pathlib.Path:
-    return pathlib.Path("runs") / f"{name}-{_slug(model)}-seed{seed}"
+    return pathlib.Path("runs") / f"{name}-{slug(model)}-seed{seed}"
 
 
 def update_manifest(out: pathlib.Path, **fields) -> None:

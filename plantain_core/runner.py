@@ -135,7 +135,8 @@ def preflight(config: RunConfig, registry=None) -> None:
         check_dtype_supported(dev, resolve_dtype(config.dtype, dev))
 
 
-def _load(config: RunConfig, model, registry) -> LoadedModel:
+def load_for(config: RunConfig, model=None, registry=None) -> LoadedModel:
+    """``model`` if it is a loaded bundle, else ``config``'s model, after :func:`preflight`."""
     if isinstance(model, LoadedModel):
         return model
     preflight(config)  # before a long model load
@@ -179,7 +180,7 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
     if share is not None and config.length_control:
         raise PlantainError("--length-control runs a second probe into RUN_DIR/placebo; run it in one process")
     # each process of a split run on its own device (cuda:N), unless one was named
-    bundle = _load(config.evolve(device=share.device.split(":")[0] if share.device.startswith("cpu") else share.device)
+    bundle = load_for(config.evolve(device=share.device.split(":")[0] if share.device.startswith("cpu") else share.device)
                    if share is not None and config.device == "auto" else config, model, registry)
     check_dtype_supported(bundle.device, bundle.dtype)
     pipe = bundle.pipeline

@@ -61,15 +61,12 @@ class ModelCache:
         self.loads = 0
 
     def get(self, config: RunConfig):
-        from .models.loaders import load_model
-        from .runner import preflight
+        from .runner import load_for
 
         key = model_key(config)
         if key != self.key:
             self.bundle = self.key = None  # free the old model before the new one loads
-            preflight(config)
-            self.bundle = load_model(config.model, config.device, config.dtype, revision=config.revision,
-                                     offload=config.offload)
+            self.bundle = load_for(config)
             self.key, self.loads = key, self.loads + 1
         return self.bundle
 
@@ -94,7 +91,7 @@ def _worker_name() -> str:
 
 
 @attrs.frozen
-class Outcome:
+class CellOutcome:
     """What became of one attempt at a cell."""
 
     cell: Cell
@@ -106,7 +103,7 @@ class Outcome:
 
 
 def run_local(cells: list[Cell], out: pathlib.Path, options: SweepOptions, started: Callable[[Cell, str], None],
-              tally: dict) -> Iterable[Outcome]:
+              tally: dict) -> Iterable[CellOutcome]:
     """Cells one after another in this process, grouped by model (each loaded once)."""
     cache = ModelCache()
     for cell in sorted(cells, key=lambda c: tuple(map(str, model_key(c.config)))):
@@ -116,11 +113,11 @@ def run_local(cells: list[Cell], out: pathlib.Path, options: SweepOptions, start
             got = run_cell(cell.config.as_dict(), str(out / cell.name), cache, options.figures)
         except PlantainError as exc:
             tally["model_loads"] = tally.get("model_loads", 0) + cache.loads - loads
-            yield Outcome(cell, False, str(exc).split("\n")[0], worker=_worker_name())
+            yield CellOutcome(cell, False, str(exc).split("\n")[0], worker=_worker_name())
             continue
         got["loads_delta"] = cache.loads - loads
         tally["model_loads"] = tally.get("model_loads", 0) + got["loads_delta"]
-        yield Outcome(cell, True, seconds=got["seconds"], worker=_worker_name())
+        yield CellOutcome(cell, True, seconds=got["seconds"], worker=_worker_name())
 
 
 def _ray():
@@ -132,7 +129,7 @@ def _ray():
 
 
 def run_ray(cells: list[Cell], out: pathlib.Path, options: SweepOptions, started: Callable[[Cell, str], None],
-            tally: dict) -> Iterable[Outcome]:
+            tally: dict) -> Iterable[CellOutcome]:
     """Cells on Ray actors, each loading a model once and taking its model's cells first.
     A worker that dies is replaced and its cell requeued (resumed from its flushed batches)."""
     ray = _ray()
@@ -176,10 +173,10 @@ def run_ray(cells: list[Cell], out: pathlib.Path, options: SweepOptions, started
             losses[cell.name] = losses.get(cell.name, 0) + 1
             current.pop(name, None)
             if losses[cell.name] >= MAX_WORKER_LOSSES:
-                yield Outcome(cell, False, f"its worker died {losses[cell.name]} times", worker=name, lost_worker=True)
+                yield CellOutcome(cell, False, f"its worker died {losses[cell.name]} times", worker=name, lost_worker=True)
             else:
                 pending.insert(0, cell)  # resumed on the next free worker
-                yield Outcome(cell, False, "worker lost; requeued", worker=name, lost_worker=True)
+                yield CellOutcome(cell, False, "worker lost; requeued", worker=name, lost_worker=True)
             if pending:
                 fresh = new_workers(1)[0]
                 current[fresh[1]] = None
@@ -189,10 +186,10 @@ def run_ray(cells: list[Cell], out: pathlib.Path, options: SweepOptions, started
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
             message = str(cause).split("\n")[0] if isinstance(cause, PlantainError) else \
                 f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
-            yield Outcome(cell, False, message, worker=name)
+            yield CellOutcome(cell, False, message, worker=name)
         else:
             tally["model_loads"] = tally.get("model_loads", 0) + got["loads_delta"]
-            yield Outcome(cell, True, seconds=got["seconds"], worker=name)
+            yield CellOutcome(cell, True, seconds=got["seconds"], worker=name)
         idle.append((actor, name))
 
 
@@ -215,6 +212,6 @@ class _CellWorker:
 
 
 def run_cells(cells: list[Cell], out: pathlib.Path, options: SweepOptions, started: Callable[[Cell, str], None],
-              tally: dict) -> Iterable[Outcome]:
+              tally: dict) -> Iterable[CellOutcome]:
     runner = run_ray if options.executor == "ray" else run_local
     yield from runner(cells, out, options, started, tally)

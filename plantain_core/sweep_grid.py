@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import pathlib
-import re
 from typing import Any
 
 import attrs
 
 from .config import ConfigError, RunConfig
 from .errors import PlantainError, SpecError, suggest
+from .execute import slug
 from .spec import read_toml
 
 #: axis key -> RunConfig field, in the order cell names are built
@@ -73,8 +73,8 @@ class SweepGrid:
 
 
 def _slug(text: str) -> str:
-    text = pathlib.PurePath(text).stem if text.endswith(".toml") else text.rstrip("/").rsplit("/", 1)[-1]
-    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-.") or "x"
+    """A probe or model reference as one part of a cell name, as ``plantain run`` names its folders."""
+    return slug(pathlib.PurePath(text).stem if text.endswith(".toml") else text)
 
 
 def cell_name(config: RunConfig) -> str:

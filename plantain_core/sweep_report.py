@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .causal import _f
 from .errors import PlantainError
 from .runfolder import check_run_folder, inside, locked, staged
 from .sweep_state import SWEEP_JSON
@@ -34,10 +35,6 @@ CARD = "README.md"
 SUMMARY = "sweep_summary.json"
 FIGURES = "figures"
 ALPHA = 0.05
-
-
-def _f(x) -> float | None:
-    return float(f"{x:.6g}") if x is not None and math.isfinite(float(x)) else None
 
 
 def _cells(sweep_dir: pathlib.Path) -> list[dict[str, Any]]:
