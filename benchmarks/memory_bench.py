@@ -97,8 +97,9 @@ def worker(n_pairs: int, batch: int, threads: int, distinct: bool = True) -> dic
     from plantain_core import ProbeSpec, RunConfig
     from plantain_core.probes import Probe
     from plantain_core.models import TinyLoader
-    from plantain_core.models.layouts import transformer_layouts
-    from plantain_core.runner import MAX_SEQUENCE_LENGTH, run_probe
+    from plantain_core.family import transformer_layouts
+    from plantain_core.models.flux2 import FLUX2_KLEIN
+    from plantain_core.runner import run_probe
 
     bundle = TinyLoader().load("tiny", "cpu")
     spec = ProbeSpec(name="bench", generator="text-pair", stimuli={"pairs": []})
@@ -129,7 +130,7 @@ def worker(n_pairs: int, batch: int, threads: int, distinct: bool = True) -> dic
         "rss_after_mb": round(_rss_kb() / 1024, 2),
         "tracemalloc_peak_mb": round(traced_peak / 2**20, 3),
         "expected_capture_arrays_mb": round(2 * n_pairs * units * 8 / 2**20, 4),
-        "expected_prompt_embeddings_mb": round(prompts * MAX_SEQUENCE_LENGTH * cfg.joint_attention_dim * 4 / 2**20, 2),
+        "expected_prompt_embeddings_mb": round(prompts * FLUX2_KLEIN.text_tokens * cfg.joint_attention_dim * 4 / 2**20, 2),
     }
 
 
@@ -148,7 +149,7 @@ def _spawn_args(args: list[str]) -> dict[str, Any]:
 def capture_state(transformer, layouts=("heads", "slices16"), tokens: int | None = None,
                   itemsize: int = 2) -> dict[str, Any]:
     """Analytic per-stimulus sizes for ``transformer`` (may be on the meta device)."""
-    from plantain_core.models.layouts import describe_blocks, transformer_layouts
+    from plantain_core.family import describe_blocks, transformer_layouts
 
     blocks = describe_blocks(transformer)
     units = {name: len(lay) for name, lay in transformer_layouts(transformer, layouts).items()}
@@ -173,7 +174,7 @@ def steady_state(transformer, kwargs, forwards: int) -> dict[str, Any]:
     import torch
 
     from plantain_core.capture import capture_units
-    from plantain_core.models.layouts import describe_blocks
+    from plantain_core.family import describe_blocks
 
     kept = []
     with capture_units(transformer, ("heads", "slices16")) as cap, torch.inference_mode():

@@ -63,7 +63,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
     from plantain_core.capture import capture_units
     from plantain_core.models import TinyLoader
-    from plantain_core.models.layouts import describe_blocks, transformer_layouts
+    from plantain_core.family import describe_blocks, transformer_layouts
 
     log(f"nnsight {info}: capture pass on tiny")
     tr = TinyLoader().load("tiny", "cpu").pipeline.transformer

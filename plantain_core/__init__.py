@@ -28,6 +28,10 @@ _LAZY = {
     "Probe": "probes", "RunConfig": "config", "ConfigError": "config", "InterpreterFailed": "execute",
     "ProbeResult": "analysis", "LayoutStats": "stats", "BlockStats": "stats",
     "read_pairs": "pairtable", "RawPair": "pairtable", "check_text": "pairtable",
+    "ModelFamily": "family", "TEXT_KINDS": "family", "IMAGE_KINDS": "family", "ALL_KINDS": "family",
+    "LoadedModel": "models.loaders", "TinyModel": "models.loaders",
+    "TinyLoader": "models.loaders", "HubLoader": "models.loaders", "BlockInfo": "models.layouts",
+    "Site": "models.layouts",
 }
 
 
@@ -45,13 +49,20 @@ def __dir__():
 
 __all__ = [
     "hookimpl",
+    "ALL_KINDS",
+    "IMAGE_KINDS",
+    "TEXT_KINDS",
     "BlockStats",
     "Captures",
     "ConfigError",
+    "BlockInfo",
+    "HubLoader",
     "ImageSource",
     "Interpretation",
     "InterpreterFailed",
     "LayoutStats",
+    "LoadedModel",
+    "ModelFamily",
     "ModelSettings",
     "Pair",
     "PlantainError",
@@ -63,8 +74,11 @@ __all__ = [
     "Run",
     "RunConfig",
     "Section",
+    "Site",
     "SpecError",
     "Stimulus",
+    "TinyLoader",
+    "TinyModel",
     "check_text",
     "load_run",
     "probe",

@@ -1,5 +1,8 @@
 """Per-unit RMS capture with torch forward pre-hooks on the attention output projections.
 
+The projections are the model family's capture sites (:meth:`ModelFamily.sites
+<plantain_core.family.ModelFamily.sites>`); the table below names FLUX.2's.
+
 (Named ``capture`` so it is not confused with pluggy's plugin hooks.)
 
 For every hooked projection input ``x`` (batch, tokens, features) the pre-hook adds up
@@ -39,34 +42,15 @@ from typing import Any, Callable, Iterator
 import attrs
 import numpy as np
 
-from .models.layouts import LAYOUT_NAMES, BlockInfo, Layout, check_scope, describe_blocks, build_layouts
+from .models.layouts import LAYOUT_NAMES, BlockInfo, Layout, Site, block_streams, blocks_of, build_layouts, check_scope
 
 # Bound the float32 temporary of a projection input (elements): long single-block
 # sequences of the 4B model at 1024px would otherwise double activation memory.
 _CHUNK_ELEMENTS = 1 << 26
 
 
-@attrs.frozen
-class Site:
-    """One hooked projection: its block, stream ("image", "text" or "single") and module."""
-
-    block: BlockInfo
-    stream: str
-    module: Any = attrs.field(eq=False, repr=False)
-
-
 Editor = Callable[[Site, Any, int], Any]  # (site, x, text_len) -> replacement x or None
 SiteKey = tuple[BlockInfo, str]  # (block, stream): one hooked projection
-
-
-def joint_streams(layout: str, scope: str) -> tuple[str, ...]:
-    """Which joint-block projections (``image`` = to_out[0], ``text`` = to_add_out) a
-    unit of ``layout`` covers under token ``scope``."""
-    if scope == "image":
-        return ("image",)
-    if scope == "text":
-        return ("text",)
-    return ("image", "text") if layout == "heads" else ("image",)
 
 
 def token_range(stream: str, scope: str, n_tokens: int, text_len: int | None) -> tuple[int, int]:
@@ -87,8 +71,7 @@ def unit_features(layout: Layout, indices, token_scope: str) -> dict[SiteKey, np
     for u in np.asarray(indices, dtype=np.int64).ravel():
         span = layout.spans[span_of[u]]
         first = int(u - span.start) * span.width
-        streams = ("single",) if span.block.kind == "single" else joint_streams(layout.name, token_scope)
-        for stream in streams:
+        for stream in block_streams(span.block, layout.name, token_scope):
             out.setdefault((span.block, stream), []).extend(range(first, first + span.width))
     return {key: np.unique(np.asarray(v, dtype=np.int64)) for key, v in out.items()}
 
@@ -197,24 +180,19 @@ class UnitCapture:
     transformer: Any
     layouts: dict[str, Layout]
     token_scope: str
+    sites: list[Site]  # the family's capture sites of ``transformer``
     editor: Editor | None = None
     measure: bool = True  # False: apply the editor only, capture nothing (intervention passes)
-    sites: list[Site] = attrs.field(factory=list)
     _handles: list[Any] = attrs.field(factory=list)
     _text_len: int | None = None
-    _sums: dict[tuple[int, str], Any] = attrs.field(factory=dict)
-    _tokens: dict[tuple[int, str], int] = attrs.field(factory=dict)
+    _sums: dict[SiteKey, Any] = attrs.field(factory=dict)
+    _tokens: dict[SiteKey, int] = attrs.field(factory=dict)
     _done: list[dict[str, np.ndarray]] = attrs.field(factory=list)
     forwards: int = 0
 
     # -- which tokens each site contributes -------------------------------------------
-    def _joint_streams(self, layout: str) -> tuple[str, ...]:
-        return joint_streams(layout, self.token_scope)
-
     def _needed(self, site: Site) -> bool:
-        if site.stream == "single":
-            return True
-        return any(site.stream in self._joint_streams(name) for name in self.layouts)
+        return any(site.stream in block_streams(site.block, name, self.token_scope) for name in self.layouts)
 
     def _token_range(self, site: Site, n_tokens: int) -> tuple[int, int]:
         return token_range(site.stream, self.token_scope, n_tokens, self._text_len)
@@ -231,7 +209,7 @@ class UnitCapture:
             self._done.append(self._finish())
         self.forwards += 1
 
-    def _make_pre_hook(self, ordinal: int, site: Site):
+    def _make_pre_hook(self, site: Site):
         import torch
 
         def hook(module, args):
@@ -244,8 +222,8 @@ class UnitCapture:
             if self.measure and self._needed(site):
                 start, stop = self._token_range(site, x.shape[1])
                 with torch.no_grad():
-                    self._sums[(ordinal, site.stream)] = _sumsq(x.detach(), start, stop)
-                self._tokens[(ordinal, site.stream)] = stop - start
+                    self._sums[(site.block, site.stream)] = _sumsq(x.detach(), start, stop)
+                self._tokens[(site.block, site.stream)] = stop - start
             return None if replaced is None else (replaced, *args[1:])
 
         return hook
@@ -257,13 +235,12 @@ class UnitCapture:
         pieces, denoms, sizes = [], [], []
         for name, layout in self.layouts.items():
             n = 0
-            for ordinal, span in enumerate(layout.spans):
-                streams = ("single",) if span.block.kind == "single" else self._joint_streams(name)
+            for span in layout.spans:
                 total, tokens = None, 0
-                for stream in streams:
-                    ss = self._sums[(ordinal, stream)][:, :span.features]
+                for stream in block_streams(span.block, name, self.token_scope):
+                    ss = self._sums[(span.block, stream)][:, :span.features]
                     total = ss if total is None else total + ss
-                    tokens += self._tokens[(ordinal, stream)]
+                    tokens += self._tokens[(span.block, stream)]
                 units = span.stop - span.start
                 pieces.append(total.reshape(total.shape[0], units, span.width).sum(dim=-1))
                 denoms.append(np.full(units, float(tokens * span.width)))
@@ -290,21 +267,10 @@ class UnitCapture:
 
     # -- install / remove --------------------------------------------------------------
     def install(self) -> None:
-        blocks = describe_blocks(self.transformer)
-        joint = list(getattr(self.transformer, "transformer_blocks", []))
-        single = list(getattr(self.transformer, "single_transformer_blocks", []))
-        for info in blocks:
-            if info.kind == "joint":
-                attn = joint[info.index].attn
-                self.sites += [Site(info, "image", attn.to_out[0]), Site(info, "text", attn.to_add_out)]
-            else:
-                self.sites.append(Site(info, "single", single[info.index].attn.to_out))
-        ordinal_of = {info: i for i, info in enumerate(blocks)}
         self._handles.append(self.transformer.register_forward_pre_hook(self._on_transformer_start, with_kwargs=True))
         self._handles.append(self.transformer.register_forward_hook(self._on_transformer_end, with_kwargs=True))
         for site in self.sites:
-            hook = self._make_pre_hook(ordinal_of[site.block], site)
-            self._handles.append(site.module.register_forward_pre_hook(hook))
+            self._handles.append(site.module.register_forward_pre_hook(self._make_pre_hook(site)))
 
     def remove(self) -> None:
         while self._handles:
@@ -318,6 +284,7 @@ def capture_units(
     token_scope: str = "all",
     editor: Editor | None = None,
     measure: bool = True,
+    family=None,
 ) -> Iterator[UnitCapture]:
     """Capture per-unit RMS of every attention output projection input while inside.
 
@@ -325,11 +292,15 @@ def capture_units(
     is ``all``, ``image`` or ``text``. Yields a :class:`UnitCapture`; call ``take()``
     after each transformer forward. The hooks are removed on exit, also on error.
     ``editor`` (e.g. a :class:`SliceEditor`) and ``measure`` may be changed between
-    forwards on the yielded object.
+    forwards on the yielded object. ``family``: the model family whose capture sites
+    to hook (default: the one registered for the transformer's class).
     """
+    from .family import family_for_transformer
+
     check_scope(token_scope)
-    built = build_layouts(layouts, describe_blocks(transformer))
-    cap = UnitCapture(transformer, built, token_scope, editor, measure)
+    sites = (family or family_for_transformer(transformer)).sites(transformer)
+    built = build_layouts(layouts, blocks_of(sites), token_scope)
+    cap = UnitCapture(transformer, built, token_scope, sites, editor, measure)
     try:
         cap.install()
         yield cap

@@ -67,12 +67,12 @@ class CausalOptions:
 
 
 def _load_run_model(manifest, model, options: CausalOptions, registry):
-    from .models.loaders import LoadedModel, load_model
+    from .models.loaders import LoadedModel, is_tiny_record, load_model
 
     if isinstance(model, LoadedModel):
         return model, []
     recorded = manifest.get("model") or {}
-    tiny = recorded.get("name") == "tiny"
+    tiny = is_tiny_record(recorded)
     if registry is None:
         from .plugins import get_registry
 
@@ -206,7 +206,9 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
 
     from .analysis import load_captures, read_manifest
     from .fsutil import atomic_write_json
-    from .models.layouts import parse_layouts, transformer_layouts
+    from .family import transformer_layouts
+    from .models.layouts import parse_layouts
+    from .family import family_of
     from .passes import PassInputs, auto_batch_size
     from .stats import paired_t
 
@@ -238,8 +240,8 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
     bundle, more = _load_run_model(manifest, model or options.model, options, registry)
     notes += more
     timings["load"] = time.perf_counter() - start
-    pipe, transformer = bundle.pipeline, bundle.pipeline.transformer
-    built = transformer_layouts(transformer, names)
+    transformer = bundle.pipeline.transformer
+    built = transformer_layouts(transformer, names, scope, family_of(bundle))
     for name in names:
         if list(built[name].units) != caps[name][2]:
             raise PlantainError(f"{run_dir}: the model's `{name}` units differ from the captured ones")
@@ -253,13 +255,10 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
                      if s.image is not None and s.image.path), None)
     check_images(run_dir, manifest.get("images") or [], [image_record(r, spec_dir) for _, r in images.values()],
                  doing="check")
-    inputs = PassInputs.prepare(bundle, pairs, range(len(pairs)), seed_run, (height, width), images)
+    inputs = PassInputs.prepare(bundle, pairs, range(len(pairs)), seed_run, (height, width), images, config.guidance)
     timings["encode"] = time.perf_counter() - start
-    n_latent = PassInputs.latent_tokens(pipe, (height, width))
     batch_size = options.batch_size or auto_batch_size(bundle, inputs.tokens)
-
-    def forward(items):
-        return inputs.forward(items)[:, :n_latent].reshape(len(items), -1).float()
+    forward = inputs.prediction
 
     check = {name: 0.0 for name in names}
 

@@ -21,6 +21,7 @@ import attrs
 from .devices import DTYPE_ALIASES
 from .errors import PlantainError, suggest
 from .models.layouts import LAYOUT_NAMES, TOKEN_SCOPES
+from .models.loaders import is_tiny_record
 
 DEFAULT_FLIPS = 200
 DEFAULT_SPLITS = 100
@@ -344,8 +345,8 @@ def config_from_manifest(manifest: Mapping[str, Any], where: str = "manifest.jso
     model = manifest.get("model") if isinstance(manifest.get("model"), Mapping) else {}
     legacy: dict[str, Any] = {
         "probe": spec.get("name") or "probe",
-        "model": "tiny" if model.get("name") == "tiny" else model.get("id"),
-        "revision": None if model.get("name") == "tiny" else model.get("revision"),
+        "model": str(model.get("id", "")).split("/", 1)[-1] if is_tiny_record(model) else model.get("id"),
+        "revision": None if is_tiny_record(model) else model.get("revision"),
     }
     for key in ("dtype", "layouts", "token_scope", "height", "width", "batch_size", "seed", "flips", "splits",
                 "thresholds"):

@@ -59,12 +59,29 @@ def plantain_register_interpreters(register):
 def plantain_register_models(register):
     """Register model loaders.
 
-    Call ``register(name, loader)`` once per model family. A loader is any object with
+    Call ``register(name, loader)`` once per loader. A loader is any object with
     ``description`` (str), ``accepts(model: str) -> bool`` (does this loader handle a
-    ``--model`` value) and ``load(model, device, dtype, **options)`` returning a loaded
-    pipeline bundle. The embedded ``tiny`` model is registered this way too.
+    ``--model`` value) and ``load(model, device, dtype, **options)`` returning a
+    :class:`plantain_core.LoadedModel` whose ``family`` is its model family. Optional:
+    ``transformer_config(model) -> (config dict, source)`` with no weights and no network,
+    and ``family``, so ``plantain units MODEL`` can count units offline. The embedded tiny
+    models are registered this way too.
 
     :param register: ``register(name: str, loader) -> None``.
+    """
+
+
+@hookspec
+def plantain_register_families(register):
+    """Register model families.
+
+    Call ``register(name, family)`` once per family. A family is a
+    :class:`plantain_core.ModelFamily` (subclass it): its capture sites, how one probe
+    pass and one trajectory step are built from its pipeline, and which stimulus kinds it
+    runs. docs/writing-a-model-plugin.md describes every method. A family that misses a
+    required method is refused when registered.
+
+    :param register: ``register(name: str, family) -> None``.
     """
 
 

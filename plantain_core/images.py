@@ -77,6 +77,8 @@ def generate_image(bundle, source: ImageSource, height: int, width: int):
     """One image from the bundle's pipeline with the source's prompt, seed, steps and guidance."""
     import torch
 
+    from .family import family_of
+
     generator = torch.Generator("cpu").manual_seed(int(source.seed))
     with torch.inference_mode():
         out = bundle.pipeline(
@@ -86,7 +88,7 @@ def generate_image(bundle, source: ImageSource, height: int, width: int):
             num_inference_steps=int(source.steps),
             guidance_scale=float(source.guidance),
             generator=generator,
-            text_encoder_out_layers=tuple(bundle.text_encoder_out_layers),
+            **family_of(bundle).call_kwargs(bundle, (height, width)),
             output_type="pil",
         )
     return out.images[0].convert("RGB")

@@ -37,6 +37,7 @@ def kind(types, what: str, optional: bool = True) -> Check:
 
 
 STR, INT, NUM, DICT = kind(str, "a string"), kind(int, "an integer"), kind((int, float), "a number"), kind(dict, "an object")
+BOOL = kind(bool, "true or false")
 
 
 def list_of(item: Check) -> Check:
@@ -80,11 +81,12 @@ STIMULUS = obj({"prompt": STR, "image": DICT}, required=("prompt",))
 FIELDS: dict[str, Check] = {
     "status": STR, "error": STR, "created": STR, "device": STR, "dtype": STR,
     "seed": INT, "height": INT, "width": INT, "batch_size": INT, "steps": INT, "guidance": NUM,
+    "cfg": BOOL, "guidance_embedded": BOOL,
     "token_scope": STR, "spec_sha256": STR, "spec_file": STR,
     "layouts": list_of(STR), "pair_ids": list_of(STR),
     "spec": obj({"name": STR, "title": STR, "description": STR, "generator": STR, "interpreter": STR,
                  "direction": list_of(STR), "tags": list_of(STR), "model": DICT, "stimuli": DICT}),
-    "model": obj({"id": STR, "revision": STR, "name": STR}),
+    "model": obj({"id": STR, "revision": STR, "name": STR, "family": STR, "tiny": BOOL}),
     "pairs": list_of(obj({"id": STR, "a": STIMULUS, "b": STIMULUS, "meta": DICT}, required=("id", "a", "b"))),
     "token_counts": list_of(obj({"id": STR, "a": INT, "b": INT, "a_full": INT, "b_full": INT},
                                 required=("id", "a", "b"))),

@@ -1,11 +1,13 @@
 """Building probe passes: the transformer inputs of one stimulus, as the pipeline builds them.
 
 One probe pass = one transformer forward at the first step of a one-step schedule
-(timestep exactly as ``Flux2KleinPipeline.__call__`` computes it for
+(timestep exactly as the pipeline's ``__call__`` computes it for
 ``num_inference_steps=1``), guidance 1.0 (no CFG), initial noise seeded per pair so A
 and B share it. Prompts are encoded once each and conditioning images VAE-encoded once
 each (:meth:`PassInputs.prepare`); :meth:`PassInputs.kwargs` then builds any batch of
-passes. The runner and the causal check both build their passes here.
+passes. What differs between pipelines (prompt encoding, noise, transformer arguments)
+is the model family's (:mod:`plantain_core.family`). The runner and the causal check
+both build their passes here.
 """
 
 from __future__ import annotations
@@ -13,14 +15,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import attrs
-import numpy as np
 
-from .early_exit import early_exit
-from .errors import PlantainError
+from .family import ModelFamily, family_of
 from .images import get_images
 from .stimuli import Pair
 
-MAX_SEQUENCE_LENGTH = 512
 NOISE_SEED_STRIDE = 1_000_003
 
 #: One pass: (pair index, side) with side 0 = A, 1 = B.
@@ -31,12 +30,12 @@ def noise_seed(seed: int, pair_index: int) -> int:
     return int(seed) * NOISE_SEED_STRIDE + int(pair_index)
 
 
-def prompt_tokens(tokenizer, prompt: str) -> list[int]:
-    """The prompt's token ids after the chat template, before the pipeline's cut at
-    ``MAX_SEQUENCE_LENGTH`` (the text encoder sees the first 512; the rest is dropped)."""
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True, enable_thinking=False)
-    return list(tokenizer(text, verbose=False)["input_ids"])
+def cache_context(transformer, name: str):
+    """The transformer's cache context (diffusers' CacheMixin: FLUX); a no-op where it has none (SD3)."""
+    import contextlib
+
+    enter = getattr(transformer, "cache_context", None)
+    return contextlib.nullcontext() if enter is None else enter(name)
 
 
 def auto_batch_size(bundle, tokens: int) -> int:
@@ -51,64 +50,24 @@ def auto_batch_size(bundle, tokens: int) -> int:
     free, _ = torch.cuda.mem_get_info(torch.device(bundle.device))
     tr = bundle.pipeline.transformer
     inner = tr.config.num_attention_heads * tr.config.attention_head_dim
-    mlp = int(inner * tr.config.mlp_ratio)
+    mlp = int(inner * getattr(tr.config, "mlp_ratio", 4.0))
     per_elem = tokens * (8 * inner + 4 * mlp) * torch.finfo(bundle.dtype).bits // 8 * 2
     n = int(max(0, free - 4 * 2**30) // max(per_elem, 1))
     return max(1, min(16, n - n % 2 if n >= 2 else n))
 
 
-def condition_pixels(pipe, img):
-    """The pipeline's own preprocessing of a conditioning image (__call__ step 4)."""
-    try:
-        pipe.image_processor.check_image_input(img)
-    except ValueError as exc:
-        raise PlantainError(f"conditioning image rejected: {exc}") from None
-    w, h = img.size
-    if w * h > 1024 * 1024:
-        img = pipe.image_processor._resize_to_target_area(img, 1024 * 1024)
-        w, h = img.size
-    m = pipe.vae_scale_factor * 2
-    w, h = (w // m) * m, (h // m) * m
-    return pipe.image_processor.preprocess(img, height=h, width=w, resize_mode="crop")
-
-
-def probe_timestep(pipe, image_seq_len: int, device):
-    """The first (only) timestep of a one-step schedule, as __call__ step 6 builds it."""
-    import copy
-
-    from diffusers.pipelines.flux2.pipeline_flux2_klein import compute_empirical_mu, retrieve_timesteps
-
-    scheduler = copy.deepcopy(pipe.scheduler)  # set_timesteps mutates; image generation uses the original
-    sigmas = np.linspace(1.0, 1.0, 1)
-    if getattr(scheduler.config, "use_flow_sigmas", False):
-        sigmas = None
-    mu = compute_empirical_mu(image_seq_len=image_seq_len, num_steps=1)
-    timesteps, _ = retrieve_timesteps(scheduler, 1, device, sigmas=sigmas, mu=mu)
-    return timesteps[0]
-
-
-def encode_stimuli(pipe, bundle, prompts, images):
-    """Each prompt encoded once (``{prompt: (1, 512, dim)}``, text ids) and each conditioning
-    image VAE-encoded once (``{source: (latents, ids)}``), as the pipeline does."""
+def encode_stimuli(bundle, prompts, images):
+    """Each prompt encoded once (``{prompt: {kwarg: tensor}}``, shared text inputs) and each
+    conditioning image VAE-encoded once (``{source: (latents, ids)}``), by the model family."""
     import torch
 
-    exec_device = pipe._execution_device
-    embeds, text_ids, cond = {}, None, {}
-    layers = tuple(bundle.text_encoder_out_layers)
-    with torch.inference_mode(), early_exit(pipe.text_encoder, layers):  # the same embeddings, fewer layers run
-        for k in range(0, len(prompts), 8):
-            chunk = prompts[k:k + 8]
-            pe, text_ids = pipe.encode_prompt(prompt=chunk, device=exec_device, max_sequence_length=MAX_SEQUENCE_LENGTH,
-                                              text_encoder_out_layers=layers)
-            # Kept on the host: at 7.5 MiB per prompt (Klein 4B, bf16) a 1,000-pair probe's
-            # embeddings would hold 15 GiB of GPU memory; a batch moves only its own.
-            pe = pe.cpu()
-            embeds.update({p: pe[j:j + 1] for j, p in enumerate(chunk)})
+    family = family_of(bundle)
+    embeds, shared = family.encode_prompts(bundle, prompts)
+    cond = {}
+    with torch.inference_mode():
         for source, (img, _) in images.items():
-            pixels = condition_pixels(pipe, img)
-            cond[source] = pipe.prepare_image_latents(images=[pixels], batch_size=1, generator=None,
-                                                      device=exec_device, dtype=pipe.vae.dtype)
-    return embeds, text_ids, cond
+            cond[source] = family.encode_image(bundle, img)
+    return embeds, shared, cond
 
 
 @attrs.define
@@ -116,19 +75,20 @@ class PassInputs:
     """What every probe pass of a set of pairs needs, prepared once: prompt embeddings,
     conditioning latents, the probe timestep, the noise seed and the image size."""
 
-    pipe: Any
+    bundle: Any
     pairs: Sequence[Pair]
-    embeds: dict
-    text_ids: Any
-    cond: dict
+    embeds: dict  # {prompt: {kwarg: tensor (1, ...)}} on the host
+    shared: dict  # text inputs every prompt shares (text position ids)
+    cond: dict  # {image source: (latents, ids)}
     timestep: Any
     seed: int
     size: tuple[int, int]
-    text_encoder_out_layers: tuple[int, ...] = ()
+    guidance: float = 1.0  # embedded guidance of guidance-distilled families
     _negative: tuple | None = None
+
     @classmethod
     def prepare(cls, bundle, pairs: Sequence[Pair], indices: Sequence[int], seed: int, size: tuple[int, int],
-                images: dict | None = None):
+                images: dict | None = None, guidance: float = 1.0):
         """Images obtained (files or the cache; or ``images`` from ``get_images``) and
         encoded, prompts encoded, for the pairs at ``indices``."""
         pipe = bundle.pipeline
@@ -136,21 +96,29 @@ class PassInputs:
         images = get_images(bundle, sources, size[0], size[1]) if images is None else \
             {src: images[src] for src in dict.fromkeys(sources)}
         prompts = list(dict.fromkeys(s.prompt for i in indices for s in pairs[i].stimuli()))
-        embeds, text_ids, cond = encode_stimuli(pipe, bundle, prompts, images)
-        timestep = probe_timestep(pipe, cls.latent_tokens(pipe, size), pipe._execution_device)
-        return cls(pipe, pairs, embeds, text_ids, cond, timestep, int(seed), size,
-                   tuple(bundle.text_encoder_out_layers))
+        embeds, shared, cond = encode_stimuli(bundle, prompts, images)
+        family = family_of(bundle)
+        _, timesteps = family.schedule(pipe, 1, family.latent_tokens(pipe, size), pipe._execution_device)
+        return cls(bundle, pairs, embeds, shared, cond, timesteps[0], int(seed), size, float(guidance))
 
-    @staticmethod
-    def latent_tokens(pipe, size: tuple[int, int]) -> int:
-        m = pipe.vae_scale_factor * 2
-        return (size[0] // m) * (size[1] // m)
+    @property
+    def pipe(self):
+        return self.bundle.pipeline
+
+    @property
+    def family(self) -> ModelFamily:
+        return family_of(self.bundle)
+
+    @property
+    def n_latent(self) -> int:
+        """Image tokens of the noisy latent (the prediction's length)."""
+        return self.family.latent_tokens(self.pipe, self.size)
 
     @property
     def tokens(self) -> int:
         """The longest sequence a pass has: text + noisy latents + conditioning latents."""
         n_cond = max((c[0].shape[1] for c in self.cond.values()), default=0)
-        return MAX_SEQUENCE_LENGTH + self.latent_tokens(self.pipe, self.size) + n_cond
+        return self.family.text_tokens + self.n_latent + n_cond
 
     def image_of(self, item: Item):
         return self.pairs[item[0]].stimuli()[item[1]].image
@@ -163,71 +131,77 @@ class PassInputs:
             out.setdefault(None if img is None else tuple(self.cond[img][0].shape), []).append(item)
         return list(out.values())
 
+    @property
+    def _dtype(self):
+        """The prompt embeddings' dtype: the pipelines make their noise in it."""
+        return next(iter(self.embeds.values()))["encoder_hidden_states"].dtype
+
+    def _noise(self, i: int):
+        import torch
+
+        gen = torch.Generator("cpu").manual_seed(noise_seed(self.seed, i))
+        return self.family.noise(self.pipe, gen, self.size, self._dtype, self.pipe._execution_device)
+
+    def text(self, items: Sequence[Item]) -> dict:
+        """The text inputs of ``items``' prompts, batched, on the device."""
+        import torch
+
+        device = self.pipe._execution_device
+        prompts = [self.pairs[i].stimuli()[s].prompt for i, s in items]
+        batched = {k: torch.cat([self.embeds[p][k] for p in prompts], dim=0).to(device) for k in self.embeds[prompts[0]]}
+        return self.family.text_kwargs(batched, self.shared, len(items))
+
+    def conditioning(self, items: Sequence[Item]):
+        """The conditioning latents of ``items`` (one group of :meth:`groups`: the same shape,
+        each its own image) batched, or None for text-only passes."""
+        import torch
+
+        if self.image_of(items[0]) is None:
+            return None
+        return torch.cat([self.cond[self.image_of(item)][0] for item in items], dim=0)
+
+    def ids(self, items: Sequence[Item]):
+        """Position ids of the image sequence of ``items`` (one group of :meth:`groups`)."""
+        _, latent_ids = self._noise(items[0][0])
+        img = self.image_of(items[0])
+        return latent_ids if img is None else self.family.join_ids(latent_ids, self.cond[img][1])
+
     def kwargs(self, items: Sequence[Item]) -> dict:
         """The transformer's keyword arguments for ``items``: per-pair seeded noise
         (+ conditioning latents), prompt embeddings, ids, the probe timestep."""
         import torch
 
-        pipe = self.pipe
-        transformer, device = pipe.transformer, pipe._execution_device
-        latent_dtype = next(iter(self.embeds.values())).dtype
-        latents, hidden, ids = [], [], None
-        for i, side in items:
-            gen = torch.Generator("cpu").manual_seed(noise_seed(self.seed, i))
-            lat, latent_ids = pipe.prepare_latents(batch_size=1, num_latents_channels=transformer.config.in_channels // 4,
-                                                   height=self.size[0], width=self.size[1], dtype=latent_dtype,
-                                                   device=device, generator=gen)
-            img = self.image_of((i, side))
-            if img is None:
-                hidden.append(lat.to(transformer.dtype))
-                ids = latent_ids
-            else:
-                image_latents, image_ids = self.cond[img]
-                hidden.append(torch.cat([lat, image_latents], dim=1).to(transformer.dtype))
-                ids = torch.cat([latent_ids, image_ids], dim=1)
-            latents.append(lat)
-        n = len(items)
-        prompt_embeds = torch.cat([self.embeds[self.pairs[i].stimuli()[s].prompt] for i, s in items], dim=0).to(device)
-        t = self.timestep.expand(n).to(latents[0].dtype)
-        return dict(
-            hidden_states=torch.cat(hidden, dim=0),
-            timestep=t / 1000,
-            guidance=None,
-            encoder_hidden_states=prompt_embeds,
-            txt_ids=self.text_ids[:1].expand(n, -1, -1),
-            img_ids=ids.expand(n, -1, -1),
-            joint_attention_kwargs=None,
-            return_dict=False,
-        )
+        family, transformer = self.family, self.pipe.transformer
+        latents = [self._noise(i)[0] for i, _ in items]
+        cond = self.conditioning(items)
+        hidden = [family.model_input(lat, None if cond is None else cond[k:k + 1]).to(transformer.dtype)
+                  for k, lat in enumerate(latents)]
+        t = self.timestep.expand(len(items)).to(latents[0].dtype)
+        return family.transformer_kwargs(self.pipe, torch.cat(hidden, dim=0), t, self.text(items), self.ids(items),
+                                         self.guidance)
 
     def noise(self, items: Sequence[Item]):
         """The initial latents of ``items`` (the per-pair seeded noise), batched, in the
         prompt embeddings' dtype as the pipeline makes them."""
         import torch
 
-        pipe = self.pipe
-        dtype = next(iter(self.embeds.values())).dtype
-        out = []
-        for i, _ in items:
-            gen = torch.Generator("cpu").manual_seed(noise_seed(self.seed, i))
-            lat, _ = pipe.prepare_latents(batch_size=1, num_latents_channels=pipe.transformer.config.in_channels // 4,
-                                          height=self.size[0], width=self.size[1], dtype=dtype,
-                                          device=pipe._execution_device, generator=gen)
-            out.append(lat)
-        return torch.cat(out, dim=0)
+        return torch.cat([self._noise(i)[0] for i, _ in items], dim=0)
 
-    def negative_prompt(self, n: int):
-        """The empty prompt's embeddings and text ids, as __call__ encodes them for CFG."""
-        pipe = self.pipe
+    def negative_text(self, n: int) -> dict:
+        """The empty prompt's text inputs for ``n`` rows, as __call__ encodes them for CFG."""
         if self._negative is None:
-            self._negative = pipe.encode_prompt(prompt=[""], device=pipe._execution_device,
-                                                max_sequence_length=MAX_SEQUENCE_LENGTH,
-                                                text_encoder_out_layers=tuple(self.text_encoder_out_layers))
-        embeds, ids = self._negative
-        return embeds.expand(n, -1, -1), ids[:1].expand(n, -1, -1)
+            embeds, shared = self.family.encode_prompts(self.bundle, [""])
+            device = self.pipe._execution_device
+            self._negative = ({k: v.to(device) for k, v in embeds[""].items()}, shared)
+        embeds, shared = self._negative
+        return self.family.text_kwargs({k: v.expand(n, *v.shape[1:]) for k, v in embeds.items()}, shared, n)
 
     def forward(self, items: Sequence[Item]):
         """One transformer forward for ``items``; returns the transformer's output tensor."""
         transformer = self.pipe.transformer
-        with transformer.cache_context("cond"):
+        with cache_context(transformer, "cond"):
             return transformer(**self.kwargs(items))[0]
+
+    def prediction(self, items: Sequence[Item]):
+        """One forward's prediction for the noisy latents of ``items``, flattened per row, float32."""
+        return self.family.prediction(self.forward(items), self.n_latent).reshape(len(items), -1).float()

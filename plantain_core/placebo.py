@@ -22,15 +22,14 @@ PLACEBO = "placebo"
 FILLERS = (" .", ".", " ,", ",")
 
 
-def pad_to(tokenizer, prompt: str, tokens: int) -> str | None:
+def pad_to(count, prompt: str, tokens: int) -> str | None:
     """``prompt`` with neutral filler appended until it has exactly ``tokens`` tokens
-    (after the chat template), or None when no filler lands exactly there."""
-    from .passes import prompt_tokens
-
+    (``count(prompt)``: the family's token count, after any chat template), or None when
+    no filler lands exactly there."""
     for filler in FILLERS:
         text = prompt
         for _ in range(4 * tokens):
-            n = len(prompt_tokens(tokenizer, text))
+            n = count(text)
             if n == tokens:
                 return text
             if n > tokens:
@@ -39,17 +38,16 @@ def pad_to(tokenizer, prompt: str, tokens: int) -> str | None:
     return None
 
 
-def placebo_pairs(tokenizer, pairs) -> tuple[list[Pair], list[str]]:
-    """The placebo pairs (ids as the probe's) and notes on pairs that have none."""
-    from .passes import prompt_tokens
-
+def placebo_pairs(count, pairs) -> tuple[list[Pair], list[str]]:
+    """The placebo pairs (ids as the probe's) and notes on pairs that have none;
+    ``count(prompt)`` is the prompt's token count."""
     out, skipped = [], []
     for p in pairs:
-        ta, tb = len(prompt_tokens(tokenizer, p.a.prompt)), len(prompt_tokens(tokenizer, p.b.prompt))
+        ta, tb = count(p.a.prompt), count(p.b.prompt)
         if ta == tb:
             continue
         short, image = (p.b, p.b.image) if ta > tb else (p.a, p.a.image)
-        padded = pad_to(tokenizer, short.prompt, max(ta, tb))
+        padded = pad_to(count, short.prompt, max(ta, tb))
         if padded is None:
             skipped.append(p.id)
             continue
@@ -65,7 +63,10 @@ def run_placebo(probe, run_dir: pathlib.Path, config, options: dict[str, Any], b
     from .probes import Probe
     from .runner import run_probe
 
-    pairs, notes = placebo_pairs(bundle.pipeline.tokenizer, probe.pairs)
+    from .family import family_of
+
+    family = family_of(bundle)
+    pairs, notes = placebo_pairs(lambda prompt: len(family.prompt_tokens(bundle.pipeline, prompt)), probe.pairs)
     if len(pairs) < 3:
         return None
     placebo = Probe(probe.spec, tuple(pairs), dict(probe.providers), probe.reference)

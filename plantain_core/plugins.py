@@ -35,6 +35,7 @@ KINDS = {
     "generator": "plantain_register_generators",
     "interpreter": "plantain_register_interpreters",
     "model": "plantain_register_models",
+    "family": "plantain_register_families",
 }
 
 
@@ -137,6 +138,7 @@ class Registry:
     generators: dict[str, Entry] = attrs.field(factory=dict)
     interpreters: dict[str, Entry] = attrs.field(factory=dict)
     models: dict[str, Entry] = attrs.field(factory=dict)
+    families: dict[str, Entry] = attrs.field(factory=dict)
     spec_dirs: list[tuple[pathlib.Path, Provider]] = attrs.field(factory=list)
     plugins: dict[str, PluginInfo] = attrs.field(factory=dict)
     failures: list[PluginFailure] = attrs.field(factory=list)
@@ -144,7 +146,8 @@ class Registry:
     conflicts: dict[tuple[str, str], str] = attrs.field(factory=dict)
 
     def table(self, kind: str) -> dict[str, Entry]:
-        return {"generator": self.generators, "interpreter": self.interpreters, "model": self.models}[kind]
+        return {"generator": self.generators, "interpreter": self.interpreters, "model": self.models,
+                "family": self.families}[kind]
 
     def problem(self, kind: str, name: str) -> str | None:
         """Why ``name`` cannot be used as a ``kind`` (claimed twice, or unknown), else None."""
@@ -207,6 +210,12 @@ class Registry:
         def register(name: str, obj: Any) -> None:
             if not isinstance(name, str) or not name:
                 raise PluginError(f"{kind} name must be a non-empty string, got {name!r}")
+            if kind == "family":
+                from .family import contract_problem
+
+                why = contract_problem(obj)
+                if why is not None:
+                    raise PluginError(f"model family {name!r}: {why}")
             if name in table or name in staged:
                 other = (table.get(name) or staged[name]).provider
                 message = f"duplicate {kind} name {name!r}: provided by {other.label()} and by {provider.label()}"

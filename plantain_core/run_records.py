@@ -11,7 +11,6 @@ import warnings
 from typing import Any
 
 from .errors import PlantainError
-from .passes import MAX_SEQUENCE_LENGTH, prompt_tokens
 from .stimuli import Stimulus
 
 
@@ -66,31 +65,35 @@ def check_images(run_dir: pathlib.Path, old: list, new: list, doing: str = "resu
                                 "would be mixed. Restore it, or start a new --out")
 
 
-def token_records(tokenizer, pairs) -> list[dict[str, Any]]:
+def token_records(bundle, pairs) -> list[dict[str, Any]]:
     """Per pair, the prompt tokens the text encoder sees (``a``, ``b``) and, for a prompt
     it cuts, its full length (``a_full``, ``b_full``). A pair whose A and B differ only
     past the cut would be two identical passes counted as a pair: refused."""
+    from .family import family_of
+
+    family = family_of(bundle)
+    limit = family.prompt_limit
     cache: dict[str, list[int]] = {}
 
     def ids_of(prompt: str) -> list[int]:
         if prompt not in cache:
-            cache[prompt] = prompt_tokens(tokenizer, prompt)
+            cache[prompt] = family.prompt_tokens(bundle.pipeline, prompt)
         return cache[prompt]
 
     records, identical = [], []
     for p in pairs:
         ids = [ids_of(p.a.prompt), ids_of(p.b.prompt)]
-        rec: dict[str, Any] = {"id": p.id, "a": min(len(ids[0]), MAX_SEQUENCE_LENGTH),
-                               "b": min(len(ids[1]), MAX_SEQUENCE_LENGTH)}
+        rec: dict[str, Any] = {"id": p.id, "a": min(len(ids[0]), limit),
+                               "b": min(len(ids[1]), limit)}
         for side, x in zip("ab", ids):
-            if len(x) > MAX_SEQUENCE_LENGTH:
+            if len(x) > limit:
                 rec[f"{side}_full"] = len(x)
-        if p.a.image == p.b.image and ids[0][:MAX_SEQUENCE_LENGTH] == ids[1][:MAX_SEQUENCE_LENGTH]:
+        if p.a.image == p.b.image and ids[0][:limit] == ids[1][:limit]:
             identical.append(p.id)
         records.append(rec)
     if identical:
         raise PlantainError(f"pairs {', '.join(map(repr, identical[:5]))} differ only after the first "
-                            f"{MAX_SEQUENCE_LENGTH} prompt tokens, which the text encoder never sees: A and B would "
+                            f"{limit} prompt tokens, which the text encoder never sees: A and B would "
                             "be identical passes. Shorten their prompts")
     cut = []
     for r in records:
@@ -98,8 +101,8 @@ def token_records(tokenizer, pairs) -> list[dict[str, Any]]:
         if long:
             cut.append(f"{r['id']} ({', '.join(long)} tokens)")
     if cut:
-        warnings.warn(f"{len(cut)} pair(s) have prompts longer than {MAX_SEQUENCE_LENGTH} tokens; the text encoder "
-                      f"sees only the first {MAX_SEQUENCE_LENGTH}: {'; '.join(cut[:5])}", PromptTruncated, stacklevel=2)
+        warnings.warn(f"{len(cut)} pair(s) have prompts longer than {limit} tokens; the text encoder "
+                      f"sees only the first {limit}: {'; '.join(cut[:5])}", PromptTruncated, stacklevel=2)
     return records
 
 
@@ -108,4 +111,4 @@ class ResumeRefused(PlantainError):
 
 
 class PromptTruncated(UserWarning):
-    """A prompt longer than the text encoder's 512 tokens was cut."""
+    """A prompt longer than the text encoder reads (512 tokens on FLUX) was cut."""

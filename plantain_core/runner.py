@@ -30,12 +30,12 @@ from .fsutil import atomic_write_bytes, atomic_write_json
 from .models.loaders import LoadedModel, load_model
 from .images import get_images
 from .manifest import check_manifest
-from .passes import MAX_SEQUENCE_LENGTH, NOISE_SEED_STRIDE, PassInputs, auto_batch_size, noise_seed
+from .passes import NOISE_SEED_STRIDE, PassInputs, auto_batch_size, noise_seed
 from .run_records import ResumeRefused, check_images, image_record, stimulus_record, stored_probe, token_records
 from .runfolder import check_run_folder, locked
 from .stimuli import IMAGE_GUIDANCE, IMAGE_STEPS
 
-__all__ = ["MAX_SEQUENCE_LENGTH", "noise_seed", "run_probe", "spec_sha256"]
+__all__ = ["noise_seed", "run_probe", "spec_sha256"]
 
 SIDES = ("A", "B")
 # Fields a resumed run must share with the run it continues (besides the config's capture fields).
@@ -144,6 +144,25 @@ def load_for(config: RunConfig, model=None, registry=None) -> LoadedModel:
                       offload=config.offload)
 
 
+def check_family_kind(probe, model, registry=None) -> None:
+    """Refuse, before any model is loaded, a probe whose stimulus kind ``model``'s family
+    cannot run (``model``: a ``--model`` value or a loaded bundle)."""
+    from .family import family_of
+
+    if isinstance(model, LoadedModel):
+        family = family_of(model)
+    elif model is None:
+        return
+    else:
+        from .models.loaders import resolve_loader
+
+        family = getattr(resolve_loader(str(model), registry)[1], "family", None)
+        if family is None:  # a loader that names no family: judged once loaded
+            return
+    has_images = any(s.image is not None for p in probe.pairs for s in p.stimuli())
+    family.check_kind(probe.spec.generator, has_images, probe.spec.name)
+
+
 def run_probe(probe, run_dir, config: RunConfig, *, resume: bool = False, progress: bool = True,
               model: LoadedModel | None = None, registry=None) -> dict[str, Any]:
     """Capture every pair of ``probe`` (a :class:`~plantain_core.probes.Probe`) into
@@ -165,7 +184,7 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
     import diffusers
     import torch
 
-    from .models.layouts import transformer_layouts
+    from .family import family_of, transformer_layouts
 
     spec, pairs = probe.spec, list(probe.pairs)
     pair_ids = [p.id for p in pairs]
@@ -179,10 +198,12 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
     share = current_share()
     if share is not None and config.length_control:
         raise PlantainError("--length-control runs a second probe into RUN_DIR/placebo; run it in one process")
+    check_family_kind(probe, model if isinstance(model, LoadedModel) else config.model, registry)
     # each process of a split run on its own device (cuda:N), unless one was named
     bundle = load_for(config.evolve(device=share.device.split(":")[0] if share.device.startswith("cpu") else share.device)
                    if share is not None and config.device == "auto" else config, model, registry)
     check_dtype_supported(bundle.device, bundle.dtype)
+    check_family_kind(probe, bundle)
     pipe = bundle.pipeline
     config = config.evolve(
         # what was loaded, so that the manifest's config loads it again
@@ -192,11 +213,12 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
         # a resume keeps the batch size it was started with: batches change the last bits
         batch_size=config.batch_size or (old or {}).get("batch_size"),
     )
-    mult = pipe.vae_scale_factor * 2
+    family = family_of(bundle)
+    mult = family.size_multiple(pipe)
     if config.height % mult or config.width % mult:
         raise PlantainError(f"height and width must be multiples of {mult}, got {config.height}x{config.width}")
 
-    built = transformer_layouts(pipe.transformer, config.layouts)
+    built = transformer_layouts(pipe.transformer, config.layouts, config.token_scope, family)
     loader = registry.models.get(bundle.name)
     providers = probe.provenance()
     if loader is not None:
@@ -221,6 +243,9 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
         "token_scope": config.token_scope,
         "steps": config.steps,
         "guidance": config.guidance,
+        # how the family used it: CFG passes in the loop, or the guidance embedding of a distilled model
+        "cfg": config.steps > 1 and family.uses_cfg(pipe, config.guidance),
+        "guidance_embedded": bool(getattr(pipe.transformer.config, "guidance_embeds", False)),
         "image_steps": IMAGE_STEPS,
         "image_guidance": IMAGE_GUIDANCE,
         "height": config.height,
@@ -240,10 +265,10 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
     arrays = {name: (np.full(shape + (len(lay),), np.nan), np.full(shape + (len(lay),), np.nan))
               for name, lay in built.items()}
     if config.steps > 1:
-        from .passes import PassInputs as _P
         from .trajectory import step_records
 
-        manifest["trajectory"] = step_records(pipe, config.steps, _P.latent_tokens(pipe, (config.height, config.width)),
+        manifest["trajectory"] = step_records(bundle, config.steps,
+                                              family.latent_tokens(pipe, (config.height, config.width)),
                                               config.captured_steps)
     done = np.zeros(len(pairs), dtype=bool)
     if old is not None:
@@ -312,7 +337,7 @@ class _Capture:
         manifest, pairs, pipe = self.manifest, self.pairs, self.bundle.pipeline
         config = RunConfig.from_dict(manifest["config"])
         timings = manifest["timings"]
-        manifest["token_counts"] = token_records(pipe.tokenizer, pairs)
+        manifest["token_counts"] = token_records(self.bundle, pairs)
         pending = [i for i in range(len(pairs)) if not done[i]]
         if self.share is not None:  # every process has read the folder before the main one writes to it
             self.share.gather(len(pending))
@@ -327,7 +352,7 @@ class _Capture:
             atomic_write_json(self.run_dir / "manifest.json", manifest)
         if not resuming_with_images:
             images = self._images(size)
-        inputs = PassInputs.prepare(self.bundle, pairs, pending, config.seed, size, images)
+        inputs = PassInputs.prepare(self.bundle, pairs, pending, config.seed, size, images, config.guidance)
         timings["prepare"] = round(time.perf_counter() - start, 4)
 
         batch_size = config.batch_size or auto_batch_size(self.bundle, inputs.tokens)
@@ -341,7 +366,8 @@ class _Capture:
                    disable=not progress or not self.writes, dynamic_ncols=True)
         start = time.perf_counter()
         try:
-            with capture_units(pipe.transformer, list(self.built), config.token_scope) as cap, torch.inference_mode():
+            with capture_units(pipe.transformer, list(self.built), config.token_scope, family=inputs.family) as cap, \
+                    torch.inference_mode():
                 for batch in batches:
                     for items in inputs.groups(batch):
                         if config.steps == 1:

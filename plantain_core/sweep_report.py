@@ -287,7 +287,8 @@ def render(name: str, summary: dict, figs: dict[str, str]) -> str:
         lines.append("")
     if figs:
         lines += ["## Figures", ""] + [f"![{k}]({v})" for k, v in figs.items()] + [""]
-    if any(c["model"] == "tiny" for c in cells):
-        lines += ["**Cells on the embedded `tiny` model have random weights: their numbers say nothing about FLUX.2.**",
+    if any(str(c["model"]).split("/")[-1].startswith("tiny") for c in cells):
+        lines += ["**Cells on embedded tiny models have random weights: their numbers say nothing about FLUX or any "
+                  "trained model.**",
                   ""]
     return "\n".join(lines)

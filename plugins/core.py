@@ -1,5 +1,6 @@
-"""The built-in plugin: the three stimulus generators, the default interpreter, the model
-loaders and the built-in spec directory."""
+"""The built-in plugin: the three stimulus generators, the default interpreter, the FLUX.2
+families (Klein and [dev]) with their loaders and tiny models, and the built-in spec
+directory. FLUX.1 and SD3 are plugins of their own (``flux1.py``, ``sd3.py``)."""
 
 from __future__ import annotations
 
@@ -33,10 +34,18 @@ def plantain_register_interpreters(register):
 
 @hookimpl
 def plantain_register_models(register):
-    from plantain_core.models.loaders import KleinLoader, TinyLoader
+    from plantain_core.models.builtin import flux2_loaders
 
-    register("tiny", TinyLoader())
-    register("flux2-klein", KleinLoader())
+    for name, loader in flux2_loaders().items():
+        register(name, loader)
+
+
+@hookimpl
+def plantain_register_families(register):
+    from plantain_core.models.flux2 import FLUX2_DEV, FLUX2_KLEIN
+
+    register(FLUX2_KLEIN.name, FLUX2_KLEIN)
+    register(FLUX2_DEV.name, FLUX2_DEV)
 
 
 @hookimpl

@@ -18,7 +18,7 @@ from plantain_core.unit_sets import (SELECTED, UnitSet, doses_for, matched_contr
                                      sequential_p, settled, stop_after)
 from plantain_core.cli import main
 from plantain_core.models import tiny
-from plantain_core.models.layouts import transformer_layouts
+from plantain_core.family import transformer_layouts
 
 TEXT_LEN = 24  # short synthetic text: the planted tests need no 512-token prompt
 N_PAIRS = 6

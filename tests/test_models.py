@@ -13,7 +13,8 @@ from plantain_core.cli import main
 from plantain_core.errors import PlantainError
 from plantain_core.models import KleinLoader, LoadedModel, TinyLoader, resolve_loader
 from plantain_core.models import tiny
-from plantain_core.models.layouts import parse_layouts, transformer_layouts
+from plantain_core.family import transformer_layouts
+from plantain_core.models.layouts import parse_layouts
 
 
 def test_tiny_builds_fast_and_is_a_real_klein_pipeline():
@@ -158,7 +159,8 @@ def test_units_tiny_json_matches_tiny_config_and_real_modules():
 def test_unit_names_are_stable():
     from plantain_core.cli.units import meta_transformer
 
-    transformer, _ = meta_transformer("black-forest-labs/FLUX.2-klein-base-4B")
+    transformer, _, family = meta_transformer("black-forest-labs/FLUX.2-klein-base-4B")
+    assert family.name == "flux2-klein"
     lay = transformer_layouts(transformer)
     heads, slices = lay["heads"].units, lay["slices16"].units
     assert heads[0] == "joint[0].h00" and "joint[3].h07" in heads and "single[12].h23" in heads

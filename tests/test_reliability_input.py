@@ -250,7 +250,7 @@ OPTION_CASES = [
     ("batch-size", ["{spec}", "--batch-size", "0"], 2, "Error: Invalid value for '--batch-size': 0 is not in the range x>=1."),
     ("height", ["{spec}", "--height", "100"], 2, "Error: Invalid value for '--height': 100 is not a multiple of 16"),
     ("thresholds", ["{spec}", "--thresholds", "3,-1"], 2, "Error: Invalid value for '--thresholds': '3,-1': thresholds must be positive numbers (e.g. 3,5)"),
-    ("model", ["{spec}", "--model", "no-such-model"], 1, "Error: no model loader accepts 'no-such-model'; pass 'tiny'"),
+    ("model", ["{spec}", "--model", "no-such-model"], 1, "Error: no model loader accepts 'no-such-model'; pass a tiny model"),
 ]
 
 

@@ -106,7 +106,8 @@ def test_capture_files_and_manifest(bundle, tmp_path):
     assert manifest["layout_info"] == {"heads": {"units": 16, "mlp_units": 0},
                                        "slices16": {"units": 40, "mlp_units": 24}}
     assert (manifest["steps"], manifest["guidance"], manifest["image_steps"], manifest["image_guidance"]) == (1, 1.0, 14, 4.0)
-    assert manifest["model"] == {"name": "tiny", "id": "plantain/tiny", "revision": "tiny-1"}
+    assert manifest["model"] == {"name": "tiny", "id": "plantain/tiny", "revision": "tiny-1", "family": "flux2-klein",
+                                 "tiny": True}
     assert (manifest["height"], manifest["width"], manifest["dtype"], manifest["device"]) == (128, 128, "fp32", "cpu")
     # byte-level tokenizer: 5 special tokens + 20 template bytes + the prompt's bytes
     assert manifest["token_counts"][0] == {"id": "p0", "a": 25 + len("a 1-kilometer object"),
@@ -218,7 +219,8 @@ def test_local_folder_loads_through_klein_loader(bundle, tmp_path):
     pairs = _text_pairs()
     local = run_probe(_spec(), pairs, tmp_path / "local", model=str(folder), device="cpu", dtype="fp32",
                       height=128, width=128, batch_size=2, progress=False)
-    assert local["model"] == {"name": "flux2-klein", "id": str(folder.resolve()), "revision": None}
+    assert local["model"] == {"name": "flux2-klein", "id": str(folder.resolve()), "revision": None,
+                              "family": "flux2-klein", "tiny": False}
     run_probe(_spec(), pairs, tmp_path / "tiny", model=bundle, batch_size=2, progress=False)
     for name in LAYOUTS:
         np.testing.assert_array_equal(_load(tmp_path / "local", name)["a"], _load(tmp_path / "tiny", name)["a"])

@@ -1,8 +1,10 @@
 """``plantain units MODEL``: unit counts per layout and per block, with no weights.
 
-The transformer is built on the meta device from its config (a bundled preset for the
-published Klein checkpoints, a local folder's ``transformer/config.json``, a cached hub
-config, or the tiny model's), so this works offline and instantly for 4B and 9B alike.
+The model's loader names its family and its transformer config (a bundled preset for
+the published checkpoints, a local folder's ``transformer/config.json``, a cached hub
+config, or a tiny model's); the family's transformer class is built on the meta
+device from it and its capture sites counted, so this works offline and instantly for
+every family and size.
 """
 
 from __future__ import annotations
@@ -16,43 +18,51 @@ from ..errors import PlantainError
 
 
 def meta_transformer(model: str):
-    """(transformer on the meta device, where its config came from)."""
+    """(transformer on the meta device, where its config came from, its family)."""
+    import diffusers
     import torch
-    from diffusers import Flux2Transformer2DModel
 
-    from ..models.loaders import TinyLoader
+    from ..family import family_for_class
+    from ..models import hub
+    from ..models.loaders import resolve_loader
 
-    if TinyLoader.NAME.fullmatch(model.strip().lower()):
-        from ..models import tiny
-
-        config, source = dict(tiny.TRANSFORMER_CONFIG), "embedded tiny model"
+    try:
+        _, loader = resolve_loader(model)
+    except PlantainError:  # a bare preset name or a transformer folder: no loader, a config
+        loader = None
+    family = getattr(loader, "family", None)
+    if family is not None and hasattr(loader, "transformer_config"):
+        config, source = loader.transformer_config(model)
     else:
-        from ..models.klein import transformer_config
-
-        config, source = transformer_config(model)
-    if config.get("_class_name", "Flux2Transformer2DModel") != "Flux2Transformer2DModel":
-        raise PlantainError(f"{model!r}: transformer is {config['_class_name']}, not Flux2Transformer2DModel")
+        config, source = hub.transformer_config(model)
+        family = family_for_class(str(config.get("_class_name", "Flux2Transformer2DModel")))
+    expected = family.transformer_class
+    if config.get("_class_name", expected) != expected:
+        raise PlantainError(f"{model!r}: transformer is {config['_class_name']}, not {expected} "
+                            f"(model family {family.name})")
     params = {k: v for k, v in config.items() if not k.startswith("_")}
     try:
         with torch.device("meta"):
-            transformer = Flux2Transformer2DModel(**params)
+            transformer = getattr(diffusers, expected)(**params)
     except TypeError as exc:
-        raise PlantainError(f"{model!r}: transformer config does not fit Flux2Transformer2DModel: {exc}") from None
-    return transformer, source
+        raise PlantainError(f"{model!r}: transformer config does not fit {expected}: {exc}") from None
+    return transformer, source, family
 
 
 def unit_report(model: str) -> dict[str, Any]:
-    from ..models.layouts import LAYOUT_NAMES, describe_blocks, build_layouts
+    from ..models.layouts import LAYOUT_NAMES, blocks_of, build_layouts
 
-    transformer, source = meta_transformer(model)
-    blocks = describe_blocks(transformer)
+    transformer, source, family = meta_transformer(model)
+    blocks = blocks_of(family.sites(transformer))
     layouts = build_layouts(LAYOUT_NAMES, blocks)
     return {
         "model": model,
+        "family": family.name,
         "config_source": source,
+        "notes": list(family.unit_notes),
         "blocks": [
             {"block": b.name, "kind": b.kind, "heads": b.heads, "head_dim": b.head_dim,
-             "attention_features": b.attn_dim, "mlp_features": b.mlp_dim}
+             "attention_features": b.attn_dim, "mlp_features": b.mlp_dim, "streams": list(b.streams)}
             for b in blocks
         ],
         "layouts": {name: {**lay.info(), "per_block": lay.per_block()} for name, lay in layouts.items()},
@@ -61,13 +71,15 @@ def unit_report(model: str) -> dict[str, Any]:
 
 def _summary_lines(report: dict[str, Any]) -> list[str]:
     blocks = report["blocks"]
-    joint = [b for b in blocks if b["kind"] == "joint"]
+    kinds = list(dict.fromkeys(b["kind"] for b in blocks))
     single = [b for b in blocks if b["kind"] == "single"]
     heads, slices = report["layouts"]["heads"], report["layouts"]["slices16"]
-    first = (joint or single)[0]
+    first = blocks[0]
     lines = [
-        f"model: {report['model']} ({report['config_source']}; built on the meta device, no weights)",
-        f"blocks: {len(joint)} joint + {len(single)} single; {first['heads']} heads x {first['head_dim']} features"
+        f"model: {report['model']} (family {report['family']}; {report['config_source']}; built on the meta device, "
+        "no weights)",
+        "blocks: " + " + ".join(f"{sum(b['kind'] == k for b in blocks)} {k}" for k in kinds)
+        + f"; {first['heads']} heads x {first['head_dim']} features"
         + (f"; single-block MLP {single[0]['mlp_features']:,} features" if single else ""),
         "",
         f"{'layout':<10}{'units':>10}{'MLP units':>12}",
@@ -80,7 +92,9 @@ def _summary_lines(report: dict[str, Any]) -> list[str]:
     per = {p["block"]: p for p in slices["per_block"]}
     terms = _groups([(b["kind"], per[b["block"]]["units"]) for b in blocks])
     lines.append(f"slices16: {slices['units']:,} 16-feature slices = " + " + ".join(f"{n} x {u}" for n, u in terms)
-                 + f"; {slices['mlp_units']:,} of them are MLP channels of single blocks, not attention")
+                 + (f"; {slices['mlp_units']:,} of them are MLP channels of single blocks, not attention"
+                    if slices["mlp_units"] else ""))
+    lines += [""] + [f"note: {n}" for n in report["notes"]]
     lines += ["", f"{'block':<12}{'heads':>7}{'slices16':>10}{'(MLP)':>8}"]
     hper = {p["block"]: p for p in heads["per_block"]}
     for b in blocks:
@@ -90,21 +104,19 @@ def _summary_lines(report: dict[str, Any]) -> list[str]:
 
 
 def _groups(items):
-    """Run-length groups of (kind, count) -> [(blocks, count)] for 'N x count' arithmetic."""
-    out: list[list] = []
-    for kind, count in items:
-        if out and out[-1][1] == (kind, count):
-            out[-1][0] += 1
-        else:
-            out.append([1, (kind, count)])
-    return [(n, count) for n, (_, count) in out]
+    """(kind, count) per block -> [(blocks, count)] per distinct (kind, count), in first-seen
+    order, for 'N x count' arithmetic (SD3.5 medium interleaves joint and attn2 blocks)."""
+    out: dict[tuple, int] = {}
+    for item in items:
+        out[item] = out.get(item, 0) + 1
+    return [(n, count) for (_, count), n in out.items()]
 
 
 @click.command("units")
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 def cli(model: str, as_json: bool) -> None:
-    """Unit counts per layout and per block for MODEL (tiny, a hub id, or a local folder).
+    """Unit counts per layout and per block for MODEL (a tiny model, a hub id, or a local folder).
 
     Needs no weights and no network: the transformer is built on the meta device.
     """

@@ -1,14 +1,18 @@
 """Unit layouts: how the inputs of the attention output projections split into units.
 
-A FLUX.2 transformer has joint (double-stream) blocks, whose attention output goes
-through ``attn.to_out[0]`` (image stream) and ``attn.to_add_out`` (text stream), and
-single blocks, whose ``attn.to_out`` input is the attention output followed by the
-parallel MLP's hidden activations. Two layouts:
+A model family (:mod:`plantain_core.family`) names its capture sites: the projections
+that take each attention's output. Joint (double-stream) blocks have one per stream
+(FLUX: ``attn.to_out[0]`` for image tokens, ``attn.to_add_out`` for text tokens); single
+blocks have one projection over the text tokens followed by the image tokens, whose
+input is the attention output followed by the parallel MLP's hidden activations
+(FLUX.2: ``attn.to_out``; FLUX.1: ``proj_out``). Two layouts:
 
 ``heads``     true attention heads: features [h*d, (h+1)*d) of the attention part.
-``slices16``  16-feature slices of the whole ``to_out`` input (joint: image stream's
-              ``to_out[0]``; single: attention + MLP) -- the seed cards' "heads".
+``slices16``  16-feature slices of the whole projection input (joint: the image
+              stream's; single: attention + MLP) -- the seed cards' "heads".
 
+A block without the stream a token scope reads (SD3's last block has no text output;
+SD3.5's second attention ``attn2`` reads image tokens only) has no units in that scope.
 Layouts are read off the module objects (not the config), so what is counted is what
 the capture hooks see; ``plantain units`` builds the transformer on the meta device.
 """
@@ -27,16 +31,21 @@ SLICE_WIDTH = 16
 TOKEN_SCOPES = ("all", "image", "text")
 
 
+STREAMS = ("image", "text", "single")
+
+
 @attrs.frozen
 class BlockInfo:
-    """One transformer block as the capture sees it."""
+    """One attention of a transformer block as the capture sees it."""
 
-    kind: str  # "joint" | "single"
+    kind: str  # "joint", "single", or a family's own (SD3.5's "attn2")
     index: int
     heads: int
     head_dim: int
     attn_dim: int  # features of the attention part of the projection input
     mlp_dim: int  # MLP features after it (single blocks); 0 in joint blocks
+    # its projections: ("image", "text") in joint blocks, ("single",) in single blocks
+    streams: tuple[str, ...] = ("image", "text")
 
     @property
     def name(self) -> str:
@@ -58,6 +67,38 @@ class BlockSpan:
     width: int
     features: int
     mlp_units: int
+
+
+@attrs.frozen
+class Site:
+    """One hooked projection: its block, stream ("image", "text" or "single") and module."""
+
+    block: BlockInfo
+    stream: str
+    module: Any = attrs.field(eq=False, repr=False)
+
+
+def blocks_of(sites: Iterable[Site]) -> list[BlockInfo]:
+    """The blocks of ``sites`` in order, each once."""
+    return list(dict.fromkeys(site.block for site in sites))
+
+
+def joint_streams(layout: str, scope: str) -> tuple[str, ...]:
+    """Which joint-block projections (``image`` = to_out[0], ``text`` = to_add_out) a
+    unit of ``layout`` covers under token ``scope``."""
+    if scope == "image":
+        return ("image",)
+    if scope == "text":
+        return ("text",)
+    return ("image", "text") if layout == "heads" else ("image",)
+
+
+def block_streams(block: BlockInfo, layout: str, scope: str) -> tuple[str, ...]:
+    """The projections a unit of ``block`` reads under ``layout`` and ``scope`` (empty:
+    the block has no units there)."""
+    if "single" in block.streams:
+        return ("single",)
+    return tuple(s for s in joint_streams(layout, scope) if s in block.streams)
 
 
 @attrs.define(eq=False)
@@ -91,25 +132,6 @@ class Layout:
         ]
 
 
-def describe_blocks(transformer) -> list[BlockInfo]:
-    """The joint and single blocks of a ``Flux2Transformer2DModel`` (weights may be on meta)."""
-    blocks: list[BlockInfo] = []
-    for i, block in enumerate(getattr(transformer, "transformer_blocks", [])):
-        attn = block.attn
-        dim = attn.to_out[0].in_features
-        if attn.heads * attn.head_dim != dim or attn.to_add_out.in_features != dim:
-            raise PlantainError(f"joint[{i}]: heads x head_dim != to_out input ({attn.heads}x{attn.head_dim} vs {dim})")
-        blocks.append(BlockInfo("joint", i, attn.heads, attn.head_dim, dim, 0))
-    for i, block in enumerate(getattr(transformer, "single_transformer_blocks", [])):
-        attn = block.attn
-        if attn.to_out.in_features != attn.inner_dim + attn.mlp_hidden_dim:
-            raise PlantainError(f"single[{i}]: to_out input is not attention + MLP")
-        blocks.append(BlockInfo("single", i, attn.heads, attn.head_dim, attn.inner_dim, attn.mlp_hidden_dim))
-    if not blocks:
-        raise PlantainError(f"{type(transformer).__name__} has no FLUX.2 transformer blocks to probe")
-    return blocks
-
-
 def parse_layouts(value: str | Iterable[str] | None) -> tuple[str, ...]:
     """``"heads,slices16"`` or a sequence -> validated, de-duplicated tuple."""
     if value is None:
@@ -135,7 +157,10 @@ def check_scope(scope: str) -> str:
     return scope
 
 
-def build_layout(name: str, blocks: list[BlockInfo]) -> Layout:
+def build_layout(name: str, blocks: list[BlockInfo], token_scope: str = "all") -> Layout:
+    blocks = [b for b in blocks if block_streams(b, name, token_scope)]
+    if not blocks:
+        raise PlantainError(f"no block has units of layout {name!r} under token scope {token_scope!r}")
     if name == "heads":
         groups = [(b, b.head_dim, b.attn_dim) for b in blocks]
         prefix, count = "h", max(b.heads for b in blocks)
@@ -164,9 +189,6 @@ def build_layout(name: str, blocks: list[BlockInfo]) -> Layout:
     return Layout(name, tuple(units), np.asarray(mlp, dtype=bool), tuple(spans))
 
 
-def build_layouts(names: Iterable[str], blocks: list[BlockInfo]) -> dict[str, Layout]:
-    return {name: build_layout(name, blocks) for name in parse_layouts(names)}
-
-
-def transformer_layouts(transformer, names: Iterable[str] = LAYOUT_NAMES) -> dict[str, Layout]:
-    return build_layouts(names, describe_blocks(transformer))
+def build_layouts(names: Iterable[str], blocks: list[BlockInfo], token_scope: str = "all") -> dict[str, Layout]:
+    check_scope(token_scope)
+    return {name: build_layout(name, blocks, token_scope) for name in parse_layouts(names)}

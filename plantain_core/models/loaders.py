@@ -31,6 +31,7 @@ class LoadedModel:
     offload: bool = False
     is_tiny: bool = False
     load_seconds: float = 0.0
+    family: Any = None  # plantain_core.family.ModelFamily; None = FLUX.2 Klein's (see family_of)
 
     @property
     def dtype_name(self) -> str:
@@ -44,66 +45,119 @@ class LoadedModel:
         return self.id.split("/", 1)[-1] if self.is_tiny else self.id
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "id": self.id, "revision": self.revision}
+        from ..family import family_of
+
+        return {"name": self.name, "id": self.id, "revision": self.revision, "family": family_of(self).name,
+                "tiny": self.is_tiny}
+
+
+def is_tiny_record(model) -> bool:
+    """Was a manifest's ``model`` record (untrusted) made by an embedded tiny model?"""
+    if not isinstance(model, dict):
+        return False
+    return model.get("tiny") is True or model.get("name") == "tiny" or str(model.get("id", "")).startswith("plantain/tiny")
+
+
+@attrs.frozen
+class TinyModel:
+    """An embedded tiny model of one family: random weights, built in code, offline."""
+
+    stem: str  # the --model name, e.g. "tiny-flux1"
+    family: Any  # plantain_core.family.ModelFamily
+    builder: str  # "module:function" building the pipeline from a seed
+    revision: str  # part of the image-cache key: bump when the builder changes
+    transformer_config: str  # "module:NAME" of its transformer config (plantain units)
+    text_encoder_out_layers: tuple[int, ...] = ()
+    size: int = 128
+    about: str = ""
+
+    def _attr(self, ref: str):
+        import importlib
+
+        module, name = ref.split(":")
+        return getattr(importlib.import_module(module), name)
+
+    def build(self, seed: int):
+        return self._attr(self.builder)(seed=seed)
+
+    def config(self) -> dict:
+        return dict(self._attr(self.transformer_config))
 
 
 class TinyLoader:
-    """The embedded tiny FLUX.2 Klein (random weights; for demos and tests)."""
+    """An embedded tiny model (random weights; for demos and tests); ``tiny`` is FLUX.2 Klein's."""
 
-    description = ("embedded tiny FLUX.2 Klein (random weights, 128x128, offline; numbers mean nothing about FLUX); "
-                   "tiny-weightsN: the same architecture with other random weights")
-    NAME = re.compile(r"(?:plantain/)?tiny(?:-weights(\d{1,9}))?")
+    def __init__(self, tiny: TinyModel | None = None):
+        if tiny is None:
+            from .builtin import TINY_KLEIN
+
+            tiny = TINY_KLEIN
+        self.tiny = tiny
+        self.family = self.tiny.family
+        self.description = (f"embedded tiny {self.tiny.about} (random weights, {self.tiny.size}x{self.tiny.size}, offline; "
+                            f"numbers mean nothing about the real model); {self.tiny.stem}-weightsN: other random weights")
+        self.NAME = re.compile(rf"(?:plantain/)?{re.escape(self.tiny.stem)}(?:-weights(\d{{1,9}}))?")
 
     def accepts(self, model: str) -> bool:
         return self.NAME.fullmatch(str(model).strip().lower()) is not None
 
-    def load(self, model: str = "tiny", device: str = "auto", dtype=None, *, seed: int | None = None,
+    def transformer_config(self, model: str) -> tuple[dict[str, Any], str]:
+        return self.tiny.config(), f"embedded {self.tiny.stem} model"
+
+    def load(self, model: str | None = None, device: str = "auto", dtype=None, *, seed: int | None = None,
              **options) -> LoadedModel:
         from ..devices import resolve_device, resolve_dtype
-        from . import tiny
 
         start = time.perf_counter()
         if seed is None:
-            match = self.NAME.fullmatch(str(model).strip().lower())
+            match = self.NAME.fullmatch(str(model or self.tiny.stem).strip().lower())
             seed = int(match[1]) if match and match[1] else 0
         device = resolve_device(device)
         # fp32 unless asked: tiny exists for exact, reproducible checks.
         torch_dtype = resolve_dtype(dtype or "fp32", device)
-        pipe = tiny.build_tiny_pipeline(seed=seed)
+        pipe = self.tiny.build(seed)
         _quiet_to(pipe, device, torch_dtype)
         pipe.set_progress_bar_config(disable=True)
-        revision = tiny.TINY_REVISION if seed == 0 else f"{tiny.TINY_REVISION}-weights{seed}"
+        suffix = "" if seed == 0 else f"-weights{seed}"
         return LoadedModel(
-            pipeline=pipe, name="tiny", id=tiny.TINY_ID if seed == 0 else f"{tiny.TINY_ID}-weights{seed}",
-            revision=revision, device=device, dtype=torch_dtype,
-            text_encoder_out_layers=tiny.TEXT_OUT_LAYERS, default_size=tiny.TINY_SIZE, is_tiny=True,
-            load_seconds=time.perf_counter() - start,
+            pipeline=pipe, name=self.tiny.stem, id=f"plantain/{self.tiny.stem}{suffix}",
+            revision=self.tiny.revision + suffix, device=device, dtype=torch_dtype,
+            text_encoder_out_layers=self.tiny.text_encoder_out_layers, default_size=self.tiny.size, is_tiny=True,
+            load_seconds=time.perf_counter() - start, family=self.family,
         )
 
 
-class KleinLoader:
-    """FLUX.2 Klein (4B/9B, base or distilled) from a hub id or a local diffusers folder."""
+class HubLoader:
+    """One family's published checkpoints from a hub id or a local diffusers folder."""
 
-    description = "FLUX.2 Klein via diffusers Flux2KleinPipeline (hub id with 'klein' in it, or a local folder)"
+    def __init__(self, family, hub_names: str, examples: str, default_size: int = 1024):
+        self.family = family
+        self.description = f"{family.description} (a hub id like {examples}, or a local folder)"
+        self._names = re.compile(hub_names, re.IGNORECASE)  # matched against the repository name
 
     def accepts(self, model: str) -> bool:
-        from . import klein
+        from . import hub
 
         model = str(model)
-        local = klein.local_pipeline_dir(model)
+        local = hub.local_pipeline_dir(model)
         if local is not None:
-            return klein.is_klein_folder(local)
-        return klein.is_hub_id(model) and "klein" in model.lower()
+            return hub.folder_pipeline_class(local) == self.family.pipeline_class
+        return hub.is_hub_id(model) and self._names.search(model.rsplit("/", 1)[-1]) is not None
+
+    def transformer_config(self, model: str) -> tuple[dict[str, Any], str]:
+        from . import hub
+
+        return hub.transformer_config(model)
 
     def load(self, model: str, device: str = "auto", dtype=None, *, revision: str | None = None,
              offload: bool = False, **options) -> LoadedModel:
         from ..devices import resolve_device, resolve_dtype
-        from . import klein
+        from . import hub
 
         start = time.perf_counter()
         device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device)
-        pipe = klein.load_klein_pipeline(model, revision, torch_dtype)
+        pipe = hub.load_pipeline(self.family.pipeline_class, model, revision, torch_dtype)
         offload = bool(offload) and not device.startswith("cpu")
         if offload:
             # Components move to the accelerator only while they run: only the largest must fit.
@@ -111,13 +165,22 @@ class KleinLoader:
         else:
             pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
-        local = klein.local_pipeline_dir(model)
+        local = hub.local_pipeline_dir(model)
         return LoadedModel(
-            pipeline=pipe, name="flux2-klein", id=str(local or model),
-            revision=klein.resolved_revision(model, revision), device=device, dtype=torch_dtype,
-            text_encoder_out_layers=klein.text_encoder_out_layers(pipe), default_size=klein.DEFAULT_SIZE, offload=offload,
-            load_seconds=time.perf_counter() - start,
+            pipeline=pipe, name=self.family.name, id=str(local or model),
+            revision=hub.resolved_revision(model, revision), device=device, dtype=torch_dtype,
+            text_encoder_out_layers=self.family.text_encoder_out_layers(pipe), default_size=hub.DEFAULT_SIZE,
+            offload=offload, load_seconds=time.perf_counter() - start, family=self.family,
         )
+
+
+class KleinLoader(HubLoader):
+    """FLUX.2 Klein (4B/9B, base or distilled) from a hub id or a local diffusers folder."""
+
+    def __init__(self):
+        from .flux2 import FLUX2_KLEIN
+
+        super().__init__(FLUX2_KLEIN, r"klein", "black-forest-labs/FLUX.2-klein-base-4B")
 
 
 def _quiet_to(pipe, device: str, dtype) -> None:
@@ -137,9 +200,6 @@ def _quiet_to(pipe, device: str, dtype) -> None:
         dlogging.set_verbosity(level)
 
 
-BUILTIN_LOADERS = {"tiny": TinyLoader(), "flux2-klein": KleinLoader()}
-
-
 def resolve_loader(model: str, registry=None) -> tuple[str, Any]:
     """The (name, loader) that accepts ``model``: a loader registered under that exact
     name first, then the first whose ``accepts`` says yes. The built-ins are the fallback
@@ -150,7 +210,9 @@ def resolve_loader(model: str, registry=None) -> tuple[str, Any]:
         registry = get_registry()
     table = {name: entry.obj for name, entry in registry.models.items()}
     if not table:
-        table = dict(BUILTIN_LOADERS)
+        from .builtin import builtin_loaders
+
+        table = builtin_loaders()
     if model in table:
         return model, table[model]
     for name, loader in table.items():
@@ -162,8 +224,9 @@ def resolve_loader(model: str, registry=None) -> tuple[str, Any]:
     if model.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(model)):
         raise PlantainError(f"--model: folder not found: {model}")
     raise PlantainError(
-        f"no model loader accepts {model!r}; pass 'tiny', a FLUX.2 Klein hub id "
-        f"(e.g. black-forest-labs/FLUX.2-klein-base-4B) or a local diffusers folder; loaders: {', '.join(sorted(table))}"
+        f"no model loader accepts {model!r}; pass a tiny model (tiny, tiny-flux1, tiny-sd3, ...), a hub id of a "
+        f"supported family (e.g. black-forest-labs/FLUX.2-klein-base-4B) or a local diffusers folder; "
+        f"loaders: {', '.join(sorted(table))} (plantain plugins lists them)"
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from .checks_section import checks_section, length_sentence
 from .trajectory_section import trajectory_section
+from ..models.loaders import is_tiny_record
 from .reproduce import reproduce_section
 
 CARD = "README.md"
@@ -51,7 +52,7 @@ def model_info(manifest: Mapping[str, Any]) -> dict[str, Any]:
     model = manifest.get("model") or {}
     mid = model.get("id") or "unknown"
     return {"id": mid, "revision": model.get("revision"), "name": model.get("name") or mid,
-            "tiny": (model.get("name") == "tiny" or mid == "tiny")}
+            "tiny": is_tiny_record(model) or mid == "tiny", "family": model.get("family")}
 
 
 def front_matter(summary, manifest, spec_data) -> str:
@@ -60,7 +61,8 @@ def front_matter(summary, manifest, spec_data) -> str:
     from huggingface_hub import ModelCardData
 
     m = model_info(manifest)
-    tags = list(DEFAULT_TAGS)
+    family = recorded_family(m["family"])
+    tags = [(family.card_tag or family.name) if t == "flux2" and family else t for t in DEFAULT_TAGS]
     if "heads" in summary.get("layouts", {}):
         tags.insert(1, "per-head-attention")
     tags += [str(t) for t in spec_data.get("tags", []) if t not in tags]
@@ -134,12 +136,29 @@ def pairs_table(manifest) -> list[str]:
     return out + ["", "</details>", ""]
 
 
+def recorded_family(name):
+    """The registered model family a manifest names (an untrusted value: looked up, never
+    printed raw); None for an unknown one or a run made before families were recorded."""
+    from ..family import families
+
+    return next((f for f in families() if f.name == name), None)
+
+
+def family_notes(name) -> tuple[str, ...]:
+    """What a unit is in the model family ``name``."""
+    family = recorded_family(name)
+    return tuple(family.unit_notes) if family else ()
+
+
 def method_section(summary, manifest, spec_data, sheet: str | None = None) -> list[str]:
     m = model_info(manifest)
     a_name, b_name = summary.get("direction", ["A", "B"])
     st = summary.get("stats", {})
     size = f"{manifest.get('height', '?')}×{manifest.get('width', '?')}" if manifest.get("height") else "the model default size"
     rev = f" at revision `{m['revision']}`" if m["revision"] else ""
+    embedded = " (embedded: a guidance-distilled model)" if manifest.get("guidance_embedded") is True else ""
+    # runs made before families recorded "cfg" ran CFG at guidance > 1 (FLUX.2 Klein base)
+    cfg = manifest["cfg"] if isinstance(manifest.get("cfg"), bool) else (manifest.get("guidance") or 1) > 1
     out = ["## Method", ""]
     out += stimulus_text(manifest, spec_data) + [""]
     if sheet:
@@ -147,10 +166,11 @@ def method_section(summary, manifest, spec_data, sheet: str | None = None) -> li
     out += pairs_table(manifest)
     out += [
         f"Each stimulus runs once through `{m['id']}`{rev} ({manifest.get('dtype', '?')} on {manifest.get('device', '?')}) "
-        + (f"at 1 inference step with guidance {manifest.get('guidance', 1.0)} (no CFG)" if manifest.get("steps", 1) == 1
+        + (f"at 1 inference step with guidance {manifest.get('guidance', 1.0)}{embedded} (no CFG)"
+           if manifest.get("steps", 1) == 1
            else f"through the pipeline's denoising loop of {manifest['steps']} steps, guidance "
-                f"{manifest.get('guidance', 1.0)}" + (" (CFG with the empty prompt; only the conditional pass is "
-                                                        "captured)" if (manifest.get("guidance") or 1) > 1 else " (no CFG)"))
+                f"{manifest.get('guidance', 1.0)}{embedded}" + (" (CFG with the empty prompt; only the conditional pass "
+                                                                 "is captured)" if cfg else " (no CFG)"))
         + f", at {size}; the initial noise is seeded per pair (run seed {manifest.get('seed', '?')}) so A and B share it.",
         "",
         "A forward pre-hook on every attention output projection takes the RMS of its input over tokens and the "
@@ -159,6 +179,9 @@ def method_section(summary, manifest, spec_data, sheet: str | None = None) -> li
         "",
     ]
     out += [f"- {describe_layout(n, s)}" for n, s in summary["layouts"].items()]
+    notes = family_notes(m["family"])
+    if notes:
+        out.append(f"- Model family `{m['family']}`: " + "; ".join(notes) + ".")
     out += [
         "",
         f"Per unit, with D = A − B over the N = {summary.get('n_pairs')} pairs (A = \"{a_name}\", B = \"{b_name}\"): "
@@ -291,7 +314,7 @@ def render_card(run_name: str, summary: Mapping[str, Any], manifest: Mapping[str
     for note in summary.get("notes", []):
         lines += [f"_Note: {note}._", ""]
     lines += causal
-    lines += confounds_section(summary)
+    lines += confounds_section(summary, m)
     lines += checks_section(summary)
     lines += limitations_section(summary, manifest, m, causal=bool(causal))
     lines += reproduce_section(summary, manifest, config, run_name)
@@ -299,7 +322,7 @@ def render_card(run_name: str, summary: Mapping[str, Any], manifest: Mapping[str
     return "\n".join(lines)
 
 
-def confounds_section(summary) -> list[str]:
+def confounds_section(summary, m) -> list[str]:
     c = summary.get("confounds")
     if not c:
         return []
@@ -314,8 +337,9 @@ def confounds_section(summary) -> list[str]:
                        "statistic here can tell the condition from the length; match the prompts' lengths, or see "
                        "the length placebo below (`--length-control`).")
         if tc.get("pairs_truncated"):
-            out.append(f"**{tc['pairs_truncated']} pairs have a prompt longer than 512 tokens**: the text encoder saw "
-                       "only the first 512, so any difference after that is not in these numbers.")
+            limit = getattr(recorded_family(m["family"]), "prompt_limit", 512)
+            out.append(f"**{tc['pairs_truncated']} pairs have a prompt longer than {limit} tokens**: the text encoder "
+                       f"saw only the first {limit}, so any difference after that is not in these numbers.")
         for name, r in (c.get("token_diff_vs_score_r") or {}).items():
             out.append(f"- `{name}`: r between token-count difference and the pair's probe score = "
                        + (f"{r:.2f}" if r is not None else "— (no variation or no units above the first threshold)"))
@@ -327,10 +351,12 @@ def confounds_section(summary) -> list[str]:
 
 def limitations_section(summary, manifest, m, causal: bool = False) -> list[str]:
     n = summary.get("n_pairs")
+    family = recorded_family(m["family"])
+    padding = family.padding_note() if family else "The text stream is padded to 512 tokens with no attention mask"
     out = ["## Limitations", ""]
     if m["tiny"]:
-        out.append("- **This run used the embedded `tiny` model with random weights: its numbers say nothing about "
-                   "FLUX.2 or any trained model.** It exists to test the pipeline.")
+        out.append("- **This run used an embedded tiny model with random weights: its numbers say nothing about "
+                   "FLUX or any trained model.** It exists to test the pipeline.")
     out += [
         "- The probe is correlational: a unit whose RMS differs between A and B is not shown to cause anything"
         + (" (the causal check above tests the selected units directly)." if causal else
@@ -338,7 +364,7 @@ def limitations_section(summary, manifest, m, causal: bool = False) -> list[str]
         f"- {n} pairs; " + ("one inference step at one noise level" if manifest.get("steps", 1) == 1 else
                              f"one trajectory of {manifest.get('steps')} steps per stimulus (one noise draw per pair)")
         + "; RMS magnitude only (not direction or attention pattern).",
-        "- The text stream is padded to 512 tokens with no attention mask, so prompt length and padding can move "
+        f"- {padding}, so prompt length and padding can move "
         "unit RMS" + ("; see the confounds above." if summary.get("confounds") else
                       "; this run recorded no token counts to check it."),
         "- The null p99 comes from a finite number of sign patterns, and observed / null p99 is large whenever the "

@@ -13,6 +13,8 @@ import math
 import pathlib
 from typing import Any, Mapping
 
+from ..models.loaders import is_tiny_record
+
 CAUSAL_JSON = "causal.json"
 FIGURE = "figures/causal_dose.png"
 
@@ -120,7 +122,7 @@ def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: boo
     """The "Causal check" section for one ``causal.json`` content."""
     n = data.get("n_pairs")
     model = data.get("model") or {}
-    tiny = model.get("name") == "tiny"
+    tiny = is_tiny_record(model)
     out = ["## Causal check", ""]
     if stale:
         out += ["_Warning: causal.json was computed from other captures than this run's current ones; rerun "
@@ -184,7 +186,8 @@ def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: boo
             "moves activations off their usual range; patching asks whether B's activations of these units are "
             "enough to move A's output toward B's."]
     if tiny:
-        out.append("- **This ran on the embedded `tiny` model with random weights: it says nothing about FLUX.2.**")
+        out.append("- **This ran on an embedded tiny model with random weights: it says nothing about FLUX or any "
+                   "trained model.**")
     out.append("")
     for note in data.get("notes") or []:
         out += [f"_Note: {note}._", ""]

@@ -1,7 +1,8 @@
-"""FLUX.2 Klein from the hub or a local diffusers folder, and the bundled transformer presets.
+"""Pipelines from the hub or a local diffusers folder, and the bundled transformer presets.
 
-The presets (``presets/*.json``) are the transformer configs of the published Klein
-checkpoints, so ``plantain units`` can count units with no download and no weights.
+The presets (``presets/*.json``) are the transformer configs of the published
+checkpoints of every built-in family (sources in docs/models.md), so ``plantain units``
+can count units with no download and no weights.
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ from typing import Any
 from ..errors import PlantainError
 
 PRESET_DIR = pathlib.Path(__file__).with_name("presets")
-HUB_ORG = "black-forest-labs"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-# The diffusers default (9, 18, 27): the Qwen3 layers stacked into the prompt embedding.
-TEXT_OUT_LAYERS = (9, 18, 27)
 DEFAULT_SIZE = 1024
 
 
@@ -48,12 +46,14 @@ def local_pipeline_dir(model: str) -> pathlib.Path | None:
     return None
 
 
-def is_klein_folder(path: pathlib.Path) -> bool:
+def folder_pipeline_class(path: pathlib.Path) -> str | None:
+    """The pipeline class a local diffusers folder's ``model_index.json`` names."""
     try:
         index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return index.get("_class_name") == "Flux2KleinPipeline"
+        return None
+    name = index.get("_class_name") if isinstance(index, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def transformer_config(model: str) -> tuple[dict[str, Any], str]:
@@ -75,7 +75,7 @@ def transformer_config(model: str) -> tuple[dict[str, Any], str]:
         return json.loads(pathlib.Path(cached).read_text(encoding="utf-8")), cached
     raise PlantainError(
         f"no transformer config for {model!r}: not a local folder with transformer/config.json, "
-        f"not in the hub cache, and no bundled preset; presets: {', '.join(preset_names())}, or 'tiny'"
+        f"not in the hub cache, and no bundled preset; presets: {', '.join(preset_names())}, or a tiny model"
     )
 
 
@@ -114,10 +114,12 @@ def _short(exc: BaseException) -> str:
     return text[:200] or type(exc).__name__
 
 
-def load_klein_pipeline(model: str, revision: str | None, dtype):
-    """``Flux2KleinPipeline.from_pretrained`` with every "not here" failure turned into one
-    PlantainError that says how to get the model."""
-    from diffusers import Flux2KleinPipeline
+def load_pipeline(class_name: str, model: str, revision: str | None, dtype):
+    """``<class_name>.from_pretrained`` (a diffusers pipeline class) with every "not here"
+    failure turned into one PlantainError that says how to get the model."""
+    import diffusers
+
+    pipeline_class = getattr(diffusers, class_name)
 
     local = local_pipeline_dir(model)
     if local is None and not is_hub_id(model):
@@ -127,7 +129,7 @@ def load_klein_pipeline(model: str, revision: str | None, dtype):
         raise PlantainError(f"model {model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
                             + download_hint(model))
     try:
-        pipe = Flux2KleinPipeline.from_pretrained(str(local or model), revision=revision, dtype=dtype)
+        pipe = pipeline_class.from_pretrained(str(local or model), revision=revision, dtype=dtype)
     except Exception as exc:
         # OSError covers missing files and no network; the hub's HTTP errors (gated, not
         # found) are not OSErrors in every huggingface_hub version.
@@ -137,19 +139,9 @@ def load_klein_pipeline(model: str, revision: str | None, dtype):
             raise PlantainError(f"cannot load model {model!r}: {_short(exc)}; " + download_hint(model)) from None
         raise PlantainError(f"model {model!r} is not in the local Hugging Face cache and could not be downloaded "
                             f"({_short(exc)}); " + download_hint(model)) from None
-    if not isinstance(pipe, Flux2KleinPipeline):
-        raise PlantainError(f"model {model!r} loads as {type(pipe).__name__}, not Flux2KleinPipeline")
+    if not isinstance(pipe, pipeline_class):
+        raise PlantainError(f"model {model!r} loads as {type(pipe).__name__}, not {class_name}")
     return pipe
-
-
-def text_encoder_out_layers(pipe) -> tuple[int, ...]:
-    """Klein stacks Qwen3 layers (9, 18, 27); a smaller text encoder (a saved tiny model,
-    a distilled experiment) gets as many evenly spaced layers as the transformer expects."""
-    n_layers = pipe.text_encoder.config.num_hidden_layers
-    if n_layers >= max(TEXT_OUT_LAYERS):
-        return TEXT_OUT_LAYERS
-    stacked = pipe.transformer.config.joint_attention_dim // pipe.text_encoder.config.hidden_size
-    return tuple(round(n_layers * (i + 1) / stacked) for i in range(stacked))
 
 
 def resolved_revision(model: str, revision: str | None) -> str | None:

@@ -1,0 +1,250 @@
+"""The model-family contract: what a diffusion-transformer family supplies to plantain.
+
+A model family (FLUX.2 Klein, FLUX.1, SD3, ...) is an object a plugin registers with
+``plantain_register_families``; its model loaders return :class:`LoadedModel` bundles
+whose ``family`` is that object. The core asks the family, never the pipeline class:
+
+- **capture sites** (:meth:`ModelFamily.sites`): which projections take each attention's
+  output, how many heads of what width they carry, which trailing features are MLP
+  channels, and which stream each is (``image``/``text`` projections of joint blocks,
+  ``single`` projections over text tokens followed by image tokens);
+- **probe passes** (``encode_prompts``, ``encode_image``, ``noise``, ``model_input``,
+  ``transformer_kwargs``, ``prediction``): the transformer inputs of one stimulus, as the
+  family's pipeline ``__call__`` builds them;
+- **trajectory steps** (``schedule``, ``uses_cfg``; the scheduler's own ``step``);
+- **stimulus kinds** (``kinds``): a probe of another kind is refused before any work.
+
+docs/writing-a-model-plugin.md walks through a family; ``plantain_core.models.flux2``,
+``flux1`` and ``sd3`` are the built-in ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .errors import PlantainError
+
+TEXT_KINDS = ("text-pair",)
+#: Kinds whose stimuli carry a conditioning image (the reference image or the pair's images).
+IMAGE_KINDS = ("fixed-image-text-pair", "image-pair")
+ALL_KINDS = TEXT_KINDS + IMAGE_KINDS
+
+
+class ModelFamily:
+    """Base class of model families; the defaults fit FLUX-style flow-matching pipelines.
+
+    A subclass sets the class attributes and implements :meth:`sites` and the pass
+    methods its pipeline differs in. Methods receive the diffusers pipeline (``pipe``)
+    or the loaded bundle; they must not keep state between calls.
+    """
+
+    #: registry name, e.g. ``flux2-klein``
+    name: str = ""
+    #: one line for ``plantain plugins`` and error messages
+    description: str = ""
+    #: the diffusers pipeline class (a local folder's ``model_index.json`` names it)
+    pipeline_class: str = ""
+    #: the diffusers transformer class (``plantain units`` builds it on the meta device)
+    transformer_class: str = ""
+    #: stimulus kinds (generator names) this family runs
+    kinds: tuple[str, ...] = TEXT_KINDS
+    #: text tokens of the transformer's text stream (prompts are padded to it)
+    text_tokens: int = 512
+    #: prompt tokens (of :meth:`prompt_tokens`) the text encoder reads; the rest is cut
+    prompt_limit: int = 512
+    #: diffusers divides the timestep by this before the transformer (FLUX: 1000; SD3: 1)
+    timestep_scale: float = 1000.0
+    #: lines for ``plantain units`` and the card: what the units of this family are
+    unit_notes: tuple[str, ...] = ()
+    #: the card's hub tag for the model (default: ``name``)
+    card_tag: str = ""
+
+    def padding_note(self) -> str:
+        """The card's sentence on how the text stream is padded (a family with a text
+        attention mask says so)."""
+        return f"The text stream is padded to {self.text_tokens} tokens with no attention mask"
+
+    def __repr__(self) -> str:
+        return f"<model family {self.name}>"
+
+    # -- capture sites ------------------------------------------------------------------
+    def sites(self, transformer) -> list:
+        """The capture sites of ``transformer`` (weights may be on meta), as
+        :class:`plantain_core.models.layouts.Site` in forward order. A single-stream
+        site's input must hold the text tokens first, then the image tokens."""
+        raise NotImplementedError
+
+    # -- prompts and images ---------------------------------------------------------------
+    def prompt_tokens(self, pipe, prompt: str) -> list[int]:
+        """The token ids of ``prompt`` in the text stream (before padding or the cut at
+        ``text_tokens``): token counts and the length placebo read them."""
+        raise NotImplementedError
+
+    def encode_prompts(self, bundle, prompts: Sequence[str]) -> tuple[dict, dict]:
+        """``({prompt: {kwarg: tensor (1, ...)}}, shared)``: each prompt's transformer
+        inputs (kept on the host) and the inputs every prompt shares (text ids)."""
+        raise NotImplementedError
+
+    def encode_image(self, bundle, image) -> tuple[Any, Any]:
+        """(latents (1, tokens, channels), position ids) of one conditioning image."""
+        raise PlantainError(f"model family {self.name} takes no conditioning images")
+
+    def text_encoder_out_layers(self, pipe) -> tuple[int, ...]:
+        """Text-encoder layers the prompt embedding stacks (FLUX.2); () where it is one output."""
+        return ()
+
+    def call_kwargs(self, bundle, size: tuple[int, int]) -> dict:
+        """Extra keyword arguments of the pipeline's ``__call__`` when plantain generates
+        an image of ``size`` (height, width) with it (reference images of image-conditioned probes)."""
+        return {}
+
+    # -- one pass -----------------------------------------------------------------------------
+    def size_multiple(self, pipe) -> int:
+        """Image height and width must be multiples of this."""
+        return pipe.vae_scale_factor * 2
+
+    def latent_tokens(self, pipe, size: tuple[int, int]) -> int:
+        """Image tokens of the noisy latent at ``size`` (height, width)."""
+        m = self.size_multiple(pipe)
+        return (size[0] // m) * (size[1] // m)
+
+    def noise(self, pipe, generator, size: tuple[int, int], dtype, device) -> tuple[Any, Any]:
+        """(initial latents of one stimulus, their position ids), as ``prepare_latents``."""
+        raise NotImplementedError
+
+    def model_input(self, latents, cond):
+        """The transformer's ``hidden_states``: the latents, followed by the conditioning
+        image's latents along the sequence when there is one."""
+        import torch
+
+        return latents if cond is None else torch.cat([latents, cond], dim=1)
+
+    def join_ids(self, latent_ids, image_ids):
+        """Position ids of latents followed by conditioning latents."""
+        import torch
+
+        return latent_ids if image_ids is None else torch.cat([latent_ids, image_ids], dim=-2)
+
+    def text_kwargs(self, text: dict, shared: dict, n: int) -> dict:
+        """The transformer's text inputs for a batch of ``n`` (``text``: batched prompt inputs)."""
+        raise NotImplementedError
+
+    def transformer_kwargs(self, pipe, hidden, timestep, text: dict, ids, guidance: float) -> dict:
+        """Every keyword argument of one transformer forward (``timestep`` as the pipeline's
+        loop has it, before the division by :attr:`timestep_scale`)."""
+        raise NotImplementedError
+
+    def scale_timestep(self, t):
+        """The timestep as the transformer takes it."""
+        return t / self.timestep_scale
+
+    def prediction(self, out, n_latent: int):
+        """The prediction for the noisy latent in the transformer's output."""
+        return out[:, :n_latent]
+
+    # -- the denoising loop -----------------------------------------------------------------
+    def schedule(self, pipe, steps: int, image_seq_len: int, device):
+        """(a fresh copy of the pipeline's scheduler set for ``steps``, its timesteps), as
+        ``__call__`` sets them for ``num_inference_steps=steps``."""
+        raise NotImplementedError
+
+    def uses_cfg(self, pipe, guidance: float) -> bool:
+        """Does ``__call__`` run an unconditional pass (classifier-free guidance) at ``guidance``?"""
+        return False
+
+    # -- stimulus kinds -----------------------------------------------------------------------
+    def check_kind(self, kind: str, has_images: bool, probe: str = "") -> None:
+        """Refuse a probe this family cannot run; ``kind`` is its generator's name (a kind
+        that is not a built-in one is judged by whether its stimuli carry images)."""
+        if kind in self.kinds:
+            return
+        if kind not in ALL_KINDS and not (has_images and not set(IMAGE_KINDS) & set(self.kinds)):
+            return
+        what = "conditioning images" if kind in IMAGE_KINDS or has_images else "its stimuli"
+        others = [f.name for f in families() if kind in f.kinds]
+        raise PlantainError(
+            f"probe {probe or '?'!r} is {kind} ({what}), which model family {self.name} ({self.description}) "
+            f"cannot run; {self.name} runs: {', '.join(self.kinds)}"
+            + (f"; families that run {kind}: {', '.join(others)}" if others else ""))
+
+
+#: What a registered family must have beyond the base class's defaults.
+REQUIRED = ("sites", "prompt_tokens", "encode_prompts", "noise", "text_kwargs", "transformer_kwargs", "schedule")
+
+
+def contract_problem(family) -> str | None:
+    """Why ``family`` does not fulfil the contract (checked when a plugin registers it), else None."""
+    for attr in ("name", "description", "pipeline_class", "transformer_class"):
+        if not isinstance(getattr(family, attr, None), str) or not getattr(family, attr):
+            return f"`{attr}` must be a non-empty string"
+    kinds = getattr(family, "kinds", None)
+    if not isinstance(kinds, tuple) or not kinds or not all(isinstance(k, str) and k for k in kinds):
+        return "`kinds` must be a non-empty tuple of stimulus kind names"
+    for attr in ("text_tokens", "prompt_limit"):
+        value = getattr(family, attr, None)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            return f"`{attr}` must be a positive integer"
+    for method in REQUIRED:
+        impl = getattr(type(family), method, None)
+        if not callable(impl) or impl is getattr(ModelFamily, method, None):
+            return f"it does not implement `{method}`"
+    return None
+
+
+def families(registry=None) -> list[ModelFamily]:
+    """Every registered model family (the built-in ones when the registry has none)."""
+    if registry is None:
+        from .plugins import get_registry
+
+        registry = get_registry()
+    found = [entry.obj for entry in registry.families.values()]
+    return found or builtin_families()
+
+
+def builtin_families() -> list[ModelFamily]:
+    from .models.flux1 import FLUX1, FLUX1_KONTEXT
+    from .models.flux2 import FLUX2_DEV, FLUX2_KLEIN
+    from .models.sd3 import SD3
+
+    return [FLUX2_KLEIN, FLUX2_DEV, FLUX1, FLUX1_KONTEXT, SD3]
+
+
+def family_of(bundle) -> ModelFamily:
+    """The family of a loaded bundle; a loader that names none gets FLUX.2 Klein's, the
+    only shape plantain knew before families existed."""
+    family = getattr(bundle, "family", None)
+    if family is None:
+        from .models.flux2 import FLUX2_KLEIN
+
+        return FLUX2_KLEIN
+    return family
+
+
+def family_for_transformer(transformer, registry=None) -> ModelFamily:
+    """The first registered family whose transformer class is ``transformer``'s."""
+    return family_for_class(type(transformer).__name__, registry)
+
+
+def family_for_class(name: str, registry=None) -> ModelFamily:
+    """The first registered family (then built-in one) whose transformer class is ``name``."""
+    for family in families(registry) + builtin_families():
+        if family.transformer_class == name:
+            return family
+    raise PlantainError(f"no model family knows the transformer class {name}; "
+                        f"known: {', '.join(sorted({f.transformer_class for f in families(registry)}))}")
+
+
+def transformer_layouts(transformer, names=None, token_scope: str = "all", family: ModelFamily | None = None):
+    """The unit layouts ``names`` (default: all) of ``transformer`` under ``token_scope``."""
+    from .models.layouts import LAYOUT_NAMES, blocks_of, build_layouts
+
+    names = LAYOUT_NAMES if names is None else names
+    family = family or family_for_transformer(transformer)
+    return build_layouts(names, blocks_of(family.sites(transformer)), token_scope)
+
+
+def describe_blocks(transformer, family: ModelFamily | None = None):
+    """The blocks (:class:`~plantain_core.models.layouts.BlockInfo`) of ``transformer``'s capture sites."""
+    from .models.layouts import blocks_of
+
+    return blocks_of((family or family_for_transformer(transformer)).sites(transformer))
