@@ -68,10 +68,30 @@ def test_installed_example_package_is_discovered(example_site):
     assert warmth["status"] == "OK"
     assert warmth["plugin"] == "example"
     assert warmth["distribution"] == "plantain-example"
-    assert warmth["version"] == "0.3.0"
+    assert warmth["version"] == "0.4.0"
     assert warmth["pairs"] == 6
     assert warmth["kind"] == "text-pair"
     assert {"measure", "otherview", "after", "ray", "dense"} <= set(probes)
+
+
+def test_installed_example_package_adds_a_model_family(example_site, tmp_path):
+    """A third-party family (Chroma) through the documented contract: registered, counted
+    offline, run end to end, and refused for a kind its pipeline cannot take."""
+    res = run_cli("plugins", "--json", pythonpath=[example_site])
+    supplies = {p["plugin"]: p["supplies"] for p in json.loads(res.stdout)["plugins"]}
+    assert supplies["example"]["family"] == ["chroma"] and set(supplies["example"]["model"]) == {"chroma", "tiny-chroma"}
+    units = run_cli("units", "tiny-chroma", "--json", pythonpath=[example_site])
+    assert units.returncode == 0, units.stderr
+    assert json.loads(units.stdout)["family"] == "chroma" and json.loads(units.stdout)["layouts"]["heads"]["units"] == 16
+    out = tmp_path / "ray-chroma"
+    run = run_cli("run", "ray", "--model", "tiny-chroma", "--units", "heads", "--flips", "20", "--splits", "5",
+                  "--out", str(out), "--no-figures", "--no-progress", pythonpath=[example_site])
+    assert run.returncode == 0, run.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["family"] == "chroma" and manifest["providers"]["model_loader"]["plugin"] == "example"
+    assert "Model family `chroma`" in (out / "README.md").read_text()
+    refused = run_cli("run", "measure", "--model", "tiny-chroma", "--out", str(tmp_path / "no"), pythonpath=[example_site])
+    assert refused.returncode == 1 and "model family chroma" in refused.stderr and not (tmp_path / "no").exists()
 
 
 def test_plugin_failing_at_import_is_recorded_and_list_still_works(plugin_path):

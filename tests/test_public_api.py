@@ -190,14 +190,14 @@ def test_unknown_keywords_and_manifest_keys_are_named():
 def test_installed_example_plugin_generator_interpreter_and_its_own_tests(example_site, tmp_path):
     listing = run_cli("list", "--json", pythonpath=[example_site])
     probes = {p["name"]: p for p in json.loads(listing.stdout)["probes"]}
-    assert probes["warmth"]["version"] == "0.3.0"
+    assert probes["warmth"]["version"] == "0.4.0"
     assert (probes["negation"]["status"], probes["negation"]["kind"], probes["negation"]["pairs"]) == ("OK", "negation", 6)
     # the example package's tests, written with plantain_core.testing, pass against this plantain
     env = {**os.environ, "PYTHONPATH": str(example_site), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            str(ROOT / "examples" / "plantain-example" / "tests")],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0 and "2 passed" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "11 passed" in proc.stdout, proc.stdout + proc.stderr
     # a CLI run records the third party in the manifest and the card
     out = tmp_path / "negation"
     res = run_cli("run", "negation", "--model", "tiny", "--units", "heads", "--flips", "20", "--splits", "5",
@@ -205,10 +205,10 @@ def test_installed_example_plugin_generator_interpreter_and_its_own_tests(exampl
     assert res.returncode == 0, res.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["providers"]["generator"] == {"plugin": "example", "distribution": "plantain-example",
-                                                  "version": "0.3.0"}
+                                                  "version": "0.4.0"}
     assert manifest["providers"]["spec"] == manifest["providers"]["interpreter"] == manifest["providers"]["generator"]
     card = (out / "README.md").read_text()
-    assert "generator: plugin `example` (plantain-example 0.3.0)" in card and "### Sign balance" in card
+    assert "generator: plugin `example` (plantain-example 0.4.0)" in card and "### Sign balance" in card
     assert "plantain run negation --model tiny" in card  # a plugin's probe is reproduced by name
 
 
