@@ -17,15 +17,11 @@ image's latents (position ids offset to 1 in their first axis) to the sequence.
 
 from __future__ import annotations
 
-import copy
-
-import numpy as np
-
 from ..errors import PlantainError
-from ..family import ALL_KINDS, ModelFamily
+from ..family import ALL_KINDS, ModelFamily, encode_in_chunks, flow_sigmas, fresh_schedule
+from .flux2 import embedded_guidance, joint_sites
 from .layouts import BlockInfo, Site
 
-PROMPT_CHUNK = 8
 
 
 class Flux1Family(ModelFamily):
@@ -45,14 +41,7 @@ class Flux1Family(ModelFamily):
     )
 
     def sites(self, transformer) -> list[Site]:
-        sites: list[Site] = []
-        for i, block in enumerate(getattr(transformer, "transformer_blocks", [])):
-            attn = block.attn
-            dim = attn.to_out[0].in_features
-            if attn.heads * attn.head_dim != dim or attn.to_add_out.in_features != dim:
-                raise PlantainError(f"joint[{i}]: heads x head_dim != to_out input ({attn.heads}x{attn.head_dim} vs {dim})")
-            info = BlockInfo("joint", i, attn.heads, attn.head_dim, dim, 0)
-            sites += [Site(info, "image", attn.to_out[0]), Site(info, "text", attn.to_add_out)]
+        sites = joint_sites(transformer)
         for i, block in enumerate(getattr(transformer, "single_transformer_blocks", [])):
             attn = block.attn
             if block.proj_out.in_features != attn.inner_dim + block.mlp_hidden_dim:
@@ -71,16 +60,15 @@ class Flux1Family(ModelFamily):
         import torch
 
         pipe = bundle.pipeline
-        embeds, text_ids = {}, None
+        shared = {}
+
+        def encode(chunk):
+            pe, pooled, shared["txt_ids"] = pipe.encode_prompt(prompt=chunk, prompt_2=None, device=pipe._execution_device,
+                                                               max_sequence_length=self.text_tokens)
+            return {"encoder_hidden_states": pe, "pooled_projections": pooled}
+
         with torch.inference_mode():
-            for k in range(0, len(prompts), PROMPT_CHUNK):
-                chunk = list(prompts[k:k + PROMPT_CHUNK])
-                pe, pooled, text_ids = pipe.encode_prompt(prompt=chunk, prompt_2=None, device=pipe._execution_device,
-                                                          max_sequence_length=self.text_tokens)
-                pe, pooled = pe.cpu(), pooled.cpu()  # on the host until a batch needs them
-                embeds.update({p: {"encoder_hidden_states": pe[j:j + 1], "pooled_projections": pooled[j:j + 1]}
-                               for j, p in enumerate(chunk)})
-        return embeds, {"txt_ids": text_ids}
+            return encode_in_chunks(prompts, encode), shared
 
     def noise(self, pipe, generator, size, dtype, device):
         return pipe.prepare_latents(1, pipe.transformer.config.in_channels // 4, size[0], size[1], dtype, device,
@@ -91,29 +79,17 @@ class Flux1Family(ModelFamily):
                 "pooled_projections": text["pooled_projections"], "txt_ids": shared["txt_ids"]}
 
     def transformer_kwargs(self, pipe, hidden, timestep, text, ids, guidance):
-        import torch
-
-        n = hidden.shape[0]
-        embedded = None
-        if pipe.transformer.config.guidance_embeds:
-            embedded = torch.full([1], guidance, device=hidden.device, dtype=torch.float32).expand(n)
-        return dict(hidden_states=hidden, timestep=self.scale_timestep(timestep), guidance=embedded, **text,
-                    img_ids=ids, joint_attention_kwargs=None, return_dict=False)
+        return dict(hidden_states=hidden, timestep=self.scale_timestep(timestep),
+                    guidance=embedded_guidance(pipe, guidance, hidden.shape[0]), **text, img_ids=ids,
+                    joint_attention_kwargs=None, return_dict=False)
 
     def schedule(self, pipe, steps, image_seq_len, device):
         from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
 
-        scheduler = copy.deepcopy(pipe.scheduler)
-        sigmas = np.linspace(1.0, 1 / steps, steps)
-        if getattr(scheduler.config, "use_flow_sigmas", False):
-            sigmas = None
-        config = scheduler.config
+        config = pipe.scheduler.config
         mu = calculate_shift(image_seq_len, config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
                              config.get("base_shift", 0.5), config.get("max_shift", 1.15))
-        timesteps, _ = retrieve_timesteps(scheduler, steps, device, sigmas=sigmas, mu=mu)
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(0)
-        return scheduler, timesteps
+        return fresh_schedule(pipe, steps, device, retrieve_timesteps, sigmas=flow_sigmas(pipe, steps), mu=mu)
 
 
 class Flux1KontextFamily(Flux1Family):

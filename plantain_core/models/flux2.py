@@ -16,16 +16,11 @@ at guidance above 1; [dev] embeds the guidance scale instead.
 
 from __future__ import annotations
 
-import copy
-
-import numpy as np
-
 from ..early_exit import early_exit
 from ..errors import PlantainError
-from ..family import ALL_KINDS, ModelFamily
+from ..family import ALL_KINDS, ModelFamily, encode_in_chunks, flow_sigmas, fresh_schedule
 from .layouts import BlockInfo, Site
 
-PROMPT_CHUNK = 8
 
 
 class Flux2Family(ModelFamily):
@@ -41,14 +36,7 @@ class Flux2Family(ModelFamily):
     )
 
     def sites(self, transformer) -> list[Site]:
-        sites: list[Site] = []
-        for i, block in enumerate(getattr(transformer, "transformer_blocks", [])):
-            attn = block.attn
-            dim = attn.to_out[0].in_features
-            if attn.heads * attn.head_dim != dim or attn.to_add_out.in_features != dim:
-                raise PlantainError(f"joint[{i}]: heads x head_dim != to_out input ({attn.heads}x{attn.head_dim} vs {dim})")
-            info = BlockInfo("joint", i, attn.heads, attn.head_dim, dim, 0)
-            sites += [Site(info, "image", attn.to_out[0]), Site(info, "text", attn.to_add_out)]
+        sites = joint_sites(transformer)
         for i, block in enumerate(getattr(transformer, "single_transformer_blocks", [])):
             attn = block.attn
             if attn.to_out.in_features != attn.inner_dim + attn.mlp_hidden_dim:
@@ -64,18 +52,17 @@ class Flux2Family(ModelFamily):
         import torch
 
         pipe = bundle.pipeline
-        embeds, text_ids = {}, None
+        shared = {}
         layers = tuple(bundle.text_encoder_out_layers)
+
+        def encode(chunk):
+            pe, shared["txt_ids"] = pipe.encode_prompt(prompt=chunk, device=pipe._execution_device,
+                                                       max_sequence_length=self.text_tokens,
+                                                       text_encoder_out_layers=layers)
+            return {"encoder_hidden_states": pe}
+
         with torch.inference_mode(), early_exit(pipe.text_encoder, layers):  # the same embeddings, fewer layers run
-            for k in range(0, len(prompts), PROMPT_CHUNK):
-                chunk = list(prompts[k:k + PROMPT_CHUNK])
-                pe, text_ids = pipe.encode_prompt(prompt=chunk, device=pipe._execution_device,
-                                                  max_sequence_length=self.text_tokens, text_encoder_out_layers=layers)
-                # Kept on the host: at 7.5 MiB per prompt (Klein 4B, bf16) a 1,000-pair probe's
-                # embeddings would hold 15 GiB of GPU memory; a batch moves only its own.
-                pe = pe.cpu()
-                embeds.update({p: {"encoder_hidden_states": pe[j:j + 1]} for j, p in enumerate(chunk)})
-        return embeds, {"txt_ids": text_ids}
+            return encode_in_chunks(prompts, encode), shared
 
     def encode_image(self, bundle, image):
         pipe = bundle.pipeline
@@ -106,28 +93,17 @@ class Flux2Family(ModelFamily):
         return {"encoder_hidden_states": text["encoder_hidden_states"], "txt_ids": shared["txt_ids"][:1].expand(n, -1, -1)}
 
     def transformer_kwargs(self, pipe, hidden, timestep, text, ids, guidance):
-        import torch
-
         n = hidden.shape[0]
-        embedded = None
-        if pipe.transformer.config.guidance_embeds:
-            embedded = torch.full([1], guidance, device=hidden.device, dtype=torch.float32).expand(n)
-        return dict(hidden_states=hidden, timestep=self.scale_timestep(timestep), guidance=embedded, **text,
-                    img_ids=ids.expand(n, -1, -1), joint_attention_kwargs=None, return_dict=False)
+        return dict(hidden_states=hidden, timestep=self.scale_timestep(timestep),
+                    guidance=embedded_guidance(pipe, guidance, n), **text, img_ids=ids.expand(n, -1, -1),
+                    joint_attention_kwargs=None, return_dict=False)
 
     # -- the denoising loop -----------------------------------------------------------------
     def schedule(self, pipe, steps, image_seq_len, device):
         from diffusers.pipelines.flux2.pipeline_flux2_klein import compute_empirical_mu, retrieve_timesteps
 
-        scheduler = copy.deepcopy(pipe.scheduler)  # set_timesteps mutates; image generation uses the original
-        sigmas = np.linspace(1.0, 1 / steps, steps)
-        if getattr(scheduler.config, "use_flow_sigmas", False):
-            sigmas = None
         mu = compute_empirical_mu(image_seq_len=image_seq_len, num_steps=steps)
-        timesteps, _ = retrieve_timesteps(scheduler, steps, device, sigmas=sigmas, mu=mu)
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(0)
-        return scheduler, timesteps
+        return fresh_schedule(pipe, steps, device, retrieve_timesteps, sigmas=flow_sigmas(pipe, steps), mu=mu)
 
 
 class Flux2KleinFamily(Flux2Family):
@@ -161,6 +137,30 @@ class Flux2DevFamily(Flux2Family):
         ids = pipe.tokenizer.apply_chat_template(messages, add_generation_prompt=False, tokenize=True, return_dict=True)
         first = ids["input_ids"][0]
         return list(first.tolist() if hasattr(first, "tolist") else first)
+
+
+def joint_sites(transformer) -> list[Site]:
+    """The joint blocks of a FLUX transformer (FLUX.1 and FLUX.2 alike): ``attn.to_out[0]``
+    takes the image stream's attention output, ``attn.to_add_out`` the text stream's."""
+    sites: list[Site] = []
+    for i, block in enumerate(getattr(transformer, "transformer_blocks", [])):
+        attn = block.attn
+        dim = attn.to_out[0].in_features
+        if attn.heads * attn.head_dim != dim or attn.to_add_out.in_features != dim:
+            raise PlantainError(f"joint[{i}]: heads x head_dim != to_out input ({attn.heads}x{attn.head_dim} vs {dim})")
+        info = BlockInfo("joint", i, attn.heads, attn.head_dim, dim, 0)
+        sites += [Site(info, "image", attn.to_out[0]), Site(info, "text", attn.to_add_out)]
+    return sites
+
+
+def embedded_guidance(pipe, guidance: float, n: int):
+    """The ``guidance`` argument of a FLUX transformer: the scale for each row on a
+    guidance-distilled model (as ``__call__`` builds it), None on one without the embedding."""
+    import torch
+
+    if not pipe.transformer.config.guidance_embeds:
+        return None
+    return torch.full([1], guidance, device=pipe._execution_device, dtype=torch.float32).expand(n)
 
 
 def condition_pixels(pipe, img):

@@ -17,13 +17,10 @@ prompt at guidance above 1. Text-pair probes only: the pipeline takes no conditi
 
 from __future__ import annotations
 
-import copy
-
 from ..errors import PlantainError
-from ..family import TEXT_KINDS, ModelFamily
+from ..family import TEXT_KINDS, ModelFamily, encode_in_chunks, fresh_schedule
 from .layouts import BlockInfo, Site
 
-PROMPT_CHUNK = 8
 CLIP_TOKENS = 77
 T5_TOKENS = 256
 
@@ -74,17 +71,15 @@ class SD3Family(ModelFamily):
         import torch
 
         pipe = bundle.pipeline
-        embeds = {}
+
+        def encode(chunk):
+            pe, _, pooled, _ = pipe.encode_prompt(prompt=chunk, prompt_2=None, prompt_3=None,
+                                                  device=pipe._execution_device, do_classifier_free_guidance=False,
+                                                  max_sequence_length=T5_TOKENS)
+            return {"encoder_hidden_states": pe, "pooled_projections": pooled}
+
         with torch.inference_mode():
-            for k in range(0, len(prompts), PROMPT_CHUNK):
-                chunk = list(prompts[k:k + PROMPT_CHUNK])
-                pe, _, pooled, _ = pipe.encode_prompt(prompt=chunk, prompt_2=None, prompt_3=None,
-                                                      device=pipe._execution_device, do_classifier_free_guidance=False,
-                                                      max_sequence_length=T5_TOKENS)
-                pe, pooled = pe.cpu(), pooled.cpu()
-                embeds.update({p: {"encoder_hidden_states": pe[j:j + 1], "pooled_projections": pooled[j:j + 1]}
-                               for j, p in enumerate(chunk)})
-        return embeds, {}
+            return encode_in_chunks(prompts, encode), {}
 
     def noise(self, pipe, generator, size, dtype, device):
         latents = pipe.prepare_latents(1, pipe.transformer.config.in_channels, size[0], size[1], dtype, device,
@@ -115,17 +110,13 @@ class SD3Family(ModelFamily):
     def schedule(self, pipe, steps, image_seq_len, device):
         from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift, retrieve_timesteps
 
-        scheduler = copy.deepcopy(pipe.scheduler)
         kwargs = {}
-        config = scheduler.config
+        config = pipe.scheduler.config
         if config.get("use_dynamic_shifting", None):
             kwargs["mu"] = calculate_shift(image_seq_len, config.get("base_image_seq_len", 256),
                                            config.get("max_image_seq_len", 4096), config.get("base_shift", 0.5),
                                            config.get("max_shift", 1.16))
-        timesteps, _ = retrieve_timesteps(scheduler, steps, device, sigmas=None, **kwargs)
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(0)
-        return scheduler, timesteps
+        return fresh_schedule(pipe, steps, device, retrieve_timesteps, sigmas=None, **kwargs)
 
     def uses_cfg(self, pipe, guidance):
         return guidance > 1.0  # the pipeline's do_classifier_free_guidance

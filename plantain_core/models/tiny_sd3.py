@@ -10,6 +10,7 @@ nothing about SD3.
 
 from __future__ import annotations
 
+from .tiny_flux1 import VAE_CONFIG as FLUX1_VAE_CONFIG
 from .tiny_text import CLIP_G_CONFIG, CLIP_G_PAD, CLIP_L_CONFIG, T5_CONFIG
 
 #: Bump when anything below changes: it belongs in any cache key built on these weights.
@@ -46,24 +47,9 @@ TRANSFORMER_CONFIG = {
     "qk_norm": "rms_norm",
 }
 
-VAE_CONFIG = {
-    "in_channels": 3,
-    "out_channels": 3,
-    # four levels: the same 8x spatial compression as the real VAE.
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "block_out_channels": (8, 8, 8, 8),
-    "layers_per_block": 1,
-    "latent_channels": LATENT_CHANNELS,
-    "norm_num_groups": 4,
-    "sample_size": TINY_SIZE,
-    # SD3's latent normalisation, read by the pipeline when it decodes.
-    "scaling_factor": 1.5305,
-    "shift_factor": 0.0609,
-    # SD3's VAE has no 1x1 quant convs around the latent.
-    "use_quant_conv": False,
-    "use_post_quant_conv": False,
-}
+# FLUX.1's tiny VAE (16 latent channels, 8x, no quant convs: SD3's has none either) with
+# SD3's latent normalisation, read by the pipeline when it decodes.
+VAE_CONFIG = {**FLUX1_VAE_CONFIG, "scaling_factor": 1.5305, "shift_factor": 0.0609}
 
 # SD3 / SD3.5's scheduler_config.json: a fixed shift, no dynamic shifting.
 SCHEDULER_CONFIG = {

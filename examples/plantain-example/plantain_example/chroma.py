@@ -35,16 +35,16 @@ this module (``plantain list`` imports every plugin) stays cheap.
 
 from __future__ import annotations
 
-import copy
-
 from plantain_core import ModelFamily, PlantainError
+from plantain_core.family import encode_in_chunks, fresh_schedule
+from plantain_core.models.tiny_flux1 import SCHEDULER_CONFIG as FLUX1_SCHEDULER_CONFIG
+from plantain_core.models.tiny_flux1 import VAE_CONFIG as FLUX1_VAE_CONFIG
 
 #: Bump when the tiny builder below changes (part of plantain's image-cache key).
 TINY_CHROMA_REVISION = "tiny-chroma-1"
 TINY_SIZE = 128
 #: T5 tokens of the text stream (``max_sequence_length``; ChromaPipeline allows at most 512)
 T5_TOKENS = 512
-PROMPT_CHUNK = 8
 
 # --- the tiny model's configuration --------------------------------------------------------------
 # Structural rules (from ChromaTransformer2DModel and ChromaPipeline): in_channels = 4 x VAE
@@ -69,33 +69,10 @@ TRANSFORMER_CONFIG = {
     "approximator_layers": 2,  # Chroma1-HD: 5
 }
 
-# FLUX.1's VAE (Chroma ships it unchanged) at toy size: 16 latent channels, 8x compression.
-VAE_CONFIG = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "block_out_channels": (8, 8, 8, 8),
-    "layers_per_block": 1,
-    "latent_channels": LATENT_CHANNELS,
-    "norm_num_groups": 4,
-    "sample_size": TINY_SIZE,
-    "scaling_factor": 0.3611,
-    "shift_factor": 0.1159,
-    "use_quant_conv": False,
-    "use_post_quant_conv": False,
-}
-
-# A FlowMatchEulerDiscreteScheduler with resolution-dependent shift, the keys ChromaPipeline reads.
-SCHEDULER_CONFIG = {
-    "num_train_timesteps": 1000,
-    "shift": 3.0,
-    "use_dynamic_shifting": True,
-    "base_shift": 0.5,
-    "max_shift": 1.15,
-    "base_image_seq_len": 256,
-    "max_image_seq_len": 4096,
-}
+# FLUX.1's VAE (Chroma ships it unchanged) and FLUX.1's resolution-dependent shift, the
+# scheduler keys ChromaPipeline reads: plantain's tiny FLUX.1 configs.
+VAE_CONFIG = FLUX1_VAE_CONFIG
+SCHEDULER_CONFIG = FLUX1_SCHEDULER_CONFIG
 
 
 class ChromaFamily(ModelFamily):
@@ -150,17 +127,16 @@ class ChromaFamily(ModelFamily):
         import torch
 
         pipe = bundle.pipeline
-        embeds, text_ids = {}, None
+        shared = {}
+
+        def encode(chunk):
+            pe, shared["txt_ids"], mask, *_ = pipe.encode_prompt(prompt=chunk, device=pipe._execution_device,
+                                                                 do_classifier_free_guidance=False,
+                                                                 max_sequence_length=self.text_tokens)
+            return {"encoder_hidden_states": pe, "attention_mask": mask}
+
         with torch.inference_mode():
-            for k in range(0, len(prompts), PROMPT_CHUNK):
-                chunk = list(prompts[k:k + PROMPT_CHUNK])
-                pe, text_ids, mask, *_ = pipe.encode_prompt(prompt=chunk, device=pipe._execution_device,
-                                                            do_classifier_free_guidance=False,
-                                                            max_sequence_length=self.text_tokens)
-                pe, mask = pe.cpu(), mask.cpu()  # on the host until a batch needs them
-                embeds.update({p: {"encoder_hidden_states": pe[j:j + 1], "attention_mask": mask[j:j + 1]}
-                               for j, p in enumerate(chunk)})
-        return embeds, {"txt_ids": text_ids}
+            return encode_in_chunks(prompts, encode), shared
 
     # -- one pass -----------------------------------------------------------------------------
     def noise(self, pipe, generator, size, dtype, device):
@@ -198,15 +174,11 @@ class ChromaFamily(ModelFamily):
         import numpy as np
         from diffusers.pipelines.chroma.pipeline_chroma import calculate_shift, retrieve_timesteps
 
-        scheduler = copy.deepcopy(pipe.scheduler)  # set_timesteps mutates; image generation uses the original
-        config = scheduler.config
+        config = pipe.scheduler.config
         sigmas = np.linspace(1.0, 1 / steps, steps)  # Chroma keeps them even with use_flow_sigmas
         mu = calculate_shift(image_seq_len, config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
                              config.get("base_shift", 0.5), config.get("max_shift", 1.15))
-        timesteps, _ = retrieve_timesteps(scheduler, steps, device, sigmas=sigmas, mu=mu)
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(0)
-        return scheduler, timesteps
+        return fresh_schedule(pipe, steps, device, retrieve_timesteps, sigmas=sigmas, mu=mu)
 
     def uses_cfg(self, pipe, guidance):
         """``ChromaPipeline`` runs classifier-free guidance at ``guidance_scale > 1``; its
