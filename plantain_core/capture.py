@@ -295,10 +295,10 @@ def capture_units(
     forwards on the yielded object. ``family``: the model family whose capture sites
     to hook (default: the one registered for the transformer's class).
     """
-    from .family import family_for_transformer
+    from .family import checked_sites, family_for_transformer
 
     check_scope(token_scope)
-    sites = (family or family_for_transformer(transformer)).sites(transformer)
+    sites = checked_sites(family or family_for_transformer(transformer), transformer)
     built = build_layouts(layouts, blocks_of(sites), token_scope)
     cap = UnitCapture(transformer, built, token_scope, sites, editor, measure)
     try:

@@ -225,6 +225,46 @@ def contract_problem(family) -> str | None:
     return None
 
 
+def checked_sites(family: ModelFamily, transformer) -> list:
+    """``family.sites(transformer)``, checked: a plugin's return value is untrusted, and a
+    malformed site would otherwise fail deep inside a capture hook."""
+    import re
+
+    from .models.layouts import STREAMS, BlockInfo, Site
+
+    name = getattr(family, "name", "?")
+    try:
+        sites = family.sites(transformer)
+    except PlantainError:
+        raise
+    except Exception as exc:
+        raise PlantainError(f"model family {name!r}: sites() failed on {type(transformer).__name__}: "
+                            f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(sites, list) or not sites:
+        raise PlantainError(f"model family {name!r}: sites() must return a non-empty list of Site")
+    for k, site in enumerate(sites):
+        where = f"model family {name!r}: sites()[{k}]"
+        if not isinstance(site, Site) or not isinstance(site.block, BlockInfo):
+            raise PlantainError(f"{where} is {type(site).__name__}, not a plantain_core.Site of a BlockInfo")
+        b = site.block
+        if not isinstance(b.kind, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", b.kind):
+            raise PlantainError(f"{where}: block kind {b.kind!r} must be a short identifier (it names units)")
+        counts = (b.index, b.heads, b.head_dim, b.attn_dim, b.mlp_dim)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts) or b.heads < 1 \
+                or b.head_dim < 1 or b.attn_dim != b.heads * b.head_dim:
+            raise PlantainError(f"{where}: {b.name} needs whole numbers with heads, head_dim >= 1 and "
+                                f"attn_dim = heads x head_dim (got {counts[1:]})")
+        if site.stream not in STREAMS or site.stream not in b.streams:
+            raise PlantainError(f"{where}: stream {site.stream!r} is not one of the block's {b.streams} "
+                                f"(streams are {', '.join(STREAMS)})")
+        width = getattr(site.module, "in_features", None)
+        if not callable(getattr(site.module, "register_forward_pre_hook", None)) or \
+                (isinstance(width, int) and width < b.attn_dim + b.mlp_dim):
+            raise PlantainError(f"{where}: {b.name}/{site.stream} is not a module taking {b.attn_dim + b.mlp_dim} "
+                                "input features")
+    return sites
+
+
 def families(registry=None) -> list[ModelFamily]:
     """Every registered model family (the built-in ones when the registry has none)."""
     if registry is None:
@@ -274,11 +314,11 @@ def transformer_layouts(transformer, names=None, token_scope: str = "all", famil
 
     names = LAYOUT_NAMES if names is None else names
     family = family or family_for_transformer(transformer)
-    return build_layouts(names, blocks_of(family.sites(transformer)), token_scope)
+    return build_layouts(names, blocks_of(checked_sites(family, transformer)), token_scope)
 
 
 def describe_blocks(transformer, family: ModelFamily | None = None):
     """The blocks (:class:`~plantain_core.models.layouts.BlockInfo`) of ``transformer``'s capture sites."""
     from .models.layouts import blocks_of
 
-    return blocks_of((family or family_for_transformer(transformer)).sites(transformer))
+    return blocks_of(checked_sites(family or family_for_transformer(transformer), transformer))

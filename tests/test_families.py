@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import attrs
 import numpy as np
 import pytest
 import torch
@@ -231,3 +233,54 @@ def test_units_flux1_dev_prints_1368_heads_offline(monkeypatch):
     out = CliRunner().invoke(main, ["units", "black-forest-labs/FLUX.1-dev"]).output
     assert "heads: 1,368 true attention heads = 19 x 24 + 38 x 24" in out
     assert "proj_out takes the attention output and the MLP's activations concatenated" in out
+
+
+# -- a third party's family is untrusted ------------------------------------------------------------------------
+class _Incomplete:
+    name, description, pipeline_class, transformer_class = "half", "a family missing methods", "P", "T"
+    kinds, text_tokens, prompt_limit = ("text-pair",), 512, 512
+
+
+def test_a_family_missing_contract_methods_is_refused_when_registered():
+    from plantain_core import hookimpl
+    from plantain_core.plugins import load_registry
+
+    class Plugin:
+        @hookimpl
+        def plantain_register_families(self, register):
+            register("half", _Incomplete())
+
+    registry = load_registry(extra=[("halfplug", Plugin())], use_entry_points=False)
+    assert "half" not in registry.families
+    (failure,) = registry.failures
+    assert failure.plugin == "halfplug" and "model family 'half'" in failure.error and "does not implement" in failure.error
+
+
+@pytest.mark.parametrize("bad,message", [
+    (lambda sites: [object()], "not a plantain_core.Site"),
+    (lambda sites: [], "non-empty list"),
+    (lambda sites: [attrs.evolve(sites[0], block=attrs.evolve(sites[0].block, heads=0))], "heads, head_dim >= 1"),
+    (lambda sites: [attrs.evolve(sites[0], block=attrs.evolve(sites[0].block, kind="../x"))], "short identifier"),
+    (lambda sites: [attrs.evolve(sites[0], stream="audio")], "stream 'audio'"),
+    (lambda sites: [attrs.evolve(sites[0], block=attrs.evolve(sites[0].block, mlp_dim=10_000))], "input features"),
+    (lambda sites: 1 / 0, "sites() failed on Flux2Transformer2DModel: ZeroDivisionError"),
+])
+def test_malformed_capture_sites_are_one_clear_error(bad, message):
+    from plantain_core.capture import capture_units
+    from plantain_core.family import transformer_layouts
+    from plantain_core.models.flux2 import Flux2KleinFamily
+    from plantain_core.models.tiny import build_tiny_pipeline
+
+    class Broken(Flux2KleinFamily):
+        name = "broken"
+
+        def sites(self, transformer):
+            return bad(super().sites(transformer))
+
+    transformer = build_tiny_pipeline().transformer
+    with pytest.raises(PlantainError, match=re.escape(message)):
+        transformer_layouts(transformer, family=Broken())
+    with pytest.raises(PlantainError, match="model family 'broken'"):
+        with capture_units(transformer, family=Broken()):
+            pass
+    assert not transformer._forward_pre_hooks  # nothing was left installed

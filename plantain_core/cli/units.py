@@ -50,10 +50,11 @@ def meta_transformer(model: str):
 
 
 def unit_report(model: str) -> dict[str, Any]:
+    from ..family import checked_sites
     from ..models.layouts import LAYOUT_NAMES, blocks_of, build_layouts
 
     transformer, source, family = meta_transformer(model)
-    blocks = blocks_of(family.sites(transformer))
+    blocks = blocks_of(checked_sites(family, transformer))
     layouts = build_layouts(LAYOUT_NAMES, blocks)
     return {
         "model": model,
