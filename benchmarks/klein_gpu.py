@@ -78,7 +78,7 @@ def run(*, device: str = "cuda", sizes=(512, 1024), batch: int = 4, rounds: int 
     import torch
 
     from plantain_core import capture
-    from plantain_core.models.klein import transformer_config
+    from plantain_core.models.hub import transformer_config
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         return {"status": "skipped", "reason": "no CUDA device (no CPU fallback; --klein-device cpu forces one)"}

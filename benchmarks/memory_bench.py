@@ -259,7 +259,7 @@ def run(quick: bool = False, threads: int = 1) -> dict[str, Any]:
 
     from plantain_core.capture import capture_units
     from plantain_core.models import TinyLoader
-    from plantain_core.models.klein import transformer_config
+    from plantain_core.models.hub import transformer_config
 
     from .inputs import WIDE_CONFIG, build_transformer, forward_kwargs
 
