@@ -40,3 +40,17 @@ def unknown(what: str, name: str, candidates) -> PlantainError:
     hint = suggest(name, known)
     listing = ", ".join(known) if known else "none"
     return PlantainError(f"unknown {what} {name!r}{hint}; known: {listing}")
+
+
+def plugin_call(where: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` of a plugin's code, whose failure (even ``SystemExit``) is
+    one PlantainError ``"{where} failed: Type: message"``. A PlantainError passes as it is,
+    and so does running out of memory: that is the machine's, not the plugin's."""
+    try:
+        return fn(*args, **kwargs)
+    except (PlantainError, MemoryError):
+        raise
+    except (Exception, SystemExit) as exc:
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+            raise
+        raise PlantainError(f"{where} failed: {type(exc).__name__}: {exc}") from exc

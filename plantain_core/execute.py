@@ -73,12 +73,18 @@ class Outcome:
     main: bool = True  # False in the other processes of a run split across processes: they write nothing
 
 
-def prepare_out(out: pathlib.Path, resume: bool) -> bool:
-    """Check ``out`` can take this run; True when the folder is new (so a failure before
-    any capture removes it again). ``--resume`` on a missing or empty folder starts the run."""
+def prepare_out(out: pathlib.Path, resume: bool) -> pathlib.Path | None:
+    """Check ``out`` can take this run; return the outermost folder the run will create
+    (``out`` or a missing parent), so that a failure before any capture removes exactly
+    what it made, or None when ``out`` exists. ``--resume`` on a missing or empty folder
+    starts the run."""
     if out.exists() and not out.is_dir():
         raise PlantainError(f"--out {out} is a file, not a folder; choose another --out")
-    created = not out.exists()
+    created = None
+    for folder in [out, *out.absolute().parents]:
+        if folder.exists():
+            break
+        created = folder
     if not created and any(p.name not in OWN_FILES for p in out.iterdir()):
         if not resume:
             raise PlantainError(f"--out {out} exists and is not empty; pass --resume to continue it or choose "
@@ -98,11 +104,12 @@ def execute(probe, config: RunConfig, out=None, *, resume: bool = False, progres
     written; an interruption (Ctrl-C, SIGTERM) marks it interrupted and propagates.
     """
     from .analysis import analyze_run
-    from .runner import preflight, run_probe
+    from .runner import check_family_kind, preflight, run_probe
 
     spec = probe.spec
     if model is None:
         preflight(config.for_spec(spec))
+    check_family_kind(probe, model if model is not None else config.for_spec(spec).model)
     out = pathlib.Path(out) if out is not None else default_out(spec.name, config.model or spec.model.id, config.seed)
     share = current_share()
     if share is not None and not share.is_main:  # capture this process's pairs; the main process writes
@@ -120,8 +127,15 @@ def execute(probe, config: RunConfig, out=None, *, resume: bool = False, progres
             update_manifest(out, status="failed" if error else "complete", **({"error": error} if error else {}))
     except BaseException as exc:
         # Leave nothing half-written: a run that failed before capturing anything is removed.
-        if created and out.exists() and not any((out / "captures").glob("*.npz")):
+        if created is not None and out.exists() and not any((out / "captures").glob("*.npz")):
             shutil.rmtree(out, ignore_errors=True)
+            for folder in out.absolute().parents:  # parents the run made, if still empty
+                if not folder.is_relative_to(created):
+                    break
+                try:
+                    folder.rmdir()  # refuses a folder that is not empty
+                except OSError:
+                    break
         if isinstance(exc, OSError):  # the disk, not plantain: name the path and the reason
             raise PlantainError(f"cannot write the run folder {out}: {exc.strerror or exc}"
                                 f"{f' ({exc.filename})' if exc.filename else ''}") from exc

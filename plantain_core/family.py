@@ -20,9 +20,10 @@ docs/writing-a-model-plugin.md walks through a family; ``plantain_core.models.fl
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
-from .errors import PlantainError
+from .errors import PlantainError, plugin_call
 
 TEXT_KINDS = ("text-pair",)
 #: Kinds whose stimuli carry a conditioning image (the reference image or the pair's images).
@@ -216,8 +217,13 @@ def contract_problem(family) -> str | None:
         return "`kinds` must be a non-empty tuple of stimulus kind names"
     for attr in ("text_tokens", "prompt_limit"):
         value = getattr(family, attr, None)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1 << 20:
             return f"`{attr}` must be a positive integer"
+    notes = getattr(family, "unit_notes", ())
+    if not isinstance(notes, tuple) or not all(isinstance(n, str) for n in notes):
+        return "`unit_notes` must be a tuple of strings (one line each)"
+    if not isinstance(getattr(family, "card_tag", ""), str):
+        return "`card_tag` must be a string"
     for method in REQUIRED:
         impl = getattr(type(family), method, None)
         if not callable(impl) or impl is getattr(ModelFamily, method, None):
@@ -233,13 +239,7 @@ def checked_sites(family: ModelFamily, transformer) -> list:
     from .models.layouts import STREAMS, BlockInfo, Site
 
     name = getattr(family, "name", "?")
-    try:
-        sites = family.sites(transformer)
-    except PlantainError:
-        raise
-    except Exception as exc:
-        raise PlantainError(f"model family {name!r}: sites() failed on {type(transformer).__name__}: "
-                            f"{type(exc).__name__}: {exc}") from None
+    sites = plugin_call(f"model family {name!r}: sites() on {type(transformer).__name__}", family.sites, transformer)
     if not isinstance(sites, list) or not sites:
         raise PlantainError(f"model family {name!r}: sites() must return a non-empty list of Site")
     for k, site in enumerate(sites):
@@ -265,6 +265,135 @@ def checked_sites(family: ModelFamily, transformer) -> list:
     return sites
 
 
+def _is_tensor(value) -> bool:
+    import torch
+
+    return isinstance(value, torch.Tensor)
+
+
+def _pair(value, first=None, second=None) -> bool:
+    return isinstance(value, tuple) and len(value) == 2 and (first is None or first(value[0])) \
+        and (second is None or second(value[1]))
+
+
+def _str_dict(value) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _encoded(value, args) -> str | None:
+    if not _pair(value, _str_dict, _str_dict):
+        return "must return ({prompt: {kwarg: tensor}}, {kwarg: tensor})"
+    embeds, prompts = value[0], args[1]
+    for prompt in prompts:
+        one = embeds.get(prompt)
+        if not _str_dict(one) or not all(_is_tensor(v) and v.ndim >= 1 and v.shape[0] == 1 for v in one.values()):
+            return f"must give every prompt a dict of tensors with batch size 1 (not so for {prompt[:40]!r})"
+        if not _is_tensor(one.get("encoder_hidden_states")):
+            return "must give every prompt an `encoder_hidden_states` tensor (the noise dtype and the text length)"
+    return None
+
+
+def _forward_kwargs(value, args) -> str | None:
+    import inspect
+
+    if not _str_dict(value):
+        return "must return a dict of keyword arguments"
+    forward = getattr(getattr(args[0], "transformer", None), "forward", None)
+    try:
+        params = inspect.signature(forward).parameters if forward is not None else {}
+    except (TypeError, ValueError):
+        params = {}
+    if params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(value) - set(params))
+        if unknown:
+            return f"gives {', '.join(unknown)}, which {type(args[0].transformer).__name__}.forward does not take"
+    return None
+
+
+def _scheduled(value, args) -> str | None:
+    if not _pair(value) or not hasattr(value[0], "step"):
+        return "must return (a scheduler with .step, its timesteps)"
+    try:
+        n = len(value[1])
+    except TypeError:
+        return "must return timesteps with a length"
+    return None if n == args[1] else f"returned {n} timesteps for {args[1]} steps"
+
+
+def _check(ok, wanted: str):
+    return lambda value, args: None if ok(value) else f"must return {wanted}"
+
+
+#: How each family method's return value is checked (a plugin's return value is untrusted).
+RETURNS = {
+    "prompt_tokens": _check(lambda v: isinstance(v, (list, tuple)) and all(isinstance(t, int) for t in v),
+                            "a list of token ids"),
+    "encode_prompts": _encoded,
+    "encode_image": _check(lambda v: _pair(v, _is_tensor, _is_tensor), "(latents, position ids) tensors"),
+    "noise": _check(lambda v: _pair(v, _is_tensor, lambda ids: ids is None or _is_tensor(ids)),
+                    "(latents, position ids or None) tensors"),
+    "text_encoder_out_layers": _check(lambda v: isinstance(v, tuple) and all(isinstance(i, int) for i in v),
+                                      "a tuple of layer indices"),
+    "call_kwargs": _check(_str_dict, "a dict of keyword arguments"),
+    "size_multiple": _check(_whole, "a positive integer"),
+    "latent_tokens": _check(_whole, "a positive integer"),
+    "model_input": _check(_is_tensor, "a tensor"),
+    "join_ids": _check(lambda v: v is None or _is_tensor(v), "a tensor or None"),
+    "text_kwargs": _check(_str_dict, "a dict of keyword arguments"),
+    "transformer_kwargs": _forward_kwargs,
+    "prediction": _check(_is_tensor, "a tensor"),
+    "schedule": _scheduled,
+    "uses_cfg": _check(lambda v: isinstance(v, bool), "True or False"),
+    "padding_note": _check(lambda v: isinstance(v, str), "a string"),
+}
+
+
+class GuardedFamily:
+    """A model family as the core calls it: a plugin's exception or malformed return value
+    becomes one PlantainError naming the family and the method, instead of a traceback deep
+    inside a pass. Attributes pass through; the family's own internal calls are its business."""
+
+    def __init__(self, family):
+        object.__setattr__(self, "_family", family)
+
+    def __getattr__(self, attr):
+        value = getattr(self._family, attr)
+        if attr.startswith("_") or not callable(value) or not hasattr(ModelFamily, attr):
+            return value
+        return functools.partial(self._call, attr, value)
+
+    def __setattr__(self, attr, value):
+        raise AttributeError("a model family is read-only to the core")
+
+    def __repr__(self) -> str:
+        return repr(self._family)
+
+    def _call(self, attr, method, *args, **kwargs):
+        where = f"model family {self._family.name!r}: {attr}()"
+        value = plugin_call(where, method, *args, **kwargs)
+        check = RETURNS.get(attr)
+        problem = check(value, args) if check else None
+        if problem:
+            raise PlantainError(f"{where} {problem} (got {type(value).__name__})")
+        return value
+
+
+def guarded(family, owner: str = "") -> GuardedFamily:
+    """``family`` checked against the contract and wrapped in :class:`GuardedFamily`
+    (``owner``: who supplied it, for the message, e.g. ``model loader 'x'``)."""
+    if isinstance(family, GuardedFamily):
+        return family
+    problem = contract_problem(family)
+    if problem:
+        raise PlantainError(f"{owner or 'a plugin'} supplies a model family that breaks the contract "
+                            f"({type(family).__name__}): {problem}; see docs/writing-a-model-plugin.md")
+    return GuardedFamily(family)
+
+
 def families(registry=None) -> list[ModelFamily]:
     """Every registered model family (the built-in ones when the registry has none)."""
     if registry is None:
@@ -284,14 +413,14 @@ def builtin_families() -> list[ModelFamily]:
 
 
 def family_of(bundle) -> ModelFamily:
-    """The family of a loaded bundle; a loader that names none gets FLUX.2 Klein's, the
-    only shape plantain knew before families existed."""
+    """The family of a loaded bundle, guarded (:func:`guarded`); a loader that names none
+    gets FLUX.2 Klein's, the only shape plantain knew before families existed."""
     family = getattr(bundle, "family", None)
     if family is None:
         from .models.flux2 import FLUX2_KLEIN
 
-        return FLUX2_KLEIN
-    return family
+        family = FLUX2_KLEIN
+    return guarded(family, f"model loader {getattr(bundle, 'name', '?')!r}")
 
 
 def family_for_transformer(transformer, registry=None) -> ModelFamily:

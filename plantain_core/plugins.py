@@ -243,7 +243,9 @@ def entry_points() -> list[metadata.EntryPoint]:
     seen: dict[str, metadata.EntryPoint] = {}
     for ep in eps:
         seen.setdefault(ep.name, ep)
-    return sorted(seen.values(), key=lambda ep: (ep.name != "core", ep.name))
+    # plantain's own plugins first: a third-party name that collides with a built-in one is
+    # then the duplicate that is reported, never the built-in
+    return sorted(seen.values(), key=lambda ep: (ep.name != "core", _distribution_of(ep)[0] != "plantain", ep.name))
 
 
 def load_registry(extra: Iterable[tuple[str, Any]] = (), use_entry_points: bool = True) -> Registry:

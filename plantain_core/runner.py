@@ -147,7 +147,7 @@ def load_for(config: RunConfig, model=None, registry=None) -> LoadedModel:
 def check_family_kind(probe, model, registry=None) -> None:
     """Refuse, before any model is loaded, a probe whose stimulus kind ``model``'s family
     cannot run (``model``: a ``--model`` value or a loaded bundle)."""
-    from .family import family_of
+    from .family import family_of, guarded
 
     if isinstance(model, LoadedModel):
         family = family_of(model)
@@ -156,9 +156,10 @@ def check_family_kind(probe, model, registry=None) -> None:
     else:
         from .models.loaders import resolve_loader
 
-        family = getattr(resolve_loader(str(model), registry)[1], "family", None)
-        if family is None:  # a loader that names no family: judged once loaded
+        name, loader = resolve_loader(str(model), registry)
+        if getattr(loader, "family", None) is None:  # a loader that names no family: judged once loaded
             return
+        family = guarded(loader.family, f"model loader {name!r}")
     has_images = any(s.image is not None for p in probe.pairs for s in p.stimuli())
     family.check_kind(probe.spec.generator, has_images, probe.spec.name)
 

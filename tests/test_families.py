@@ -263,7 +263,7 @@ def test_a_family_missing_contract_methods_is_refused_when_registered():
     (lambda sites: [attrs.evolve(sites[0], block=attrs.evolve(sites[0].block, kind="../x"))], "short identifier"),
     (lambda sites: [attrs.evolve(sites[0], stream="audio")], "stream 'audio'"),
     (lambda sites: [attrs.evolve(sites[0], block=attrs.evolve(sites[0].block, mlp_dim=10_000))], "input features"),
-    (lambda sites: 1 / 0, "sites() failed on Flux2Transformer2DModel: ZeroDivisionError"),
+    (lambda sites: 1 / 0, "sites() on Flux2Transformer2DModel failed: ZeroDivisionError"),
 ])
 def test_malformed_capture_sites_are_one_clear_error(bad, message):
     from plantain_core.capture import capture_units

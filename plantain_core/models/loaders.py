@@ -6,6 +6,7 @@ torch and diffusers are imported inside ``load``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -115,7 +116,8 @@ class TinyLoader:
         device = resolve_device(device)
         # fp32 unless asked: tiny exists for exact, reproducible checks.
         torch_dtype = resolve_dtype(dtype or "fp32", device)
-        pipe = self.tiny.build(seed)
+        with _quiet_transformers():
+            pipe = self.tiny.build(seed)
         _quiet_to(pipe, device, torch_dtype)
         pipe.set_progress_bar_config(disable=True)
         suffix = "" if seed == 0 else f"-weights{seed}"
@@ -142,7 +144,11 @@ class HubLoader:
         local = hub.local_pipeline_dir(model)
         if local is not None:
             return hub.folder_pipeline_class(local) == self.family.pipeline_class
-        return hub.is_hub_id(model) and self._names.search(model.rsplit("/", 1)[-1]) is not None
+        if hub.is_hub_id(model):
+            return self._names.search(model.rsplit("/", 1)[-1]) is not None
+        # a bare preset name (`plantain units FLUX.1-Kontext-dev`): the family is the one it names
+        preset = hub.find_preset(model) if "/" not in model and not os.path.exists(model) else None
+        return preset is not None and self._names.search(preset.stem) is not None
 
     def transformer_config(self, model: str) -> tuple[dict[str, Any], str]:
         from . import hub
@@ -181,6 +187,24 @@ class KleinLoader(HubLoader):
         from .flux2 import FLUX2_KLEIN
 
         super().__init__(FLUX2_KLEIN, r"klein", "black-forest-labs/FLUX.2-klein-base-4B")
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers' warnings while a tiny pipeline is built (a missing torchvision's
+    image-processor fallback for components the tiny models never use): noise in every
+    demo run. Restored afterwards; a real model's load keeps them."""
+    try:
+        from transformers.utils import logging as tlogging
+    except ImportError:
+        yield
+        return
+    level = tlogging.get_verbosity()
+    tlogging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        tlogging.set_verbosity(level)
 
 
 def _quiet_to(pipe, device: str, dtype) -> None:
@@ -223,6 +247,9 @@ def resolve_loader(model: str, registry=None) -> tuple[str, Any]:
             raise PlantainError(f"model loader {name!r} failed on {model!r}: {type(exc).__name__}: {exc}") from None
     if model.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(model)):
         raise PlantainError(f"--model: folder not found: {model}")
+    weights = re.fullmatch(r"(?:plantain/)?(tiny[\w-]*?)-weights(\d+)", model.strip().lower())
+    if weights and weights[1] in table and len(weights[2]) > 9:
+        raise PlantainError(f"--model {model}: the weights number of {weights[1]}-weightsN has at most 9 digits")
     raise PlantainError(
         f"no model loader accepts {model!r}; pass a tiny model (tiny, tiny-flux1, tiny-sd3, ...), a hub id of a "
         f"supported family (e.g. black-forest-labs/FLUX.2-klein-base-4B) or a local diffusers folder; "

@@ -139,9 +139,10 @@ def pairs_table(manifest) -> list[str]:
 def recorded_family(name):
     """The registered model family a manifest names (an untrusted value: looked up, never
     printed raw); None for an unknown one or a run made before families were recorded."""
-    from ..family import families
+    from ..family import families, guarded
 
-    return next((f for f in families() if f.name == name), None)
+    found = next((f for f in families() if f.name == name), None)
+    return None if found is None else guarded(found, f"the plugin of model family {name!r}")
 
 
 def family_notes(name) -> tuple[str, ...]:
@@ -182,6 +183,10 @@ def method_section(summary, manifest, spec_data, sheet: str | None = None) -> li
     notes = family_notes(m["family"])
     if notes:
         out.append(f"- Model family `{m['family']}`: " + "; ".join(notes) + ".")
+    elif isinstance(m["family"], str) and recorded_family(m["family"]) is None:
+        shown = md_escape(m["family"]).replace("`", "'")[:60]
+        out.append(f"- Model family `{shown}` (as recorded; not installed where this card was written, so what its "
+                   "units are is not described here).")
     out += [
         "",
         f"Per unit, with D = A − B over the N = {summary.get('n_pairs')} pairs (A = \"{a_name}\", B = \"{b_name}\"): "
