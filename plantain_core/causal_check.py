@@ -67,7 +67,7 @@ class CausalOptions:
 
 
 def _load_run_model(manifest, model, options: CausalOptions, registry):
-    from .models.loaders import LoadedModel, is_tiny_record, load_model
+    from .models.loaders import LoadedModel, is_tiny_record, load_model, resolve_loader
 
     if isinstance(model, LoadedModel):
         return model, []
@@ -80,6 +80,11 @@ def _load_run_model(manifest, model, options: CausalOptions, registry):
     name = model or recorded.get("id")  # the tiny models' ids load them too
     if not name:
         raise PlantainError("the run's manifest records no model; pass --model")
+    was = recorded.get("family")  # before the load: another family's units are not the run's
+    family = getattr(resolve_loader(str(name), registry)[1], "family", None)
+    if isinstance(was, str) and family is not None and getattr(family, "name", was) != was:
+        raise PlantainError(f"the run was captured on a model of family {was!r}; {name} is {family.name}, whose units "
+                            "differ; pass a model of the run's family")
     bundle = load_model(name, options.device, options.dtype or manifest.get("dtype"), registry=registry,
                         revision=None if tiny or model else recorded.get("revision"), offload=options.offload)
     notes = []
@@ -108,7 +113,9 @@ def screen_summary(built, caps, heads_k, screen, result, unit_sets, layout_rows)
         rows = [r for r in layout_rows.get(name, []) if result["ran"][r]]
         estimates = [float(np.nansum(score[list(unit_sets[r].indices)])) for r in rows]
         exact = [float(np.nanmean(result["effect"][r])) for r in rows]
-        agree = spearmanr(estimates, exact).statistic if len(rows) > 2 else None
+        # a constant side (e.g. units that read no token of the scope) has no rank order: None, not a warning
+        varied = len(rows) > 2 and len(set(estimates)) > 1 and len(set(exact)) > 1
+        agree = spearmanr(estimates, exact).statistic if varied else None
         out["layouts"][name] = {
             "k": k,
             "rank": [int(x) for x in rank(score)],

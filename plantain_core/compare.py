@@ -49,8 +49,12 @@ def read_run(run_dir: pathlib.Path) -> dict[str, Any]:
     except (OSError, ValueError, KeyError, TypeError, csv.Error) as exc:
         raise PlantainError(f"{units_path}: not a plantain units table ({type(exc).__name__}: {exc}); "
                             f"run `plantain report {run_dir}`") from None
+    from .analysis import read_manifest
+    from .config import config_from_manifest
+
+    scope = config_from_manifest(read_manifest(run_dir), str(run_dir / "manifest.json")).token_scope
     return {"dir": str(run_dir), "probe": str(summary.get("probe")), "model": str(model.get("id") or model.get("name")),
-            "revision": model.get("revision"), "layouts": layouts}
+            "revision": model.get("revision"), "token_scope": str(scope), "layouts": layouts}
 
 
 def compare_runs(run_dirs: Sequence[str | pathlib.Path], q_level: float = Q_LEVEL) -> dict[str, Any]:
@@ -61,10 +65,14 @@ def compare_runs(run_dirs: Sequence[str | pathlib.Path], q_level: float = Q_LEVE
     if len(models) > 1:
         listing = "; ".join(f"{r['dir']}: {r['model']}@{r['revision'] or 'default'}" for r in runs)
         raise PlantainError(f"runs were made on different models, their units are not comparable: {listing}")
+    scopes = {r["token_scope"] for r in runs}
+    if len(scopes) > 1:  # a unit's RMS over image tokens is another number than over all tokens
+        listing = "; ".join(f"{r['dir']}: --token-scope {r['token_scope']}" for r in runs)
+        raise PlantainError(f"runs measured different token scopes, their units are not comparable: {listing}")
     shared = set(runs[0]["layouts"]).intersection(*(r["layouts"] for r in runs[1:]))
     if not shared:
         raise PlantainError("the runs share no unit layout")
-    out: dict[str, Any] = {"model": runs[0]["model"], "q_level": q_level,
+    out: dict[str, Any] = {"model": runs[0]["model"], "token_scope": runs[0]["token_scope"], "q_level": q_level,
                            "runs": [{"dir": r["dir"], "probe": r["probe"]} for r in runs], "layouts": {}}
     for layout in sorted(shared):
         units = sorted(set(runs[0]["layouts"][layout]).intersection(*(r["layouts"][layout] for r in runs[1:])))

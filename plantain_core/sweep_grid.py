@@ -168,7 +168,7 @@ def load_grid(path, *, check_probes: bool = True, registry=None) -> SweepGrid:
     if total > MAX_CELLS:
         problems.append(("", f"{total:,} cells; a sweep may have at most {MAX_CELLS:,}"))
     if check_probes:  # reported with the other problems
-        problems += _probe_problems(axes.get("probe", ()), data, registry)
+        problems += _probe_problems(axes.get("probe", ()), axes.get("model", ()), data, registry)
     if not problems:
         try:
             for steps in axes.get("steps", (1,)):  # combinations (e.g. length_control with steps > 1)
@@ -198,14 +198,26 @@ def _probe_ref(value, base: pathlib.Path) -> str | None:
     return value
 
 
-def _probe_problems(probes, data, registry) -> list[tuple[str, str]]:
+def _probe_problems(probes, models, data, registry) -> list[tuple[str, str]]:
+    """Probes that do not load, models no loader takes, and probe x model cells whose
+    stimulus kind the model's family cannot run: refused before any cell starts."""
     from .probes import load_probe
+    from .runner import check_family_kind
 
-    out = []
+    out, loaded = [], {}
     many = isinstance(data.get("probes"), list) and len(data["probes"]) > 1
     for i, ref in enumerate(probes):
         try:
-            load_probe(ref, registry=registry)
+            loaded[ref] = load_probe(ref, registry=registry)
         except PlantainError as exc:
             out.append((f"probes[{i}]" if many else "probes", str(exc).replace("\n", "; ")))
+    many = isinstance(data.get("models"), list) and len(data["models"]) > 1
+    for j, model in enumerate(models):
+        for probe in loaded.values():
+            try:
+                check_family_kind(probe, model, registry)
+            except PlantainError as exc:
+                out.append((f"models[{j}]" if many else "models", str(exc).replace("\n", "; ")))
+                if "no model loader" in str(exc) or "folder not found" in str(exc):
+                    break  # one line per unknown model, not one per probe
     return out

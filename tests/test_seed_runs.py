@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -112,9 +113,7 @@ def test_compare_two_probes(seed_runs):
 def test_compare_refuses_runs_on_different_models(seed_runs, tmp_path):
     (_, ray), (_, dense) = seed_runs["ray"], seed_runs["dense"]
     other = tmp_path / "other"
-    other.mkdir()
-    for f in ("units.csv",):
-        (other / f).write_bytes((dense / f).read_bytes())
+    shutil.copytree(dense, other)
     summary = json.loads((dense / "summary.json").read_text())
     summary["model"] = {"id": "black-forest-labs/FLUX.2-klein-base-4B", "revision": None}
     (other / "summary.json").write_text(json.dumps(summary))

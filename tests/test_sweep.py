@@ -133,15 +133,28 @@ def test_two_probes_two_seeds_run_skip_and_never_mix(tmp_path):
 
 
 def test_a_failing_cell_is_retried_and_reported(tmp_path):
-    grid = _write(tmp_path, 'probes = ["ray"]\nmodels = ["tiny", "no-such-model"]\nseeds = [0]\n'
+    # a Klein folder (its loader takes it, so the grid is valid) whose weights are missing: the cell fails to load
+    broken = tmp_path / "broken-klein"
+    broken.mkdir()
+    (broken / "model_index.json").write_text('{"_class_name": "Flux2KleinPipeline"}')
+    grid = _write(tmp_path, f'probes = ["ray"]\nmodels = ["tiny", "{broken}"]\nseeds = [0]\n'
                             '[options]\nflips = 16\nsplits = 4\n')
     out = tmp_path / "sweep"
     res = CliRunner().invoke(main, ["sweep", str(grid), "--out", str(out), "--no-figures", "--retries", "1"])
     assert res.exit_code == 1, res.output
     assert "1 of 2 cells complete, 1 failed" in res.output and "to retry the failed cells" in res.output
-    cell = json.loads((out / "sweep.json").read_text())["cells"]["ray-no-such-model-seed0"]
-    assert cell["status"] == "failed" and cell["attempts"] == 2 and "no-such-model" in cell["error"]
-    assert not (out / "ray-no-such-model-seed0").exists()  # a run that captured nothing leaves no folder
+    (name,) = [n for n in json.loads((out / "sweep.json").read_text())["cells"] if "broken-klein" in n]
+    cell = json.loads((out / "sweep.json").read_text())["cells"][name]
+    assert cell["status"] == "failed" and cell["attempts"] == 2 and "cannot load model" in cell["error"]
+    assert not (out / name).exists()  # a run that captured nothing leaves no folder
+
+
+def test_a_model_no_loader_takes_is_a_grid_error(tmp_path):
+    grid = _write(tmp_path, 'probes = ["ray"]\nmodels = ["tiny", "no-such-model"]\nseeds = [0]\n')
+    out = tmp_path / "sweep"
+    res = CliRunner().invoke(main, ["sweep", str(grid), "--out", str(out)])
+    assert res.exit_code == 1 and "models[1]: no model loader accepts 'no-such-model'" in res.output
+    assert not out.exists()  # refused before any cell
 
 
 def _wait_for_partial_cell(out: pathlib.Path, proc, timeout=300.0) -> str:

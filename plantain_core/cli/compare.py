@@ -20,7 +20,7 @@ def cli(run_dirs, q_level, as_json):
     if as_json:
         echo_json(result)
         return
-    click.echo(f"model {result['model']}; significant = BH q < {q_level:g}")
+    click.echo(f"model {result['model']}; token scope {result['token_scope']}; significant = BH q < {q_level:g}")
     for layout, info in result["layouts"].items():
         click.echo(f"\n{layout}: {info['units']} shared units, {info['significant_in_all']} significant in every run")
         for row in info["pairs"]:

@@ -10,11 +10,19 @@ every family and size.
 from __future__ import annotations
 
 import json
+import pathlib
 from typing import Any
 
 import click
 
-from ..errors import PlantainError
+from ..errors import PlantainError, plugin_call
+
+
+#: Bounds on a transformer config's whole numbers (it is untrusted: a local file or a
+#: plugin's): the largest published models have 60-odd blocks, 48 heads, 15,360 features.
+MAX_LAYERS, MAX_HEADS, MAX_FEATURES = 1_000, 4_096, 1 << 20
+#: slices16 units summed over blocks: FLUX.2 [dev], the largest preset, has 76,800.
+MAX_UNITS = 1_000_000
 
 
 def meta_transformer(model: str):
@@ -22,31 +30,64 @@ def meta_transformer(model: str):
     import diffusers
     import torch
 
-    from ..family import family_for_class
+    from ..family import family_for_class, guarded
     from ..models import hub
     from ..models.loaders import resolve_loader
 
     try:
-        _, loader = resolve_loader(model)
-    except PlantainError:  # a bare preset name or a transformer folder: no loader, a config
-        loader = None
-    family = getattr(loader, "family", None)
-    if family is not None and hasattr(loader, "transformer_config"):
-        config, source = loader.transformer_config(model)
+        name, loader = resolve_loader(model)
+    except PlantainError as exc:  # a bare preset name or a transformer folder: no loader, a config
+        name, loader = None, None
+        if "weightsN" in str(exc):
+            raise
+        if model.startswith(("/", ".", "~")) and not pathlib.Path(model).expanduser().exists():
+            raise PlantainError(f"MODEL: folder not found: {model}") from None
+        local = hub.local_pipeline_dir(model)
+        if local is not None:
+            raise PlantainError(f"MODEL: {local} holds a {hub.folder_pipeline_class(local) or 'unnamed'} pipeline "
+                                "(model_index.json), which no model family loads; `plantain plugins` lists the "
+                                "families") from None
+    if getattr(loader, "family", None) is not None and hasattr(loader, "transformer_config"):
+        family = guarded(loader.family, f"model loader {name!r}")
+        found = plugin_call(f"model loader {name!r}: transformer_config({model!r})", loader.transformer_config, model)
+        if not (isinstance(found, tuple) and len(found) == 2 and isinstance(found[0], dict)
+                and isinstance(found[1], str)):
+            raise PlantainError(f"model loader {name!r}: transformer_config({model!r}) must return (config dict, "
+                                f"where it came from), not {type(found).__name__}")
+        config, source = found
     else:
         config, source = hub.transformer_config(model)
+        if not isinstance(config, dict):
+            raise PlantainError(f"{source}: a transformer config is a JSON object, not {type(config).__name__}")
         family = family_for_class(str(config.get("_class_name", "Flux2Transformer2DModel")))
     expected = family.transformer_class
     if config.get("_class_name", expected) != expected:
-        raise PlantainError(f"{model!r}: transformer is {config['_class_name']}, not {expected} "
+        raise PlantainError(f"{model!r}: transformer is {config['_class_name']!r}, not {expected} "
                             f"(model family {family.name})")
-    params = {k: v for k, v in config.items() if not k.startswith("_")}
+    builder = getattr(diffusers, expected, None)
+    if not isinstance(builder, type) or not issubclass(builder, torch.nn.Module):
+        raise PlantainError(f"model family {family.name!r}: transformer_class {expected!r} is not a diffusers model")
+    params = _checked_params(config, source)
     try:
         with torch.device("meta"):
-            transformer = getattr(diffusers, expected)(**params)
-    except TypeError as exc:
-        raise PlantainError(f"{model!r}: transformer config does not fit {expected}: {exc}") from None
+            transformer = builder(**params)
+    except Exception as exc:  # a config that does not describe a model of this class
+        raise PlantainError(f"{source}: transformer config does not fit {expected}: {type(exc).__name__}: {exc}") \
+            from None
     return transformer, source, family
+
+
+def _checked_params(config: dict, source: str) -> dict:
+    """The config's constructor arguments, every whole number within :data:`MAX_LAYERS`,
+    :data:`MAX_HEADS` or :data:`MAX_FEATURES` (a huge count would build for minutes)."""
+    params = {k: v for k, v in config.items() if not str(k).startswith("_")}
+    for key, value in params.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        limit = MAX_LAYERS if "layer" in key else MAX_HEADS if "head" in key and "dim" not in key else MAX_FEATURES
+        for v in values:
+            if isinstance(v, int) and not isinstance(v, bool) and not -1 <= v <= limit:
+                raise PlantainError(f"{source}: {key} = {v} is outside 0..{limit:,}")
+    return params
 
 
 def unit_report(model: str) -> dict[str, Any]:
@@ -55,6 +96,10 @@ def unit_report(model: str) -> dict[str, Any]:
 
     transformer, source, family = meta_transformer(model)
     blocks = blocks_of(checked_sites(family, transformer))
+    slices = sum((b.attn_dim + b.mlp_dim) // 16 for b in blocks)
+    if slices > MAX_UNITS:
+        raise PlantainError(f"{source}: {len(blocks)} blocks of {slices:,} 16-feature slices in all is more than "
+                            f"{MAX_UNITS:,}; no published model is that large")
     layouts = build_layouts(LAYOUT_NAMES, blocks)
     return {
         "model": model,
@@ -121,7 +166,7 @@ def cli(model: str, as_json: bool) -> None:
 
     Needs no weights and no network: the transformer is built on the meta device.
     """
-    report = unit_report(model)
+    report = unit_report(model.strip())
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

@@ -123,7 +123,10 @@ def load_pipeline(class_name: str, model: str, revision: str | None, dtype):
 
     local = local_pipeline_dir(model)
     if local is None and not is_hub_id(model):
-        raise PlantainError(f"model {model!r} is neither a local diffusers folder (with model_index.json) nor a hub id")
+        preset = find_preset(model) if "/" not in model else None
+        raise PlantainError(f"model {model!r} is neither a local diffusers folder (with model_index.json) nor a hub id"
+                            + (f"; {preset.stem} is a bundled config that `plantain units` reads, and a run loads the "
+                               "model by its hub id (docs/models.md lists them)" if preset else ""))
     cached = local is not None or _is_cached(model, revision)
     if not cached and _offline():
         raise PlantainError(f"model {model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
