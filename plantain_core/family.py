@@ -209,9 +209,15 @@ REQUIRED = ("sites", "prompt_tokens", "encode_prompts", "noise", "text_kwargs", 
 
 def contract_problem(family) -> str | None:
     """Why ``family`` does not fulfil the contract (checked when a plugin registers it), else None."""
+    import re
+
     for attr in ("name", "description", "pipeline_class", "transformer_class"):
         if not isinstance(getattr(family, attr, None), str) or not getattr(family, attr):
             return f"`{attr}` must be a non-empty string"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", family.name):  # it is printed in cards, tables, errors
+        return f"`name` {family.name[:80]!r} must be lower-case letters, digits, '.', '_' or '-' (at most 64)"
+    if not family.description.isprintable():
+        return "`description` must be one printable line"
     kinds = getattr(family, "kinds", None)
     if not isinstance(kinds, tuple) or not kinds or not all(isinstance(k, str) and k for k in kinds):
         return "`kinds` must be a non-empty tuple of stimulus kind names"
@@ -228,6 +234,9 @@ def contract_problem(family) -> str | None:
         impl = getattr(type(family), method, None)
         if not callable(impl) or impl is getattr(ModelFamily, method, None):
             return f"it does not implement `{method}`"
+    for attr, base in vars(ModelFamily).items():
+        if callable(base) and not attr.startswith("_") and not callable(getattr(family, attr, None)):
+            return f"`{attr}` must be a method, not {type(getattr(family, attr, None)).__name__}"
     return None
 
 
@@ -330,8 +339,8 @@ def _check(ok, wanted: str):
 
 #: How each family method's return value is checked (a plugin's return value is untrusted).
 RETURNS = {
-    "prompt_tokens": _check(lambda v: isinstance(v, (list, tuple)) and all(isinstance(t, int) for t in v),
-                            "a list of token ids"),
+    "prompt_tokens": _check(lambda v: isinstance(v, (list, tuple)) and all(
+        isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 1 << 31 for t in v), "a list of token ids"),
     "encode_prompts": _encoded,
     "encode_image": _check(lambda v: _pair(v, _is_tensor, _is_tensor), "(latents, position ids) tensors"),
     "noise": _check(lambda v: _pair(v, _is_tensor, lambda ids: ids is None or _is_tensor(ids)),

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import attrs
 
+from .errors import PlantainError, plugin_call
 from .family import ModelFamily, family_of
 from .images import get_images
 from .stimuli import Pair
@@ -200,8 +201,28 @@ class PassInputs:
         """One transformer forward for ``items``; returns the transformer's output tensor."""
         transformer = self.pipe.transformer
         with cache_context(transformer, "cond"):
-            return transformer(**self.kwargs(items))[0]
+            return transformer_forward(self.family, transformer, self.kwargs(items))
 
     def prediction(self, items: Sequence[Item]):
         """One forward's prediction for the noisy latents of ``items``, flattened per row, float32."""
-        return self.family.prediction(self.forward(items), self.n_latent).reshape(len(items), -1).float()
+        pred = checked_prediction(self.family, self.family.prediction(self.forward(items), self.n_latent),
+                                  self.noise(items).shape)
+        if not bool(pred.isfinite().all()):
+            raise PlantainError(f"model family {self.family.name!r}: the prediction is not finite (NaN or inf); "
+                                "in bf16/fp16 try --dtype fp32")
+        return pred.reshape(len(items), -1).float()
+
+
+def transformer_forward(family, transformer, kwargs: dict):
+    """The transformer's output for the arguments ``family`` built: a failure there (a shape
+    the transformer cannot take) is the family's, named as such, not a traceback."""
+    return plugin_call(f"the transformer forward on model family {family.name!r}'s inputs (noise, encode_prompts, "
+                       "transformer_kwargs)", transformer, **kwargs)[0]
+
+
+def checked_prediction(family, pred, shape):
+    """``pred`` if it has the latents' ``shape`` (the scheduler steps the latents by it)."""
+    if tuple(pred.shape) != tuple(shape):
+        raise PlantainError(f"model family {family.name!r}: prediction() gives shape {tuple(pred.shape)} for latents "
+                            f"of shape {tuple(shape)}")
+    return pred

@@ -214,6 +214,8 @@ class Registry:
                 from .family import contract_problem
 
                 why = contract_problem(obj)
+                if why is None and obj.name != name:  # lookups by either name must find the same family
+                    why = f"it is registered under another name than its `name` {obj.name!r}"
                 if why is not None:
                     raise PluginError(f"model family {name!r}: {why}")
             if name in table or name in staged:

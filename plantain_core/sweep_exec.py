@@ -102,6 +102,12 @@ class CellOutcome:
     lost_worker: bool = False
 
 
+def cell_error(exc: BaseException) -> str:
+    """One line for sweep.json: a PlantainError's message, else the exception's type and first line."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text if isinstance(exc, PlantainError) else f"{type(exc).__name__}: {text}"
+
+
 def run_local(cells: list[Cell], out: pathlib.Path, options: SweepOptions, started: Callable[[Cell, str], None],
               tally: dict) -> Iterable[CellOutcome]:
     """Cells one after another in this process, grouped by model (each loaded once)."""
@@ -111,9 +117,9 @@ def run_local(cells: list[Cell], out: pathlib.Path, options: SweepOptions, start
         loads = cache.loads
         try:
             got = run_cell(cell.config.as_dict(), str(out / cell.name), cache, options.figures)
-        except PlantainError as exc:
+        except Exception as exc:  # one cell's failure, whatever it is, is that cell's; Ctrl-C stops the sweep
             tally["model_loads"] = tally.get("model_loads", 0) + cache.loads - loads
-            yield CellOutcome(cell, False, str(exc).split("\n")[0], worker=_worker_name())
+            yield CellOutcome(cell, False, cell_error(exc), worker=_worker_name())
             continue
         got["loads_delta"] = cache.loads - loads
         tally["model_loads"] = tally.get("model_loads", 0) + got["loads_delta"]
@@ -183,10 +189,8 @@ def run_ray(cells: list[Cell], out: pathlib.Path, options: SweepOptions, started
                 idle.append(fresh)
             continue
         except ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-            message = str(cause).split("\n")[0] if isinstance(cause, PlantainError) else \
-                f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
-            yield CellOutcome(cell, False, message, worker=name)
+            yield CellOutcome(cell, False, cell_error(exc.cause if getattr(exc, "cause", None) is not None else exc),
+                              worker=name)
         else:
             tally["model_loads"] = tally.get("model_loads", 0) + got["loads_delta"]
             yield CellOutcome(cell, True, seconds=got["seconds"], worker=name)

@@ -23,7 +23,8 @@ LATEST = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "results" 
 def cell_passes(probe, config) -> dict[str, int]:
     """Transformer forward passes of one run of ``probe`` under ``config``."""
     n = len(probe.pairs)
-    cfg = 2 if config.guidance > 1 else 1
+    # CFG runs only in the loop (steps > 1); families with embedded guidance never run it: an upper bound there
+    cfg = 2 if config.guidance > 1 and config.steps > 1 else 1
     generated = {s.image for p in probe.pairs for s in p.stimuli() if s.image is not None and s.image.prompt}
     return {"pairs": n, "probe": 2 * n * config.steps * cfg, "length_control": 2 * n if config.length_control else 0,
             "images": sum(image.steps for image in generated)}

@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from .family import family_of
-from .passes import Item, PassInputs, cache_context
+from .errors import plugin_call
+from .passes import Item, PassInputs, cache_context, checked_prediction, transformer_forward
 
 
 def step_records(bundle, steps: int, image_seq_len: int, captured: Sequence[int]) -> list[dict]:
@@ -47,12 +48,15 @@ def run_trajectory(inputs: PassInputs, items: Sequence[Item], steps: int, guidan
         timestep = t.expand(n).to(latents.dtype)
         with cache_context(transformer, "cond"):
             kw = family.transformer_kwargs(pipe, hidden, timestep, text, ids, guidance)
-            pred = family.prediction(transformer(**kw)[0], n_latent)
+            pred = checked_prediction(family, family.prediction(transformer_forward(family, transformer, kw), n_latent),
+                                      latents.shape)
         on_step(i, True)
         if cfg:
             with cache_context(transformer, "uncond"):
                 kw = family.transformer_kwargs(pipe, hidden, timestep, negative, ids, guidance)
-                neg = family.prediction(transformer(**kw)[0], n_latent)
+                neg = checked_prediction(family, family.prediction(transformer_forward(family, transformer, kw),
+                                                                   n_latent), latents.shape)
             on_step(i, False)
             pred = neg + guidance * (pred - neg)
-        latents = scheduler.step(pred, t, latents, return_dict=False)[0]
+        latents = plugin_call(f"model family {family.name!r}: its scheduler's step()", scheduler.step, pred, t, latents,
+                              return_dict=False)[0]

@@ -103,29 +103,6 @@ def test_a_loader_naming_no_family_object_is_refused(klein, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("attr,value,message", [
-    ("unit_notes", "one line", "`unit_notes` must be a tuple of strings"),
-    ("text_tokens", 0, "`text_tokens` must be a positive integer"),
-    ("text_tokens", 10**12, "`text_tokens` must be a positive integer"),
-    ("card_tag", 5, "`card_tag` must be a string"),
-])
-def test_family_attributes_are_checked_when_registered(attr, value, message):
-    from plantain_core import hookimpl
-    from plantain_core.plugins import load_registry
-
-    family = type("Odd", (Flux2KleinFamily,), {"name": "odd", attr: value})()
-
-    class Plugin:
-        @hookimpl
-        def plantain_register_families(self, register):
-            register("odd", family)
-
-    registry = load_registry(extra=[("oddplug", Plugin())], use_entry_points=False)
-    assert "odd" not in registry.families
-    (failure,) = registry.failures
-    assert message in failure.error
-
-
 # -- plantain units on hostile configs --------------------------------------------------------------------------------
 def _folder(tmp_path, text: str, index: dict | None = None):
     folder = tmp_path / "model"
@@ -304,3 +281,105 @@ def test_units_checks_what_a_plugin_loader_supplies(monkeypatch, config, message
     result = CliRunner().invoke(main, ["units", "odd-model"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert message in result.stderr, result.stderr
+
+
+# -- what the family's inputs do inside the transformer and the loop -------------------------------------------------
+def test_a_prediction_of_the_wrong_shape_stops_a_trajectory(klein, tmp_path):
+    bundle = attrs.evolve(klein, family=_broken("prediction", lambda orig, out, n: orig(out, n)[:, :1]))
+    with pytest.raises(PlantainError, match=r"model family 'broken': prediction\(\) gives shape \(\d+, 1, \d+\) for "
+                                            r"latents of shape"):
+        execute(_probe(), RunConfig(probe="guard", layouts=("heads",), steps=2, guidance=2.0), tmp_path / "t",
+                progress=False, figures=False, model=bundle)
+    assert not (tmp_path / "t").exists()
+
+
+def test_inputs_the_transformer_cannot_take_are_the_familys_error(klein, tmp_path):
+    bundle = attrs.evolve(klein, family=_broken("noise", lambda orig, *a: (orig(*a)[0][:, :3], orig(*a)[1])))
+    with pytest.raises(PlantainError, match="the transformer forward on model family 'broken''s inputs .* failed: "
+                                            "RuntimeError"):
+        execute(_probe(), RunConfig(probe="guard", layouts=("heads",)), tmp_path / "n", progress=False, figures=False,
+                model=bundle)
+
+
+@pytest.mark.parametrize("key,attrs_,message", [
+    ("odd", {"unit_notes": "one line"}, "`unit_notes` must be a tuple of strings"),
+    ("odd", {"text_tokens": 0}, "`text_tokens` must be a positive integer"),
+    ("odd", {"text_tokens": 10**12}, "`text_tokens` must be a positive integer"),
+    ("odd", {"card_tag": 5}, "`card_tag` must be a string"),
+    ("odd", {"uses_cfg": True}, "`uses_cfg` must be a method, not bool"),
+    ("odd", {"prediction": None}, "`prediction` must be a method, not NoneType"),
+    ("flux2-klein", {"name": "impostor"}, "registered under another name than its `name` 'impostor'"),
+    ("odd", {"name": "odd\n# Injected"}, "`name` 'odd\\n# Injected' must be lower-case letters"),
+    ("odd", {"description": "two\nlines"}, "`description` must be one printable line"),
+])
+def test_a_family_registration_is_checked_whole(key, attrs_, message):
+    from plantain_core import hookimpl
+    from plantain_core.plugins import load_registry
+
+    family = type("Odd", (Flux2KleinFamily,), {"name": "odd", **attrs_})()
+
+    class Plugin:
+        @hookimpl
+        def plantain_register_families(self, register):
+            register(key, family)
+
+    registry = load_registry(extra=[("oddplug", Plugin())], use_entry_points=False)
+    assert key not in registry.families
+    (failure,) = registry.failures
+    assert message in failure.error, failure.error
+
+
+def test_a_cell_failing_with_any_exception_is_that_cells_failure(tmp_path, monkeypatch):
+    from plantain_core import hookimpl, plugins
+
+    class Loader:
+        description = "a loader whose load breaks"
+
+        def accepts(self, model):
+            return model == "tiny-broken"
+
+        def load(self, *a, **k):
+            raise RuntimeError("the plugin's own bug")
+
+    class Plugin:
+        @hookimpl
+        def plantain_register_models(self, register):
+            register("tiny-broken", Loader())
+
+    monkeypatch.setattr(plugins, "_cached", plugins.load_registry(extra=[("brokenplug", Plugin())]))
+    grid = tmp_path / "grid.toml"
+    grid.write_text('probes = ["ray"]\nmodels = ["tiny-broken", "tiny"]\nseeds = [0]\n[options]\nflips = 16\nsplits = 4\n')
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(main, ["sweep", str(grid), "--out", str(out), "--no-figures"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    cells = json.loads((out / "sweep.json").read_text())["cells"]
+    assert cells["ray-tiny-seed0"]["status"] == "complete"
+    assert cells["ray-tiny-broken-seed0"]["status"] == "failed"
+    assert cells["ray-tiny-broken-seed0"]["error"] == "RuntimeError: the plugin's own bug"
+
+
+def test_units_reads_no_huge_or_deep_config_and_ignores_unknown_keys(tmp_path):
+    folder = _folder(tmp_path, "[" * 100_000 + "]" * 100_000)
+    deep = CliRunner().invoke(main, ["units", str(folder)])
+    assert deep.exit_code == 1 and "cannot read transformer config" in deep.stderr and "RecursionError" in deep.stderr
+    (folder / "transformer" / "config.json").write_text(" " * (1 << 20) + _flux1())
+    big = CliRunner().invoke(main, ["units", str(folder)])
+    assert big.exit_code == 1 and "larger than 1,048,576 bytes" in big.stderr
+    (folder / "transformer" / "config.json").write_text(_flux1(a_key_of_a_newer_diffusers=1))
+    newer = CliRunner().invoke(main, ["units", str(folder), "--json"])
+    assert newer.exit_code == 0 and json.loads(newer.stdout)["layouts"]["heads"]["units"] == 1368
+    for name in ("a" * 5000, "x/" + "b" * 300):
+        odd = CliRunner().invoke(main, ["units", name])
+        assert odd.exit_code == 1 and odd.stderr.startswith("Error: --model:") and "Traceback" not in odd.output
+
+
+def test_a_non_finite_prediction_stops_the_causal_check(klein, tmp_path):
+    from plantain_core.causal_check import CausalOptions, run_causal
+
+    execute(_probe(), RunConfig(probe="guard", layouts=("heads",)), tmp_path / "run", progress=False, figures=False,
+            model=klein)
+    bundle = attrs.evolve(klein, family=_broken("prediction", lambda orig, out, n: orig(out, n) * float("nan")))
+    with pytest.raises(PlantainError, match="model family 'broken': the prediction is not finite"):
+        run_causal(tmp_path / "run", CausalOptions(top=1, controls=1), model=bundle, progress=False, figures=False,
+                   report=False)
+    assert not (tmp_path / "run" / "causal.json").exists()

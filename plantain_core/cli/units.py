@@ -10,7 +10,7 @@ every family and size.
 from __future__ import annotations
 
 import json
-import pathlib
+import os
 from typing import Any
 
 import click
@@ -38,9 +38,9 @@ def meta_transformer(model: str):
         name, loader = resolve_loader(model)
     except PlantainError as exc:  # a bare preset name or a transformer folder: no loader, a config
         name, loader = None, None
-        if "weightsN" in str(exc):
+        if "weightsN" in str(exc) or str(exc).startswith("--model:"):
             raise
-        if model.startswith(("/", ".", "~")) and not pathlib.Path(model).expanduser().exists():
+        if model.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(model)):
             raise PlantainError(f"MODEL: folder not found: {model}") from None
         local = hub.local_pipeline_dir(model)
         if local is not None:
@@ -69,8 +69,8 @@ def meta_transformer(model: str):
         raise PlantainError(f"model family {family.name!r}: transformer_class {expected!r} is not a diffusers model")
     params = _checked_params(config, source)
     try:
-        with torch.device("meta"):
-            transformer = builder(**params)
+        with torch.device("meta"):  # from_config: keys of a newer diffusers are ignored, as a load would
+            transformer = builder.from_config(params)
     except Exception as exc:  # a config that does not describe a model of this class
         raise PlantainError(f"{source}: transformer config does not fit {expected}: {type(exc).__name__}: {exc}") \
             from None

@@ -38,19 +38,50 @@ def is_hub_id(model: str) -> bool:
     return bool(_HUB_ID.match(model)) and not os.path.exists(model)
 
 
+#: A config.json or model_index.json is a few KiB; a bigger one is not read (it is untrusted).
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def check_model_value(model: str) -> None:
+    """Refuse a ``--model`` value no file system or hub takes, before any loader is asked."""
+    if not model.strip() or not model.isprintable() or len(model) > 4096:
+        raise PlantainError(f"--model: expected a printable name or path of at most 4,096 characters, got "
+                            f"{model[:80]!r}{'...' if len(model) > 80 else ''}")
+    if any(len(part) > 255 for part in re.split(r"[\\/]", model)):
+        raise PlantainError("--model: a path component is longer than 255 characters")
+
+
+def user_path(model: str) -> pathlib.Path:
+    """``model`` as a path, ``~`` expanded (an unknown ``~user`` stays as written)."""
+    return pathlib.Path(os.path.expanduser(model))
+
+
+def read_json(path: pathlib.Path, what: str):
+    """A small JSON file (at most :data:`MAX_CONFIG_BYTES`), or one PlantainError naming it."""
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise PlantainError(f"cannot read {what} {path}: larger than {MAX_CONFIG_BYTES:,} bytes")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested 100,000 deep
+        raise PlantainError(f"cannot read {what} {path}: {type(exc).__name__}: {exc}") from None
+
+
 def local_pipeline_dir(model: str) -> pathlib.Path | None:
     """``model`` as a local diffusers pipeline folder (has ``model_index.json``), or None."""
-    path = pathlib.Path(model).expanduser()
-    if path.is_dir() and (path / "model_index.json").is_file():
-        return path.resolve()
+    path = user_path(model)
+    try:
+        if path.is_dir() and (path / "model_index.json").is_file():
+            return path.resolve()
+    except OSError:  # a name the file system cannot take is not a folder
+        return None
     return None
 
 
 def folder_pipeline_class(path: pathlib.Path) -> str | None:
     """The pipeline class a local diffusers folder's ``model_index.json`` names."""
     try:
-        index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        index = read_json(path / "model_index.json", "model index")
+    except PlantainError:
         return None
     name = index.get("_class_name") if isinstance(index, dict) else None
     return name if isinstance(name, str) else None
@@ -59,14 +90,15 @@ def folder_pipeline_class(path: pathlib.Path) -> str | None:
 def transformer_config(model: str) -> tuple[dict[str, Any], str]:
     """The transformer config of ``model`` (hub id with a preset, a local pipeline folder,
     a transformer folder or a config.json) and where it came from. No weights, no network."""
-    path = pathlib.Path(model).expanduser()
+    path = user_path(model)
     candidates = [path / "transformer" / "config.json", path / "config.json", path]
     for cand in candidates:
-        if cand.is_file() and cand.suffix == ".json":
-            try:
-                return json.loads(cand.read_text(encoding="utf-8")), str(cand.resolve())
-            except (OSError, ValueError) as exc:
-                raise PlantainError(f"cannot read transformer config {cand}: {exc}") from None
+        try:
+            found = cand.is_file() and cand.suffix == ".json"
+        except OSError:
+            found = False
+        if found:
+            return read_json(cand, "transformer config"), str(cand.resolve())
     preset = find_preset(model)
     if preset is not None:
         return json.loads(preset.read_text(encoding="utf-8")), f"preset {preset.stem}"

@@ -232,6 +232,9 @@ def resolve_loader(model: str, registry=None) -> tuple[str, Any]:
         from ..plugins import get_registry
 
         registry = get_registry()
+    from .hub import check_model_value
+
+    check_model_value(model)
     table = {name: entry.obj for name, entry in registry.models.items()}
     if not table:
         from .builtin import builtin_loaders
