@@ -120,7 +120,8 @@ def _check_finite(rows: np.ndarray, layout, passes) -> None:
         r, u = bad[0]
         pair, side = passes[r]
         raise PlantainError(f"non-finite capture in pass {pair.id}/{SIDES[side]} at unit {layout.units[u]} "
-                            f"(layout {layout.name}, {len(bad)} values); try --dtype fp32 or bf16")
+                            f"(layout {layout.name}, {len(bad)} values); in fp16 try --dtype fp32 or bf16; in fp32 the "
+                            "weights or the model family's inputs (noise, prompt embeddings) are not finite")
 
 
 def preflight(config: RunConfig, registry=None) -> None:

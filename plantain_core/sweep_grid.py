@@ -201,6 +201,7 @@ def _probe_ref(value, base: pathlib.Path) -> str | None:
 def _probe_problems(probes, models, data, registry) -> list[tuple[str, str]]:
     """Probes that do not load, models no loader takes, and probe x model cells whose
     stimulus kind the model's family cannot run: refused before any cell starts."""
+    from .models.loaders import canonical_model
     from .probes import load_probe
     from .runner import check_family_kind
 
@@ -212,7 +213,16 @@ def _probe_problems(probes, models, data, registry) -> list[tuple[str, str]]:
         except PlantainError as exc:
             out.append((f"probes[{i}]" if many else "probes", str(exc).replace("\n", "; ")))
     many = isinstance(data.get("models"), list) and len(data["models"]) > 1
+    spelled: dict[str, int] = {}
     for j, model in enumerate(models):
+        try:
+            key = canonical_model(model, registry)
+        except PlantainError:
+            key = None  # reported below, with the probes
+        if key is not None and spelled.setdefault(key, j) != j:
+            out.append((f"models[{j}]", f"{model!r} is the same model as models[{spelled[key]}] "
+                                        f"{models[spelled[key]]!r}"))
+            continue
         for probe in loaded.values():
             try:
                 check_family_kind(probe, model, registry)

@@ -230,7 +230,8 @@ def test_fp16_overflow_is_detected_and_names_pass_and_unit(tmp_path, monkeypatch
     result = invoke(["run", spec, "--model", "tiny", "--dtype", "fp16", "--out", out, *FAST])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert re.fullmatch(r"Error: non-finite capture in pass p0/A at unit joint\[1\]\.h02 \(layout heads, \d+ values\); "
-                        r"try --dtype fp32 or bf16\n", result.stderr), result.stderr
+                        r"in fp16 try --dtype fp32 or bf16; in fp32 the weights or the model family's inputs "
+                        r"\(noise, prompt embeddings\) are not finite\n", result.stderr), result.stderr
     assert not out.exists()  # ... and the failure came before any pair was captured: no folder
 
 
@@ -258,7 +259,9 @@ def test_non_finite_mid_run_keeps_captures_marks_failed_and_resumes(tmp_path, mo
     out = tmp_path / "run"
     args = ["run", spec, "--model", "tiny", "--batch-size", "2", "--units", "heads", *FAST]
     result = invoke([*args, "--out", out])
-    message = r"non-finite capture in pass p1/A at unit joint\[1\]\.h03 \(layout heads, \d+ values\); try --dtype fp32 or bf16"
+    message = (r"non-finite capture in pass p1/A at unit joint\[1\]\.h03 \(layout heads, \d+ values\); in fp16 try "
+               r"--dtype fp32 or bf16; in fp32 the weights or the model family's inputs \(noise, prompt embeddings\) "
+               r"are not finite")
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert re.fullmatch(f"Error: {message}\n", result.stderr), result.stderr
     manifest = json.loads((out / "manifest.json").read_text())

@@ -421,3 +421,13 @@ def test_a_truncated_units_csv_stops_the_sweep_report(tmp_path, reported):
     csv.write_text("\n".join(csv.read_text().splitlines()[:5]) + "\n")
     res = CliRunner().invoke(main, ["sweep", "report", str(cut), "--no-figures"])
     assert res.exit_code == 1 and "has 4 rows, the run has 16 units" in res.output, res.output
+
+
+def test_one_model_spelled_two_ways_is_a_grid_error(tmp_path):
+    grid = _write(tmp_path, 'probes = ["ray"]\nmodels = ["tiny", "TINY", "plantain/tiny", "tiny-weights0", '
+                            '"tiny-weights3", "tiny-sd3"]\nseeds = [0]\n')
+    res = CliRunner().invoke(main, ["sweep", "plan", str(grid)])
+    assert res.exit_code == 1
+    for j, name in ((1, "TINY"), (2, "plantain/tiny"), (3, "tiny-weights0")):
+        assert f"models[{j}]: '{name}' is the same model as models[0] 'tiny'" in res.output
+    assert "models[4]" not in res.output and "models[5]" not in res.output

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from ..errors import PlantainError
+from ..errors import PlantainError, plugin_call
 
 
 @attrs.define
@@ -101,6 +101,12 @@ class TinyLoader:
 
     def accepts(self, model: str) -> bool:
         return self.NAME.fullmatch(str(model).strip().lower()) is not None
+
+    def canonical(self, model: str) -> str:
+        """The one spelling of ``model`` (``TINY``, ``plantain/tiny`` and ``tiny-weights0`` are ``tiny``)."""
+        match = self.NAME.fullmatch(str(model).strip().lower())
+        seed = int(match[1]) if match and match[1] else 0
+        return self.tiny.stem + (f"-weights{seed}" if seed else "")
 
     def transformer_config(self, model: str) -> tuple[dict[str, Any], str]:
         return self.tiny.config(), f"embedded {self.tiny.stem} model"
@@ -258,6 +264,18 @@ def resolve_loader(model: str, registry=None) -> tuple[str, Any]:
         f"supported family (e.g. black-forest-labs/FLUX.2-klein-base-4B) or a local diffusers folder; "
         f"loaders: {', '.join(sorted(table))} (plantain plugins lists them)"
     )
+
+
+def canonical_model(model: str, registry=None) -> str:
+    """``model`` as its loader spells it (a loader without ``canonical``: a local folder's
+    resolved path, else as given), so that one model written two ways is seen as one."""
+    name, loader = resolve_loader(model, registry)
+    if callable(getattr(loader, "canonical", None)):
+        return f"{name}:{plugin_call(f'model loader {name!r}: canonical({model!r})', loader.canonical, model)}"
+    from .hub import local_pipeline_dir
+
+    local = local_pipeline_dir(model)
+    return f"{name}:{local or model.strip()}"
 
 
 def load_model(model, device: str = "auto", dtype=None, *, registry=None, **options) -> LoadedModel:
