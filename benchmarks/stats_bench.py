@@ -30,7 +30,7 @@ if str(ROOT.parent) not in sys.path:  # run as a script: make ``benchmarks`` imp
 
 from benchmarks.common import interleaved, log, quantiles, ratio  # noqa: E402
 from plantain_core.fsutil import atomic_write_json  # noqa: E402
-from plantain_core.stats import compute_layout_stats, single_blas_thread  # noqa: E402
+from plantain_core.stats import StatsOptions, compute_layout_stats, single_blas_thread  # noqa: E402
 
 TARGET = 100.0
 
@@ -53,7 +53,7 @@ def workload(seed: int = 0):
 
 def engine_once(a, b, units, flips, splits):
     t0 = time.perf_counter()
-    st = compute_layout_stats(a, b, units, layout="slices16", flips=flips, splits=splits, seed=0)
+    st = compute_layout_stats(a, b, units, layout="slices16", options=StatsOptions(flips=flips, splits=splits, seed=0))
     return time.perf_counter() - t0, st
 
 

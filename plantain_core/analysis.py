@@ -296,8 +296,7 @@ def _analyze(run_dir: pathlib.Path, manifest: dict, config: RunConfig, figures: 
     from .report.card import CARD, render_card
     from .report.causal_section import causal_section
 
-    options = {"flips": config.flips, "splits": config.splits, "seed": config.effective_stats_seed,
-               "thresholds": list(config.thresholds)}
+    options = config.stats_options()
     names = config.layouts  # checked names: a manifest cannot point the reads elsewhere
     steps = config.captured_steps if config.steps > 1 else None
 
@@ -313,8 +312,7 @@ def _analyze(run_dir: pathlib.Path, manifest: dict, config: RunConfig, figures: 
         # a trajectory run: one "layout" per captured step (heads@step3), every statistic per step
         for label, sa, sb in ([(name, a, b)] if steps is None else
                               [(step_layout(name, s), a[:, k], b[:, k]) for k, s in enumerate(steps)]):
-            st = compute_layout_stats(sa, sb, units, layout=label, pair_ids=ids, flips=options["flips"],
-                                      splits=options["splits"], seed=options["seed"], thresholds=options["thresholds"])
+            st = compute_layout_stats(sa, sb, units, layout=label, pair_ids=ids, options=options)
             layouts[label] = review(st, token_delta(manifest, ids))
 
     info = manifest.get("layout_info") or {}
@@ -337,7 +335,7 @@ def _analyze(run_dir: pathlib.Path, manifest: dict, config: RunConfig, figures: 
         "direction": list(spec_data.get("direction", ["A", "B"])),
         "n_pairs": len(pair_ids or []),
         "model": manifest.get("model"),
-        "stats": options,
+        "stats": options.as_dict(),
         "layouts": layout_summaries,
     }
     if registry is None:

@@ -281,6 +281,12 @@ class RunConfig:
     def effective_stats_seed(self) -> int:
         return self.seed if self.stats_seed is None else self.stats_seed
 
+    def stats_options(self):
+        """The statistics options of this run (:class:`plantain_core.stats.StatsOptions`)."""
+        from .stats import StatsOptions
+
+        return StatsOptions(self.flips, self.splits, self.effective_stats_seed, self.thresholds)
+
     def for_spec(self, spec) -> "RunConfig":
         """The spec's ``[model]`` defaults filled in. Its revision and size belong to its
         model: another ``--model`` keeps that model's own defaults."""

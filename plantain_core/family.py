@@ -306,20 +306,26 @@ def _encoded(value, args) -> str | None:
     return None
 
 
-def _forward_kwargs(value, args) -> str | None:
+@functools.lru_cache(maxsize=None)
+def _forward_params(transformer_class) -> frozenset | None:
+    """The keyword arguments ``transformer_class.forward`` takes; None where it takes any."""
     import inspect
 
+    try:
+        params = inspect.signature(transformer_class.forward).parameters
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return None if any(p.kind is p.VAR_KEYWORD for p in params.values()) else frozenset(params)
+
+
+def _forward_kwargs(value, args) -> str | None:
     if not _str_dict(value):
         return "must return a dict of keyword arguments"
-    forward = getattr(getattr(args[0], "transformer", None), "forward", None)
-    try:
-        params = inspect.signature(forward).parameters if forward is not None else {}
-    except (TypeError, ValueError):
-        params = {}
-    if params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(value) - set(params))
-        if unknown:
-            return f"gives {', '.join(unknown)}, which {type(args[0].transformer).__name__}.forward does not take"
+    transformer = getattr(args[0], "transformer", None)
+    params = _forward_params(type(transformer)) if transformer is not None else None
+    unknown = sorted(set(value) - params) if params else []
+    if unknown:
+        return f"gives {', '.join(unknown)}, which {type(transformer).__name__}.forward does not take"
     return None
 
 
@@ -396,11 +402,19 @@ def guarded(family, owner: str = "") -> GuardedFamily:
     (``owner``: who supplied it, for the message, e.g. ``model loader 'x'``)."""
     if isinstance(family, GuardedFamily):
         return family
+    known = _GUARDED.get(id(family))
+    if known is not None and known._family is family:
+        return known  # checked once: family_of runs on every pass
     problem = contract_problem(family)
     if problem:
         raise PlantainError(f"{owner or 'a plugin'} supplies a model family that breaks the contract "
                             f"({type(family).__name__}): {problem}; see docs/writing-a-model-plugin.md")
-    return GuardedFamily(family)
+    _GUARDED[id(family)] = wrapped = GuardedFamily(family)
+    return wrapped
+
+
+#: id(family) -> its GuardedFamily (which holds the family, so the id is not reused meanwhile)
+_GUARDED: dict[int, GuardedFamily] = {}
 
 
 def families(registry=None) -> list[ModelFamily]:

@@ -86,6 +86,7 @@ class PassInputs:
     size: tuple[int, int]
     guidance: float = 1.0  # embedded guidance of guidance-distilled families
     _negative: tuple | None = None
+    _latent_shape: tuple | None = None  # one stimulus's noisy latents, without the batch
 
     @classmethod
     def prepare(cls, bundle, pairs: Sequence[Pair], indices: Sequence[int], seed: int, size: tuple[int, int],
@@ -205,8 +206,12 @@ class PassInputs:
 
     def prediction(self, items: Sequence[Item]):
         """One forward's prediction for the noisy latents of ``items``, flattened per row, float32."""
-        pred = checked_prediction(self.family, self.family.prediction(self.forward(items), self.n_latent),
-                                  self.noise(items).shape)
+        transformer = self.pipe.transformer
+        if self._latent_shape is None:  # one stimulus's noise: the same for every pass
+            self._latent_shape = tuple(self._noise(0)[0].shape[1:])
+        with cache_context(transformer, "cond"):
+            pred = predict(self.family, transformer, self.kwargs(items), self.n_latent,
+                           (len(items), *self._latent_shape))
         if not bool(pred.isfinite().all()):
             raise PlantainError(f"model family {self.family.name!r}: the prediction is not finite (NaN or inf); "
                                 "in bf16/fp16 try --dtype fp32")
@@ -220,8 +225,10 @@ def transformer_forward(family, transformer, kwargs: dict):
                        "transformer_kwargs)", transformer, **kwargs)[0]
 
 
-def checked_prediction(family, pred, shape):
-    """``pred`` if it has the latents' ``shape`` (the scheduler steps the latents by it)."""
+def predict(family, transformer, kwargs: dict, n_latent: int, shape):
+    """The family's prediction from one forward on ``kwargs``, which must have the latents'
+    ``shape`` (the scheduler steps the latents by it)."""
+    pred = family.prediction(transformer_forward(family, transformer, kwargs), n_latent)
     if tuple(pred.shape) != tuple(shape):
         raise PlantainError(f"model family {family.name!r}: prediction() gives shape {tuple(pred.shape)} for latents "
                             f"of shape {tuple(shape)}")

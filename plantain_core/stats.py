@@ -309,6 +309,23 @@ def block_stats(units_block: Sequence[str], abs_t: np.ndarray, abs_d: np.ndarray
     return tuple(out)
 
 
+@attrs.frozen
+class StatsOptions:
+    """How a layout's statistics are drawn: the sign flips of the max-|t| null, the split-half
+    splits, their seed, and the |t| thresholds counted against the null. One value, passed
+    whole (``RunConfig.stats_options()`` is a run's)."""
+
+    flips: int = DEFAULT_FLIPS
+    splits: int = DEFAULT_SPLITS
+    seed: int = DEFAULT_SEED
+    thresholds: tuple[float, ...] = attrs.field(default=DEFAULT_THRESHOLDS,
+                                                converter=lambda t: tuple(float(x) for x in t))
+
+    def as_dict(self) -> dict[str, Any]:
+        """As summary.json's ``stats`` records them."""
+        return {"flips": self.flips, "splits": self.splits, "seed": self.seed, "thresholds": list(self.thresholds)}
+
+
 def compute_layout_stats(
     a: np.ndarray,
     b: np.ndarray,
@@ -316,14 +333,13 @@ def compute_layout_stats(
     *,
     layout: str = "units",
     pair_ids: Sequence[str] | None = None,
-    flips: int = DEFAULT_FLIPS,
-    splits: int = DEFAULT_SPLITS,
-    seed: int = DEFAULT_SEED,
-    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    options: StatsOptions = StatsOptions(),
 ) -> LayoutStats:
     """All statistics of one layout from its N×U captures of condition A and B."""
     from scipy import stats as sps  # statsmodels depends on scipy: always present
     from statsmodels.stats.multitest import multipletests
+
+    flips, splits, seed, thresholds = options.flips, options.splits, options.seed, options.thresholds
 
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)

@@ -24,6 +24,7 @@ import pathlib
 from collections import defaultdict
 from typing import Any
 
+import attrs
 import numpy as np
 
 from .causal import _f
@@ -109,8 +110,8 @@ def combined_test(cells: list[dict], layout: str):
     a = np.mean([x[0] for x in arrays], axis=0)
     b = np.mean([x[1] for x in arrays], axis=0)
     config = cells[0]["config"]
-    return compute_layout_stats(a, b, units, layout=layout, pair_ids=pair_ids, flips=config.flips,
-                                splits=2, seed=config.effective_stats_seed, thresholds=config.thresholds)
+    return compute_layout_stats(a, b, units, layout=layout, pair_ids=pair_ids,
+                                options=attrs.evolve(config.stats_options(), splits=2))
 
 
 def summarize(cells: list[dict]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from .family import family_of
 from .errors import plugin_call
-from .passes import Item, PassInputs, cache_context, checked_prediction, transformer_forward
+from .passes import Item, PassInputs, cache_context, predict
 
 
 def step_records(bundle, steps: int, image_seq_len: int, captured: Sequence[int]) -> list[dict]:
@@ -48,14 +48,12 @@ def run_trajectory(inputs: PassInputs, items: Sequence[Item], steps: int, guidan
         timestep = t.expand(n).to(latents.dtype)
         with cache_context(transformer, "cond"):
             kw = family.transformer_kwargs(pipe, hidden, timestep, text, ids, guidance)
-            pred = checked_prediction(family, family.prediction(transformer_forward(family, transformer, kw), n_latent),
-                                      latents.shape)
+            pred = predict(family, transformer, kw, n_latent, latents.shape)
         on_step(i, True)
         if cfg:
             with cache_context(transformer, "uncond"):
                 kw = family.transformer_kwargs(pipe, hidden, timestep, negative, ids, guidance)
-                neg = checked_prediction(family, family.prediction(transformer_forward(family, transformer, kw),
-                                                                   n_latent), latents.shape)
+                neg = predict(family, transformer, kw, n_latent, latents.shape)
             on_step(i, False)
             pred = neg + guidance * (pred - neg)
         latents = plugin_call(f"model family {family.name!r}: its scheduler's step()", scheduler.step, pred, t, latents,

@@ -12,13 +12,13 @@ import pytest
 
 from plantain_core.checks import adjusted_test, common_mode, dz_interval, review, tost_p
 from plantain_core.results import fwer_threshold, layout_summary
-from plantain_core.stats import compute_layout_stats, fwer_p, null_signs, paired_t, sign_patterns
+from plantain_core.stats import StatsOptions, compute_layout_stats, fwer_p, null_signs, paired_t, sign_patterns
 
 
 def stats_of(diff, flips=200, seed=0, delta=None, names=None):
     n, u = diff.shape
     names = names or [f"joint[{k // 8}].h{k % 8:02d}" for k in range(u)]
-    st = compute_layout_stats(diff, np.zeros_like(diff), names, layout="heads", flips=flips, splits=10, seed=seed)
+    st = compute_layout_stats(diff, np.zeros_like(diff), names, layout="heads", options=StatsOptions(flips=flips, splits=10, seed=seed))
     return review(st, delta)
 
 

@@ -12,7 +12,7 @@ from statsmodels.stats.multitest import multipletests
 
 from plantain_core import stats
 from plantain_core.results import layout_summary, observed_over_null
-from plantain_core.stats import compute_layout_stats, count_mlp_units, sign_flip_null
+from plantain_core.stats import StatsOptions, compute_layout_stats, count_mlp_units, sign_flip_null
 
 
 def names(u: int, per_block: int = 10) -> list[str]:
@@ -35,7 +35,7 @@ def brute_t(diff: np.ndarray) -> np.ndarray:
 def test_t_d_p_match_scipy_ttest_rel():
     a, b = noise(17, 300, seed=1)
     b[:, :30] -= 0.8
-    st = compute_layout_stats(a, b, names(300), flips=50, splits=5)
+    st = compute_layout_stats(a, b, names(300), options=StatsOptions(flips=50, splits=5))
     ref = sps.ttest_rel(a, b)
     np.testing.assert_allclose(st.t, ref.statistic, rtol=1e-12)
     np.testing.assert_allclose(st.p, ref.pvalue, rtol=1e-10, atol=1e-300)
@@ -50,7 +50,7 @@ def test_bh_q_matches_statsmodels_over_tested_units():
     b[:, :40] -= 0.7
     b[:, 100] = a[:, 100]  # zero variance: not part of the BH family
     a[3, 200] = np.nan  # non-finite capture: not part of the family either
-    st = compute_layout_stats(a, b, names(400), flips=20, splits=2)
+    st = compute_layout_stats(a, b, names(400), options=StatsOptions(flips=20, splits=2))
     keep = np.ones(400, bool)
     keep[[100, 200]] = False
     ref_p = sps.ttest_rel(a[:, keep], b[:, keep]).pvalue
@@ -66,7 +66,7 @@ def test_exact_enumeration_matches_brute_force():
     diff = a - b
     # |D| constant: flips reach |t| = ∞ (all equal) and exactly 2 (five equal), so thresholds avoid 2
     diff[:, 7] = np.array([1.0, -1.0, 1.0, 1.0, -1.0, 1.0]) * 0.5
-    st = compute_layout_stats(diff, np.zeros_like(diff), names(u), flips=200, splits=3, thresholds=(2.5, 4.0))
+    st = compute_layout_stats(diff, np.zeros_like(diff), names(u), options=StatsOptions(flips=200, splits=3, thresholds=(2.5, 4.0)))
     assert st.exact and st.flips_used == 2 ** (n - 1)
 
     # every one of the 2^N sign vectors, explicitly
@@ -110,7 +110,7 @@ def test_random_sign_flip_null_matches_explicit_loop(monkeypatch):
 def test_fwer_p_formula_for_random_flips():
     a, b = noise(25, 300, seed=5)
     b[:, :3] -= 2.0
-    st = compute_layout_stats(a, b, names(300), flips=99, splits=4)
+    st = compute_layout_stats(a, b, names(300), options=StatsOptions(flips=99, splits=4))
     assert not st.exact and st.flips_used == 99
     obs = np.abs(st.t)
     expect = (1 + (st.null_max_abs_t[None, :] >= obs[:, None] * (1 - 1e-9)).sum(1)) / 100
@@ -124,7 +124,7 @@ def test_planted_effects_recovered_and_null_at_nominal_rate():
     a, b = noise(n, u, seed=6)
     planted = np.array([3, 777, 1500, 2222, 4999])
     b[:, planted] -= 2.0  # d_z ≈ 1.4
-    st = compute_layout_stats(a, b, names(u, 100), flips=500, splits=10)
+    st = compute_layout_stats(a, b, names(u, 100), options=StatsOptions(flips=500, splits=10))
     assert (st.q[planted] < 0.05).all()
     assert (st.p_fwer[planted] < 0.05).all()
     assert (st.t[planted] > 0).all()  # A larger: t = mean(A − B) > 0
@@ -143,8 +143,8 @@ def test_split_half_high_for_strong_effects_and_near_zero_for_noise():
     rng = np.random.default_rng(7)
     effect = rng.normal(0, 1.0, size=u)
     a, b = noise(n, u, seed=8)
-    strong = compute_layout_stats(a + effect, b, names(u, 100), flips=10, splits=40)
-    pure = compute_layout_stats(a, b, names(u, 100), flips=10, splits=40)
+    strong = compute_layout_stats(a + effect, b, names(u, 100), options=StatsOptions(flips=10, splits=40))
+    pure = compute_layout_stats(a, b, names(u, 100), options=StatsOptions(flips=10, splits=40))
     sh_strong = layout_summary(strong)["split_half"]
     sh_pure = layout_summary(pure)["split_half"]
     assert sh_strong["median"] > 0.8 and sh_strong["splits"] == 40
@@ -161,7 +161,7 @@ def test_split_half_high_for_strong_effects_and_near_zero_for_noise():
 def test_split_half_t_equals_scipy_on_the_halves():
     n, u = 10, 50
     a, b = noise(n, u, seed=10)
-    st = compute_layout_stats(a, b, names(u), flips=10, splits=1, seed=4)
+    st = compute_layout_stats(a, b, names(u), options=StatsOptions(flips=10, splits=1, seed=4))
     t1, t2 = st.split_example
     diff = a - b
     # find which pairs formed half 1: the t of some 5-subset equals t1 for all units
@@ -181,7 +181,7 @@ def test_zero_variance_and_nonfinite_units_are_counted_not_dropped():
     b[:, 5] = a[:, 5] - 2.0  # D constant nonzero: still zero variance
     a[0, 6] = np.inf
     b[2, 7] = np.nan
-    st = compute_layout_stats(a, b, names(50), flips=30, splits=5)
+    st = compute_layout_stats(a, b, names(50), options=StatsOptions(flips=30, splits=5))
     assert st.zero_variance.tolist().count(True) == 2 and st.nonfinite.tolist().count(True) == 2
     for j in (4, 5, 6, 7):
         assert np.isnan(st.t[j]) and np.isnan(st.d[j]) and np.isnan(st.p[j]) and np.isnan(st.p_fwer[j])
@@ -194,9 +194,9 @@ def test_zero_variance_and_nonfinite_units_are_counted_not_dropped():
 def test_deterministic_for_a_seed_and_seed_matters():
     a, b = noise(25, 500, seed=12)
     b[:, :20] -= 0.6
-    one = compute_layout_stats(a, b, names(500), flips=300, splits=20, seed=5)
-    two = compute_layout_stats(a, b, names(500), flips=300, splits=20, seed=5)
-    other = compute_layout_stats(a, b, names(500), flips=300, splits=20, seed=6)
+    one = compute_layout_stats(a, b, names(500), options=StatsOptions(flips=300, splits=20, seed=5))
+    two = compute_layout_stats(a, b, names(500), options=StatsOptions(flips=300, splits=20, seed=5))
+    other = compute_layout_stats(a, b, names(500), options=StatsOptions(flips=300, splits=20, seed=6))
     assert layout_summary(one) == layout_summary(two)
     for field in ("t", "p", "q", "p_fwer", "null_counts", "null_max_abs_t", "split_r"):
         np.testing.assert_array_equal(getattr(one, field), getattr(two, field))
@@ -207,10 +207,10 @@ def test_deterministic_for_a_seed_and_seed_matters():
 
 def test_tile_size_does_not_change_results(monkeypatch):
     a, b = noise(25, 400, seed=13)
-    big = compute_layout_stats(a, b, names(400), flips=250, splits=3)
+    big = compute_layout_stats(a, b, names(400), options=StatsOptions(flips=250, splits=3))
     monkeypatch.setattr(stats, "TILE_UNITS", 61)
     monkeypatch.setattr(stats, "TILE_ELEMENTS", 61 * 9)
-    small = compute_layout_stats(a, b, names(400), flips=250, splits=3)
+    small = compute_layout_stats(a, b, names(400), options=StatsOptions(flips=250, splits=3))
     np.testing.assert_array_equal(big.null_counts, small.null_counts)
     np.testing.assert_allclose(big.null_max_abs_t, small.null_max_abs_t, rtol=1e-12)
 
@@ -219,7 +219,7 @@ def test_blocks_and_top_blocks():
     a, b = noise(15, 60, seed=14)
     b[:, 25] -= 3.0  # block single[2], strongest
     b[:, 41] -= 1.5  # block single[4]
-    st = compute_layout_stats(a, b, names(60), flips=20, splits=2)
+    st = compute_layout_stats(a, b, names(60), options=StatsOptions(flips=20, splits=2))
     assert [x.block for x in st.blocks] == [f"single[{i}]" for i in range(6)]
     abs_t, abs_d = np.abs(st.t), np.abs(st.d)
     for k, blk in enumerate(st.blocks):
@@ -240,7 +240,7 @@ def test_ratio_when_null_p99_is_zero():
     assert observed_over_null(10, 4.0) == (2.5, None)
     a, b = noise(25, 200, seed=15)
     b[:, 0] -= 5.0
-    s = layout_summary(compute_layout_stats(a, b, names(200), flips=200, splits=2, thresholds=(8.0,)))
+    s = layout_summary(compute_layout_stats(a, b, names(200), options=StatsOptions(flips=200, splits=2, thresholds=(8.0,))))
     row = s["thresholds"][0]
     assert row["observed"] == 1 and row["null_p99"] == 0 and row["ratio"] is None
     assert row["ratio_note"] == "null p99 is 0"
@@ -255,7 +255,7 @@ def test_mlp_unit_count_for_klein_slices16():
 
 def test_too_few_pairs_for_split_half_is_stated():
     a, b = noise(3, 20, seed=16)
-    st = compute_layout_stats(a, b, names(20), flips=200, splits=10)
+    st = compute_layout_stats(a, b, names(20), options=StatsOptions(flips=200, splits=10))
     assert st.exact and st.flips_used == 4
     sh = layout_summary(st)["split_half"]
     assert sh["median"] is None and "at least 4 pairs" in sh["note"]
@@ -268,6 +268,6 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError):
         compute_layout_stats(a, b, names(9))
     with pytest.raises(ValueError):
-        compute_layout_stats(a, b, names(10), flips=0)
+        compute_layout_stats(a, b, names(10), options=StatsOptions(flips=0))
     with pytest.raises(ValueError):
-        compute_layout_stats(a, b, names(10), thresholds=(0.0,))
+        compute_layout_stats(a, b, names(10), options=StatsOptions(thresholds=(0.0,)))

@@ -21,7 +21,7 @@ from plantain_core.images import get_image
 from plantain_core.models import TinyLoader
 from plantain_core.probes import Probe
 from plantain_core.runner import noise_seed, run_probe
-from plantain_core.stats import compute_layout_stats
+from plantain_core.stats import StatsOptions, compute_layout_stats
 from plantain_core.testing import spec_data, write_spec
 
 LAYOUTS = ("heads", "slices16")
@@ -98,7 +98,7 @@ def _step_stats(diff_by_step, flips=100, seed=0):
     for s, d in diff_by_step.items():
         n, u = d.shape
         out[s] = compute_layout_stats(d, np.zeros_like(d), [f"joint[{k // 4}].h{k % 4:02d}" for k in range(u)],
-                                      layout=f"heads@step{s}", flips=flips, splits=5, seed=seed)
+                                      layout=f"heads@step{s}", options=StatsOptions(flips=flips, splits=5, seed=seed))
     return out
 
 

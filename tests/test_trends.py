@@ -4,7 +4,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from plantain_core import Pair, Stimulus
-from plantain_core.stats import compute_layout_stats
+from plantain_core.stats import StatsOptions, compute_layout_stats
 from plantain_core.trends import covariate_trend, sign_agreement, top_units
 
 N, U = 30, 200
@@ -14,7 +14,7 @@ def stats_of(diff, seed=0):
     units = [f"joint[{u // 100}].h{u % 100:02d}" for u in range(diff.shape[1])]
     rng = np.random.default_rng(seed)
     b = rng.normal(10, 1, size=diff.shape)
-    return compute_layout_stats(b + diff, b, units, layout="heads", flips=50, splits=5, seed=seed)
+    return compute_layout_stats(b + diff, b, units, layout="heads", options=StatsOptions(flips=50, splits=5, seed=seed))
 
 
 def test_trend_recovers_an_effect_growing_with_the_covariate():

@@ -10,7 +10,6 @@ every family and size.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import click
@@ -32,16 +31,12 @@ def meta_transformer(model: str):
 
     from ..family import family_for_class, guarded
     from ..models import hub
-    from ..models.loaders import resolve_loader
+    from ..models.loaders import NoLoader, resolve_loader
 
     try:
         name, loader = resolve_loader(model)
-    except PlantainError as exc:  # a bare preset name or a transformer folder: no loader, a config
+    except NoLoader:  # a transformer folder or a config file: no loader, a config
         name, loader = None, None
-        if "weightsN" in str(exc) or str(exc).startswith("--model:"):
-            raise
-        if model.startswith(("/", ".", "~")) and not os.path.exists(os.path.expanduser(model)):
-            raise PlantainError(f"MODEL: folder not found: {model}") from None
         local = hub.local_pipeline_dir(model)
         if local is not None:
             raise PlantainError(f"MODEL: {local} holds a {hub.folder_pipeline_class(local) or 'unnamed'} pipeline "

@@ -230,6 +230,10 @@ def _quiet_to(pipe, device: str, dtype) -> None:
         dlogging.set_verbosity(level)
 
 
+class NoLoader(PlantainError):
+    """No model loader accepts a ``--model`` value (it may still name a config: ``plantain units``)."""
+
+
 def resolve_loader(model: str, registry=None) -> tuple[str, Any]:
     """The (name, loader) that accepts ``model``: a loader registered under that exact
     name first, then the first whose ``accepts`` says yes. The built-ins are the fallback
@@ -259,7 +263,7 @@ def resolve_loader(model: str, registry=None) -> tuple[str, Any]:
     weights = re.fullmatch(r"(?:plantain/)?(tiny[\w-]*?)-weights(\d+)", model.strip().lower())
     if weights and weights[1] in table and len(weights[2]) > 9:
         raise PlantainError(f"--model {model}: the weights number of {weights[1]}-weightsN has at most 9 digits")
-    raise PlantainError(
+    raise NoLoader(
         f"no model loader accepts {model!r}; pass a tiny model (tiny, tiny-flux1, tiny-sd3, ...), a hub id of a "
         f"supported family (e.g. black-forest-labs/FLUX.2-klein-base-4B) or a local diffusers folder; "
         f"loaders: {', '.join(sorted(table))} (plantain plugins lists them)"
