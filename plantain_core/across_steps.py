@@ -17,6 +17,7 @@ import numpy as np
 from .stats import LayoutStats, fwer_p, null_signs, sign_flip_null
 
 STEPS_CSV = "steps.csv"
+ALPHA = 0.05
 
 
 def across_steps(per_step: Mapping[int, LayoutStats]) -> dict[str, Any]:
@@ -44,34 +45,51 @@ def across_steps(per_step: Mapping[int, LayoutStats]) -> dict[str, Any]:
 
 
 def _summary(steps: Sequence[int], t: np.ndarray, p_fwer: np.ndarray, q: np.ndarray, first: LayoutStats) -> dict:
-    sig = np.isfinite(p_fwer) & (p_fwer < 0.05)
+    tested = np.isfinite(t)
+    sig = tested & np.isfinite(p_fwer) & (p_fwer < ALPHA)
     any_unit = sig.any(axis=0)
-    abs_t = np.where(np.isfinite(t), np.abs(t), -1.0)
-    peak = abs_t.argmax(axis=0)  # per unit, row of the step with the largest |t|
+    abs_t = np.where(tested, np.abs(t), -1.0)
+    peak = abs_t.argmax(axis=0)  # per unit, row of the step with the largest |t| (the earliest on ties)
     peak_sign = np.sign(t[peak, np.arange(t.shape[1])])
-    finite = np.isfinite(t)
-    same = (np.sign(t) == peak_sign[None, :]) & finite
-    consistency = np.where(finite.any(axis=0), same.sum(axis=0) / np.maximum(finite.sum(axis=0), 1), np.nan)
-    sig_steps = sig.sum(axis=0)
-    stable = any_unit & (sig_steps >= len(steps) / 2) & (consistency == 1.0)
-    half = np.arange(len(steps)) < len(steps) / 2
-    early = int(sig[half].sum())
+    n_tested = tested.sum(axis=0)
+    same = (np.sign(t) == peak_sign[None, :]) & tested
+    consistency = np.where(n_tested > 0, same.sum(axis=0) / np.maximum(n_tested, 1), np.nan)
+    stable = stable_units(t, sig)
+    early, late = halves(sig)
     return {
         "steps": list(steps),
         "cells": int(t.size),
         "p_fwer_lt_0.05": int(sig.sum()),
-        "q_lt_0.05": int(np.count_nonzero(q[np.isfinite(q)] < 0.05)),
+        "q_lt_0.05": int(np.count_nonzero(q[np.isfinite(q)] < ALPHA)),
         "units_any_step": int(any_unit.sum()),
         "stable_units": int(stable.sum()),
         "transient_units": int((any_unit & ~stable).sum()),
         "per_step": [int(x) for x in sig.sum(axis=1)],
-        "early_share": (early / int(sig.sum())) if sig.any() else None,
+        "early_share": (early / (early + late)) if early + late else None,
         "peak_step_of_significant_units": {str(steps[k]): int(c) for k, c in
                                            zip(*np.unique(peak[any_unit], return_counts=True))},
         "top_units": [{"unit": first.units[u], "t": [float(x) for x in t[:, u]], "peak_step": int(steps[peak[u]]),
                        "sign_consistency": float(consistency[u])}
                       for u in np.argsort(-abs_t.max(axis=0), kind="stable")[:8] if abs_t[:, u].max() >= 0],
     }
+
+
+def stable_units(t: np.ndarray, sig: np.ndarray) -> np.ndarray:
+    """Per unit: significant at half or more of the steps where it was tested (finite t),
+    and one sign at all of its significant steps. Steps where it is not significant may
+    have either sign: a noise step's sign says nothing."""
+    n_tested = np.isfinite(t).sum(axis=0)
+    sig_steps = sig.sum(axis=0)
+    mixed = (sig & (t > 0)).any(axis=0) & (sig & (t < 0)).any(axis=0)
+    return (sig_steps > 0) & (2 * sig_steps >= n_tested) & ~mixed
+
+
+def halves(sig: np.ndarray) -> tuple[int, int]:
+    """Significant cells in the first ⌊S/2⌋ and the last ⌊S/2⌋ captured steps. With an odd
+    count the middle step is in neither half: counted as early it made an effect spread
+    evenly over 3 steps read "mostly early" (2 of 3 cells)."""
+    k = sig.shape[0] // 2
+    return int(sig[:k].sum()), int(sig[sig.shape[0] - k:].sum())
 
 
 def steps_csv(families: Mapping[str, Mapping[str, Any]]) -> str:
@@ -95,11 +113,13 @@ def plain_summary(name: str, s: Mapping[str, Any], sigmas: Mapping[int, float]) 
             if steps[0] in sigmas and steps[-1] in sigmas else "")
     text = (f"`{name}` across {len(steps)} captured steps{span}: {s['p_fwer_lt_0.05']:,} of {s['cells']:,} unit × step "
             f"cells pass the max-|t| FWER test over all units and steps ({s['q_lt_0.05']:,} with BH q < 0.05). "
-            f"{s['units_any_step']:,} units pass at some step: {s['stable_units']:,} stable (at half the steps or "
-            f"more, with one sign) and {s['transient_units']:,} transient.")
+            f"{s['units_any_step']:,} units pass at some step: {s['stable_units']:,} stable (significant at half or "
+            f"more of the steps where they were tested, all with one sign) and {s['transient_units']:,} transient.")
     share = s.get("early_share")
     if share is not None:
         where = ("mostly early (near pure noise)" if share >= 2 / 3 else "mostly late (near the image)"
                  if share <= 1 / 3 else "throughout the trajectory")
-        text += f" {100 * share:.0f}% of the significant cells lie in the first half of the steps: the axis is carried {where}."
+        among = " outside the middle step" if len(steps) % 2 else ""
+        text += (f" Of the significant cells{among}, {100 * share:.0f}% lie in the first half of the steps: the axis is "
+                 f"carried {where}.")
     return text
