@@ -94,12 +94,16 @@ def _read_units(path: pathlib.Path) -> dict[str, dict[str, np.ndarray | list[str
 
 
 def _group_key(cell) -> tuple:
+    """Cells that replicate one another: one probe, model, steps and token scope, and the
+    same pairs in the same order (a cell whose pairs differ is another experiment)."""
     c = cell["config"]
-    return (cell["probe"], c.model, c.steps, c.token_scope)
+    return (cell["probe"], c.model, c.steps, c.token_scope, tuple(map(str, cell["manifest"].get("pair_ids") or ())))
 
 
 def combined_test(cells: list[dict], layout: str):
-    """Seed-averaged captures of one probe × model × layout, then the sign-flip test."""
+    """Seed-averaged captures of one probe × model × layout, then the sign-flip test with the
+    first cell's statistics options; None where the captures are step-resolved or disagree on
+    units or pair ids (the average of different pairs is no pair)."""
     from .analysis import load_captures
     from .stats import compute_layout_stats
 
@@ -121,7 +125,7 @@ def summarize(cells: list[dict]) -> dict[str, Any]:
         groups[_group_key(cell)].append(cell)
     replication, tmaps = [], {}
     for key, members in groups.items():
-        probe, model, steps, scope = key
+        probe, model, steps, scope, pair_ids = key
         members.sort(key=lambda c: c["config"].seed)
         layouts = [name for name in members[0]["units"] if all(name in m["units"] for m in members)]
         for layout in layouts:
@@ -130,26 +134,30 @@ def summarize(cells: list[dict]) -> dict[str, Any]:
                 continue
             hits = np.sum([m["units"][layout]["p_fwer"] < ALPHA for m in members], axis=0)
             entry = {"probe": probe, "model": model, "steps": steps, "token_scope": scope, "layout": layout,
-                     "seeds": [m["config"].seed for m in members], "n_units": len(units),
+                     "seeds": [m["config"].seed for m in members], "n_pairs": len(pair_ids), "n_units": len(units),
                      "hits_per_seed": [int(np.sum(m["units"][layout]["p_fwer"] < ALPHA)) for m in members],
                      "units_by_seeds_significant": {str(k): int(np.sum(hits == k)) for k in range(len(members) + 1)},
                      "in_every_seed": [units[i] for i in np.flatnonzero(hits == len(members))][:50]}
             combined = combined_test(members, layout) if "@" not in layout else None
+            if combined is None and "@" not in layout:
+                entry["combined_note"] = "the cells' captures disagree on units or pair ids: not combined"
             if combined is not None:
                 t = combined.t
-                top = np.argsort(-np.nan_to_num(np.abs(t), nan=-1))[:10]
+                top = np.argsort(-np.nan_to_num(np.abs(t), nan=-1), kind="stable")[:10]  # ties: unit order
                 entry["combined"] = {"n_pairs": combined.n_pairs, "fwer_hits": int(np.sum(combined.p_fwer < ALPHA)),
-                                     "flips": members[0]["config"].flips,
-                                     "p_floor": _f(combined.min_p_fwer),
+                                     "flips": members[0]["config"].flips, "flips_used": combined.flips_used,
+                                     "exact": combined.exact, "p_floor": _f(combined.min_p_fwer),
                                      "top": [{"unit": units[i], "t": _f(t[i]), "p_fwer": _f(combined.p_fwer[i]),
                                               "seeds_significant": int(hits[i])} for i in top]}
-                tmaps[(probe, model, steps, scope, layout)] = (units, t)
+                tkey = (probe, model, steps, scope, layout)
+                tmaps[tkey] = None if tkey in tmaps else (units, t)  # two pair sets: no one t map to correlate
             replication.append(entry)
     return {"cells": [{"name": c["name"], "probe": c["probe"], "model": c["config"].model, "seed": c["config"].seed,
                        "steps": c["config"].steps, "token_scope": c["config"].token_scope,
                        "n_pairs": len(c["manifest"].get("pair_ids") or [])} for c in cells],
-            "replication": replication, "probe_correlations": _correlations(tmaps, by="probe"),
-            "model_correlations": _correlations(tmaps, by="model")}
+            "replication": replication,
+            "probe_correlations": _correlations({k: v for k, v in tmaps.items() if v is not None}, by="probe"),
+            "model_correlations": _correlations({k: v for k, v in tmaps.items() if v is not None}, by="model")}
 
 
 def _correlations(tmaps: dict, by: str) -> list[dict[str, Any]]:
@@ -243,22 +251,29 @@ def render(name: str, summary: dict, figs: dict[str, str]) -> str:
     lines += [f"| [{c['name']}]({c['name']}/README.md) | {c['probe']} | {c['model']} | {c['seed']} | {c['steps']} | "
               f"{c['n_pairs']} |" for c in cells]
     lines += ["", "## Replication over noise seeds (the same pairs)", "",
-              "Per probe, model and layout: how many units are FWER hits (p_fwer < 0.05) in how many of the noise "
-              "seeds, and a combined test: each pair's captures averaged over the seeds, then the same sign-flip "
-              "max-|t| test as one run, with the first seed's flips (the pairs are the replicates; the noise seed is "
-              "averaged out, not counted as more data: this is robustness to the noise, not a replication with new "
-              "stimuli). In the lists, k/S is the number of the S seeds in which the unit is a FWER hit on its own.",
+              "Per probe, model, layout and set of pairs (cells whose pair ids differ are reported apart): how many "
+              "units are FWER hits (p_fwer < 0.05) in how many of the noise seeds, and a combined test: each pair's "
+              "captures averaged over the seeds, then the same sign-flip max-|t| test as one run, with the flips and "
+              "statistics seed of the lowest-seed cell (the pairs are the replicates; the noise seed is averaged out, "
+              "not counted as more data: this is robustness to the noise, not a replication with new stimuli). The "
+              "top units are those of largest combined |t|; k/S is the number of the S seeds in which the unit is a "
+              "FWER hit on its own.",
               ""]
     for r in summary["replication"]:
         dist = ", ".join(f"{k} of {len(r['seeds'])} seeds: {v}" for k, v in r["units_by_seeds_significant"].items())
-        lines += [f"**{r['probe']} on {r['model']}**, `{r['layout']}` (seeds {', '.join(map(str, r['seeds']))}): "
+        pairs = f"; {r['n_pairs']} pairs" if "n_pairs" in r else ""
+        lines += [f"**{r['probe']} on {r['model']}**, `{r['layout']}` (seeds {', '.join(map(str, r['seeds']))}{pairs}): "
                   f"FWER hits per seed {r['hits_per_seed']}; units by seeds significant: {dist}.", ""]
+        if r.get("combined_note"):
+            lines += [f"Combined over seeds: none ({r['combined_note']}).", ""]
         comb = r.get("combined")
         if comb:
             top = ", ".join(f"`{u['unit']}` (t {u['t']:+.2f}, p_fwer {u['p_fwer']:.3g}, {u['seeds_significant']}/"
                             f"{len(r['seeds'])})" for u in comb["top"][:5] if u["t"] is not None)
             floor = comb.get("p_floor")
-            floor_note = f"; p_fwer cannot go below {floor:.3g} with {comb.get('flips')} flips" if floor else ""
+            how = (f"all {comb.get('flips_used')} sign patterns (exact)" if comb.get("exact")
+                   else f"{comb.get('flips')} random flips")
+            floor_note = f"; p_fwer cannot go below {floor:.3g} with {how}" if floor else ""
             lines += [f"Combined over seeds ({comb['n_pairs']} pairs{floor_note}): {comb['fwer_hits']} FWER hits; "
                       f"top: {top}.", ""]
     for title, key, what in (("Probe × probe", "probe_correlations", "probes"),
