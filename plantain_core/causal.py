@@ -210,10 +210,12 @@ def measure_effects(passes: Passes, sets: Sequence[UnitSet], tests: Sequence[Cau
 
     ``tests`` (default: every set its own test, all run) say which sets are selected sets
     and which their controls; with ``how.sequential`` a test's controls are drawn one per
-    round until its p's side of ``how.alpha`` is settled. ``on_clean(items, rows)``
+    round until its p's side of ``how.alpha`` is settled. A set with ``pairs`` is measured on
+    those pairs only (held-out selection: each half's sets on the other half); a test's
+    effect takes each pair from the fold that measured it. ``on_clean(items, rows)``
     receives the capture rows of the clean passes; ``status(test, record)`` hears of each
     settled test. Returns ``separation`` (N,), ``effect`` and ``output_change`` (sets × N;
-    NaN for sets not run), per test ``drawn`` / ``p`` / ``stopped_early``, pass counts,
+    NaN for sets and pairs not run), per test ``drawn`` / ``p`` / ``stopped_early``, pass counts,
     timings.
     """
     import torch

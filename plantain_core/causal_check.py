@@ -232,6 +232,13 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
     if not unit_sets:
         raise PlantainError(f"{run_dir}: no unit with a finite t in {', '.join(names)}; nothing to test")
     tests = tests_of(unit_sets)
+    for test in tests:
+        counts = [len(test.controls)] + [len(c) for _, c in test.folds]
+        if len(set(counts)) > 1:
+            chosen = unit_sets[test.selected]
+            notes.append(f"`{chosen.layout}` K={chosen.k} (top by {label(chosen.by)}): the halves' selections have "
+                         f"{' and '.join(map(str, counts))} matched control sets; a control of the test joins one of "
+                         f"each, so it has {test.n_controls} (p ≥ {1 / (test.n_controls + 1):.3g})")
 
     def on_settled(t: int, record: dict) -> None:
         if status is not None:

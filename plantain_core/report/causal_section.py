@@ -48,10 +48,10 @@ def _selection(data: Mapping[str, Any]) -> list[str]:
                 "so every effect below is measured on pairs that did not choose its units. An effect is the mean "
                 "over all pairs; its [95% interval] is a bootstrap over the measured pairs (resampled within each "
                 f"half, {(sel.get('bootstrap') or {}).get('resamples', '')} resamples).", ""]
-    return ["**Double-dipped: the units were selected and measured on the same pairs** (`--selection same`"
-            + (", or too few pairs to split" if sel.get("asked") == "held-out" else "")
-            + "), so the effects below are biased upward by the selection; rerun `plantain causal` with held-out "
-            "selection (the default, at least 4 pairs) for an unbiased estimate."
+    why = ("this causal.json predates held-out selection" if not sel else "too few pairs to split in halves of 2"
+           if sel.get("asked") == "held-out" else "`--selection same`")
+    return [f"**Double-dipped: the units were selected and measured on the same pairs** ({why}), so the effects below are biased upward by the selection; rerun `plantain causal` with held-out "
+            "selection (the default, at least 4 pairs) for effects not inflated by the selection."
             + (" An effect's [95% interval] is a bootstrap over the pairs." if sel else ""), ""]
 
 
