@@ -37,6 +37,7 @@ import numpy as np
 
 from .capture import Site, SliceEditor, SliceMeans, capture_units, merge_features, token_range, unit_features
 from .errors import PlantainError
+from .causal_stats import mean_interval
 from .unit_sets import ALPHA, SELECTED, UnitSet, sequential_p, settled
 
 CAUSAL_JSON = "causal.json"
@@ -74,20 +75,60 @@ class Intervention:
 
 @attrs.frozen
 class CausalTest:
-    """One selected set and its controls: indices into the engine's ``sets``."""
+    """One selected set and its controls: indices into the engine's ``sets``. Cross-fitted
+    (held-out) selection adds ``folds``: the other halves' (selected, controls). Each pair
+    is measured by the set of the half that did not select it, so the test's effect per pair
+    comes from whichever fold measured the pair, and its j-th control joins control j of
+    every fold (``n_controls``: the fewest any fold has)."""
 
     selected: int
     controls: tuple[int, ...] = ()
+    folds: tuple[tuple[int, tuple[int, ...]], ...] = ()
+
+    @property
+    def n_controls(self) -> int:
+        return min([len(self.controls)] + [len(c) for _, c in self.folds])
+
+    def selected_rows(self) -> tuple[int, ...]:
+        return (self.selected, *(s for s, _ in self.folds))
+
+    def control_rows(self, j: int) -> tuple[int, ...]:
+        return (self.controls[j], *(c[j] for _, c in self.folds))
+
+    def all_rows(self) -> set[int]:
+        return {*self.selected_rows(), *self.controls, *(r for _, c in self.folds for r in c)}
 
 
 def tests_of(sets: Sequence[UnitSet]) -> list[CausalTest]:
-    """Group planned sets into tests: each selected set with the controls of its layout,
-    ranking and dose, in draw order."""
+    """Group planned sets into tests: each selected set of fold 0 with the controls of its
+    layout, ranking, dose and fold, in draw order, and the other folds' selected sets and
+    controls of the same layout, ranking and dose."""
+    def key(o: UnitSet) -> tuple:
+        return o.layout, o.by, o.k
+
+    def controls(s: UnitSet) -> tuple[int, ...]:
+        ctl = [c for c, o in enumerate(sets) if o.replicate != SELECTED and (key(o), o.fold) == (key(s), s.fold)]
+        return tuple(sorted(ctl, key=lambda c: sets[c].replicate))
+
     out = []
     for r, s in enumerate(sets):
-        if s.replicate == SELECTED:
-            ctl = [c for c, o in enumerate(sets) if o.replicate != SELECTED and (o.layout, o.by, o.k) == (s.layout, s.by, s.k)]
-            out.append(CausalTest(r, tuple(sorted(ctl, key=lambda c: sets[c].replicate))))
+        if s.replicate == SELECTED and s.fold == 0:
+            others = sorted((o.fold, q) for q, o in enumerate(sets) if o.replicate == SELECTED and o.fold > 0
+                            and key(o) == key(s))
+            out.append(CausalTest(r, controls(s), tuple((q, controls(sets[q])) for _, q in others)))
+    return out
+
+
+def per_pair(values: np.ndarray, rows: Sequence[int]) -> np.ndarray:
+    """A test's per-pair values (sets × N, NaN where a set was not measured): each pair's
+    from the row that measured it (the folds' pairs are disjoint)."""
+    rows = list(rows)
+    if len(rows) == 1:
+        return values[rows[0]]
+    out = np.full(values.shape[1], np.nan)
+    for r in rows:
+        seen = np.isfinite(values[r])
+        out[seen] = values[r][seen]
     return out
 
 
@@ -169,10 +210,12 @@ def measure_effects(passes: Passes, sets: Sequence[UnitSet], tests: Sequence[Cau
 
     ``tests`` (default: every set its own test, all run) say which sets are selected sets
     and which their controls; with ``how.sequential`` a test's controls are drawn one per
-    round until its p's side of ``how.alpha`` is settled. ``on_clean(items, rows)``
+    round until its p's side of ``how.alpha`` is settled. A set with ``pairs`` is measured on
+    those pairs only (held-out selection: each half's sets on the other half); a test's
+    effect takes each pair from the fold that measured it. ``on_clean(items, rows)``
     receives the capture rows of the clean passes; ``status(test, record)`` hears of each
     settled test. Returns ``separation`` (N,), ``effect`` and ``output_change`` (sets × N;
-    NaN for sets not run), per test ``drawn`` / ``p`` / ``stopped_early``, pass counts,
+    NaN for sets and pairs not run), per test ``drawn`` / ``p`` / ``stopped_early``, pass counts,
     timings.
     """
     import torch
@@ -182,6 +225,7 @@ def measure_effects(passes: Passes, sets: Sequence[UnitSet], tests: Sequence[Cau
         raise PlantainError(f"unknown mode {how.mode!r} / ablate value {how.ablate_value!r}")
     tests = list(tests) if tests is not None else [CausalTest(r) for r in range(len(sets))]
     n, group = passes.n_pairs, passes.group or (lambda items: [items])
+    pairs_of = [range(n) if s.pairs is None else s.pairs for s in sets]
     feats = [unit_features(passes.layouts[s.layout], s.indices, passes.token_scope) for s in sets]
     union = merge_features(*feats)
     cols = [{key: np.searchsorted(union[key], f) for key, f in fs.items()} for fs in feats]
@@ -196,7 +240,7 @@ def measure_effects(passes: Passes, sets: Sequence[UnitSet], tests: Sequence[Cau
     open_tests = set(range(len(tests)))
     counts = {"clean": 0, "interventions": 0}
     timings: dict[str, float] = {}
-    bar = tqdm(total=len({r for t in tests for r in (t.selected, *t.controls)}), desc="causal unit sets",
+    bar = tqdm(total=len(set().union(*(t.all_rows() for t in tests))), desc="causal unit sets",
                unit="set", file=sys.stderr, disable=not progress, dynamic_ncols=True)
 
     def dist(x, y) -> float:
@@ -213,11 +257,11 @@ def measure_effects(passes: Passes, sets: Sequence[UnitSet], tests: Sequence[Cau
 
     def record(t: int) -> dict:
         test = tests[t]
-        e = _nanmean(effect[test.selected])
-        got = [_nanmean(effect[c]) for c in test.controls[:drawn[t]]]
+        e = _nanmean(per_pair(effect, test.selected_rows()))
+        got = [_nanmean(per_pair(effect, test.control_rows(j))) for j in range(drawn[t])]
         return {"effect": e, "controls": got, "drawn": drawn[t],
-                "p": sequential_p(e, got, len(test.controls), how.alpha) if test.controls else None,
-                "stopped_early": drawn[t] < len(test.controls)}
+                "p": sequential_p(e, got, test.n_controls, how.alpha) if test.n_controls else None,
+                "stopped_early": drawn[t] < test.n_controls}
 
     try:
         with capture_units(passes.transformer, list(passes.layouts), passes.token_scope,
@@ -241,13 +285,13 @@ def measure_effects(passes: Passes, sets: Sequence[UnitSet], tests: Sequence[Cau
             start, cpu = time.perf_counter(), time.process_time()
             editor = cap.editor = RowEditor(feats, cols, passes.token_scope, means=means,
                                             store=reader.data if how.mode == "patch" else None)
-            round_sets = sorted({t.selected for t in tests} | (set() if how.sequential else
-                                                               {c for t in tests for c in t.controls}))
+            round_sets = sorted({r for t in tests for r in t.selected_rows()} | (set() if how.sequential else {
+                r for t in tests for j in range(t.n_controls) for r in t.control_rows(j)}))
             if not how.sequential:
-                drawn = [len(t.controls) for t in tests]
+                drawn = [t.n_controls for t in tests]
             while round_sets:
                 got: dict = {}
-                for jobs in chunks([(r, i, s) for r in round_sets if not ran[r] for i in range(n) for s in sides]):
+                for jobs in chunks([(r, i, s) for r in round_sets if not ran[r] for i in pairs_of[r] for s in sides]):
                     editor.rows = jobs
                     v = passes.forward([(i, s) for _, i, s in jobs])
                     counts["interventions"] += len(jobs)
@@ -255,7 +299,7 @@ def measure_effects(passes: Passes, sets: Sequence[UnitSet], tests: Sequence[Cau
                 for r in round_sets:
                     if ran[r]:
                         continue
-                    for i in range(n):
+                    for i in pairs_of[r]:
                         moved = (dist(got[(r, i, 0)], got[(r, i, 1)]) if how.mode == "ablate"
                                  else dist(got[(r, i, 0)], clean[(i, 1)]))
                         effect[r, i] = 1.0 - moved / sep[i] if sep[i] > 0 else np.nan
@@ -266,15 +310,16 @@ def measure_effects(passes: Passes, sets: Sequence[UnitSet], tests: Sequence[Cau
                 round_sets = []
                 for t in sorted(open_tests):
                     rec = record(t)
-                    if settled(rec["effect"], rec["controls"], len(tests[t].controls), how.alpha) \
+                    if settled(rec["effect"], rec["controls"], tests[t].n_controls, how.alpha) \
                             or not how.sequential:
                         open_tests.discard(t)
-                        bar.total -= sum(1 for c in tests[t].controls[drawn[t]:] if not ran[c])
+                        left = tests[t].all_rows() - {r for j in range(drawn[t]) for r in tests[t].control_rows(j)}
+                        bar.total -= sum(1 for c in left if not ran[c])
                         bar.refresh()
                         if status is not None:
                             status(t, rec)
                     else:
-                        round_sets.append(tests[t].controls[drawn[t]])
+                        round_sets += tests[t].control_rows(drawn[t])
                         drawn[t] += 1
             timings["interventions"] = time.perf_counter() - start
             timings["interventions_cpu"] = time.process_time() - cpu
@@ -282,7 +327,9 @@ def measure_effects(passes: Passes, sets: Sequence[UnitSet], tests: Sequence[Cau
         bar.close()
     return {"separation": sep, "effect": effect, "output_change": change, "ran": ran, "timings": timings,
             "tests": [record(t) for t in range(len(tests))],
-            "passes": {**counts, "per_unit_set": len(sides) * n, "unit_sets": int(ran.sum())},
+            "passes": {**counts, "per_unit_set": len(sides) * n, "unit_sets": int(ran.sum()),
+                       "planned": sum(len(sides) * len(pairs_of[r]) for t in tests for r in
+                                      {*t.selected_rows(), *(r for j in range(t.n_controls) for r in t.control_rows(j))})},
             "mean_shapes": means.shapes if means is not None else None}
 
 
@@ -295,26 +342,31 @@ def _f(x) -> float | None:
 
 
 def summarize_test(layout, t: np.ndarray, sets: Sequence[UnitSet], test: CausalTest, result: dict,
-                   record: dict) -> dict[str, Any]:
-    """One dose's entry of causal.json: the selected set, its controls as drawn, p."""
-    sel = sets[test.selected]
-    rows = list(test.controls[:record["drawn"]])
-    units = sel.indices
+                   record: dict, seed: int = 0) -> dict[str, Any]:
+    """One dose's entry of causal.json: the selected set (held-out: every half's, ``folds``),
+    its effect with a bootstrap interval over the measured pairs (seeded by ``seed``), its
+    controls as drawn, p. ``t``: the run's t (every pair)."""
+    selected = [sets[r] for r in test.selected_rows()]
+    rows = [r for j in range(record["drawn"]) for r in test.control_rows(j)]
+    units = list(dict.fromkeys(u for s in selected for u in s.indices))  # held-out: either half's selection
     blocks = layout.block_index()
     c = np.asarray([x for x in record["controls"] if math.isfinite(x)])
     change = result["output_change"]
-    return {
-        "k": sel.k,
-        "by": sel.by,
+    effect = per_pair(result["effect"], test.selected_rows())
+    halves = [range(result["effect"].shape[1]) if s.pairs is None else s.pairs for s in selected]
+    out = {
+        "k": selected[0].k,
+        "by": selected[0].by,
         "units": [layout.units[u] for u in units],
         "t": [_f(t[u]) for u in units],
         "blocks": dict(Counter(layout.spans[blocks[u]].block.name for u in units)),
         "effect": _f(record["effect"]),
-        "effect_per_pair": [_f(x) for x in result["effect"][test.selected]],
-        "output_change": _f(_nanmean(change[test.selected])),
+        "effect_ci": mean_interval(effect, halves, seed) if math.isfinite(record["effect"]) else None,
+        "effect_per_pair": [_f(x) for x in effect],
+        "output_change": _f(_nanmean(per_pair(change, test.selected_rows()))),
         "controls": {
-            "n": len(rows),
-            "planned": len(test.controls),
+            "n": record["drawn"],
+            "planned": test.n_controls,
             "stopped_early": bool(record["stopped_early"]),
             "effects": [_f(x) for x in record["controls"]],
             "mean": _f(c.mean()) if len(c) else None,
@@ -326,6 +378,10 @@ def summarize_test(layout, t: np.ndarray, sets: Sequence[UnitSet], test: CausalT
         },
         "p": record["p"],
     }
+    if test.folds:
+        out["folds"] = [{"measured_on": [int(i) for i in s.pairs], "units": [layout.units[u] for u in s.indices],
+                         "effect": _f(_nanmean(result["effect"][r]))} for r, s in zip(test.selected_rows(), selected)]
+    return out
 
 
 def _nanmean(x) -> float:

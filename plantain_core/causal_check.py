@@ -19,12 +19,14 @@ from . import __version__
 from .causal import (ABLATE_VALUES, CAUSAL_JSON, DEFAULT_CONTROLS, DEFAULT_DOSES, DEFAULT_TOP, MODES, Intervention,
                      Passes, _f, file_sha256, measure_effects, now, summarize_test, tests_of)
 from .errors import PlantainError
-from .attribution import attribution_scores, rank, top_overlap
+from .attribution import attribution_scores
+from .causal_plan import halves_of, label, measured_sets, plan
+from .causal_stats import BOOTSTRAP, SELECTIONS, screen_summary, selection_strength
 from .config import config_from_manifest
 from .images import get_images
 from .run_records import check_images, image_record
 from .runfolder import locked
-from .unit_sets import ALPHA, RANKINGS, SELECTED, plan_layout
+from .unit_sets import ALPHA, RANKINGS
 
 
 @attrs.frozen(kw_only=True)
@@ -42,6 +44,9 @@ class CausalOptions:
     #: the rankings whose top units are tested against matched controls; the other ranking's top
     #: units are measured too, without controls
     rankings: tuple[str, ...] = attrs.field(default=("t",), converter=lambda v: tuple(v))
+    #: "held-out": the pairs split in two seeded halves, each half's top units measured on the other half;
+    #: "same": selected and measured on every pair (double-dipped)
+    selection: str = "held-out"
     seed: int | None = None
     layouts: tuple[str, ...] | None = attrs.field(default=None, converter=lambda v: None if v is None else tuple(v))
     model: str | None = None
@@ -55,6 +60,8 @@ class CausalOptions:
             raise PlantainError(f"unknown mode {self.mode!r}; choose from {', '.join(MODES)}")
         if self.ablate_value not in ABLATE_VALUES:
             raise PlantainError(f"unknown ablate value {self.ablate_value!r}; choose from {', '.join(ABLATE_VALUES)}")
+        if self.selection not in SELECTIONS:
+            raise PlantainError(f"unknown selection {self.selection!r}; choose from {', '.join(SELECTIONS)}")
         if not self.rankings or any(r not in RANKINGS for r in self.rankings):
             raise PlantainError(f"unknown ranking in {list(self.rankings)}; choose from {', '.join(RANKINGS)}")
         if self.top < 1 or self.controls < 0 or any(d < 1 for d in self.doses):
@@ -97,38 +104,6 @@ def _load_run_model(manifest, model, options: CausalOptions, registry):
     return bundle, notes
 
 
-def screen_summary(built, caps, heads_k, screen, result, unit_sets, layout_rows) -> dict[str, Any]:
-    """causal.json's ``screen``: every unit's attribution estimate, the top units by it and
-    by |t|, their overlap, and how the estimates agree with the exact effects measured."""
-    from scipy.stats import spearmanr
-
-    out: dict[str, Any] = {"method": "attribution patching: first-order estimate of the patch effect, one forward "
-                                     "and one backward per pass", "passes": screen["passes"], "layouts": {}}
-    for name, lay in built.items():
-        score, t = screen["score"][name], caps[name][4]
-        k = max(heads_k.get(name, 0), 1)
-        by_score = [int(i) for i in np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")[:k]]
-        by_t = [int(i) for i in np.argsort(-np.nan_to_num(np.abs(t), nan=-np.inf), kind="stable")[:k]]
-        # first order, a set's effect is the sum of its units' estimates: compare with every measured set
-        rows = [r for r in layout_rows.get(name, []) if result["ran"][r]]
-        estimates = [float(np.nansum(score[list(unit_sets[r].indices)])) for r in rows]
-        exact = [float(np.nanmean(result["effect"][r])) for r in rows]
-        # a constant side (e.g. units that read no token of the scope) has no rank order: None, not a warning
-        varied = len(rows) > 2 and len(set(estimates)) > 1 and len(set(exact)) > 1
-        agree = spearmanr(estimates, exact).statistic if varied else None
-        out["layouts"][name] = {
-            "k": k,
-            "rank": [int(x) for x in rank(score)],
-            "score": [_f(x) for x in score],
-            "top_by_attribution": [{"unit": lay.units[i], "score": _f(score[i]), "t": _f(t[i])} for i in by_score],
-            "top_by_t": [lay.units[i] for i in by_t],
-            "overlap": top_overlap(by_score, by_t),
-            "spearman_sets_estimate_vs_exact": _f(agree) if agree is not None else None,
-            "sets_compared": len(rows),
-        }
-    return out
-
-
 def run_pairs(manifest, config, pair_ids: Sequence[str], notes: list[str]) -> list:
     """The run's pairs for new passes. The manifest names image files relative to their
     spec (it carries no local paths), so pairs with image files come from the probe as
@@ -167,39 +142,8 @@ def run_causal(run_dir, options: CausalOptions = CausalOptions(), *, model=None,
         return _run_causal(pathlib.Path(run_dir), options, model, (progress, figures, report, status), registry)
 
 
-def _plan(built, caps, screen, options: CausalOptions, seed: int):
-    """Per layout the sets by |t| and by attribution: the confirmed rankings' with controls,
-    the others' without (a set equal to one planned before it at its dose is measured
-    once); the headline K per layout and ranking."""
-    sets, heads_k, layout_rows, notes = [], {}, {}, []
-    order = sorted(RANKINGS, key=lambda r: r not in options.rankings)  # confirmed first
-    for ordinal, (name, layout) in enumerate(built.items()):
-        start = len(sets)
-        for by in order:
-            strength = np.abs(caps[name][4]) if by == "t" else screen["score"][name]
-            controls = options.controls if by in options.rankings else 0
-            k, planned, more = plan_layout(layout, strength, top=options.top, doses=options.planned_doses,
-                                           controls=controls, seed=seed, ordinal=ordinal, by=by)
-            heads_k[(name, by)] = k
-            same = {s.k: sorted(s.indices) for s in sets[start:] if s.replicate == SELECTED}
-            dup = {s.k for s in planned if s.replicate == SELECTED and same.get(s.k) == sorted(s.indices)}
-            planned = [s for s in planned if s.k not in dup]
-            if dup:
-                other = next(r for r in order if r != by)
-                notes.append(f"`{name}`: the top units by {_label(by)} are those by {_label(other)} at K="
-                             f"{', '.join(map(str, sorted(dup)))}; measured once")
-            notes += more
-            sets += planned
-        layout_rows[name] = list(range(start, len(sets)))
-    return sets, heads_k, layout_rows, list(dict.fromkeys(notes))
-
-
-def _label(by: str) -> str:
-    return "|t|" if by == "t" else "attribution"
-
-
 def _status_line(name: str, unit_set, record: dict, controls: int) -> str:
-    what = _label(unit_set.by)
+    what = label(unit_set.by)
     eff = "n/a" if not np.isfinite(record["effect"]) else f"{record['effect']:.3f}"
     if not controls:
         return f"{name} K={unit_set.k} (top by {what}): effect {eff}, measured without controls"
@@ -280,16 +224,26 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
     screen = attribution_scores(transformer, forward, len(pairs), built, scope, group=inputs.groups,
                                 batch_pairs=max(1, batch_size // 2))
     timings["screen"] = time.perf_counter() - start
-    unit_sets, heads_k, layout_rows, more = _plan({n: built[n] for n in confirm}, caps, screen, options, seed)
+    split, halves = halves_of(len(pairs), options.selection, seed, notes)
+    strengths = {n: [selection_strength(caps[n][0], caps[n][1], screen["per_pair"][n], part) for part in split]
+                 for n in confirm}
+    unit_sets, heads_k, layout_rows, more = plan({n: built[n] for n in confirm}, strengths, options, seed, halves)
     notes += more
     if not unit_sets:
         raise PlantainError(f"{run_dir}: no unit with a finite t in {', '.join(names)}; nothing to test")
     tests = tests_of(unit_sets)
+    for test in tests:
+        counts = [len(test.controls)] + [len(c) for _, c in test.folds]
+        if len(set(counts)) > 1:
+            chosen = unit_sets[test.selected]
+            notes.append(f"`{chosen.layout}` K={chosen.k} (top by {label(chosen.by)}): the halves' selections have "
+                         f"{' and '.join(map(str, counts))} matched control sets; a control of the test joins one of "
+                         f"each, so it has {test.n_controls} (p ≥ {1 / (test.n_controls + 1):.3g})")
 
     def on_settled(t: int, record: dict) -> None:
         if status is not None:
             chosen = unit_sets[tests[t].selected]
-            status(_status_line(chosen.layout, chosen, record, len(tests[t].controls)))
+            status(_status_line(chosen.layout, chosen, record, tests[t].n_controls))
 
     passes = Passes(transformer=transformer, forward=forward, n_pairs=len(pairs), layouts=built, token_scope=scope,
                     group=inputs.groups, batch_rows=batch_size)
@@ -313,22 +267,28 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
         for t, test in enumerate(tests):
             chosen = unit_sets[test.selected]
             if chosen.layout == name:
-                entries[chosen.by].append(summarize_test(built[name], caps[name][4], unit_sets, test, result,
-                                                         result["tests"][t]))
+                entry = summarize_test(built[name], caps[name][4], unit_sets, test, result, result["tests"][t], seed)
+                for f, fold in enumerate(entry.get("folds") or []):  # t of its units on the pairs that chose them
+                    t_half = strengths[name][f]["signed_t"]
+                    fold["t_selection"] = [_f(t_half[u]) for u in unit_sets[test.selected_rows()[f]].indices]
+                    fold["selected_on"] = [int(i) for i in split[f]]
+                entries[chosen.by].append(entry)
         if not entries["t"] and not entries["attribution"]:
             continue
         layouts_out[name] = {"n_units": len(built[name]), "n_tested": int(np.isfinite(caps[name][4]).sum()),
                              "k": heads_k.get((name, "t")), "doses": sorted(entries["t"], key=lambda d: d["k"]),
                              "attribution": {"k": heads_k.get((name, "attribution")),
                                              "doses": sorted(entries["attribution"], key=lambda d: d["k"])}}
-    n_pairs, per_set = len(pairs), result["passes"]["per_unit_set"]
+    n_pairs = len(pairs)
+    per_set = result["passes"]["per_unit_set"] / len(halves)  # held-out: a set is measured on half the pairs
+    per_set = int(per_set) if float(per_set).is_integer() else per_set
     cost = {
         "screen": {"forward": screen["passes"], "backward": screen["passes"] // 2},
         "clean": result["passes"]["clean"],
         "interventions": result["passes"]["interventions"],
         "unit_sets_run": result["passes"]["unit_sets"],
         "unit_sets_planned": len(unit_sets),
-        "every_control_would_take": len(unit_sets) * per_set,
+        "every_control_would_take": result["passes"]["planned"],
     }
     cost["total_forward"] = cost["screen"]["forward"] + cost["clean"] + cost["interventions"]
     confirmed = {name: sorted({u for d in lay["doses"] + lay["attribution"]["doses"]
@@ -351,6 +311,20 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
         "doses": [int(d) for d in options.planned_doses],
         "exhaustive": bool(options.exhaustive),
         "rankings": list(options.rankings),
+        "selection": {
+            "method": "same" if halves == [None] else "held-out",
+            "asked": options.selection,
+            "rule": ("the units were selected (|t|, attribution) and measured on the same pairs: double-dipped"
+                     if halves == [None] else
+                     "cross-fitted: the pairs are split in two halves seeded by `seed`; the top units by |t| and by "
+                     "attribution computed on half 1 only are measured on half 2, those of half 2 on half 1; a "
+                     "test's effect is the mean over every pair of the effect measured by the other half's selection, "
+                     "and its j-th control joins both halves' j-th matched controls"),
+            "halves": None if halves == [None] else [[pair_ids[i] for i in part] for part in split],
+            "seed": seed,
+            "bootstrap": {"resamples": BOOTSTRAP, "level": 95, "seed": seed,
+                          "how": "percentile interval; the measured pairs resampled with replacement within each half"},
+        },
         "sequential": None if options.exhaustive else {
             "rule": "Besag–Clifford: controls are drawn one at a time and stop at the h-th that reaches the selected "
                     "effect (p = max(h / drawn, (1 + h) / (1 + R)) > 0.05), else all R are drawn "
@@ -381,7 +355,8 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
             "batch_size": int(batch_size),
         },
         "screen": screen_summary(built, caps, {n: heads_k.get((n, "t"), min(options.top, len(built[n])))
-                                               for n in names}, screen, result, unit_sets, layout_rows),
+                                               for n in names}, screen, measured_sets(result, unit_sets, layout_rows),
+                                 options.mode, seed),
         "notes": notes,
     }
     atomic_write_json(run_dir / CAUSAL_JSON, out)

@@ -30,6 +30,8 @@ class UnitSet:
     replicate: int  # SELECTED, or 0..R-1 for a matched random control
     indices: tuple[int, ...]
     by: str = "t"  # the ranking the selected set of this test came from (RANKINGS)
+    fold: int = 0  # held-out selection: which half of the pairs chose the selected set of this test
+    pairs: tuple[int, ...] | None = None  # the pairs the set is measured on (None: every pair)
 
 
 def matched_controls(strata: np.ndarray, selected: np.ndarray, replicates: int,
@@ -62,12 +64,19 @@ def matched_controls(strata: np.ndarray, selected: np.ndarray, replicates: int,
     return sets, short
 
 
+def reaches(x, effect: float) -> bool:
+    """Whether a control counts against the selected effect: ≥ it, or with no effect of its
+    own (None, NaN): a control that could not be measured is not evidence for the selection,
+    so it counts as at least as large (conservative)."""
+    return x is None or not math.isfinite(x) or x >= effect
+
+
 def permutation_p(effect: float, controls: Sequence[float]) -> float | None:
-    """(1 + #controls ≥ effect) / (1 + R), one-sided; None without controls or effect."""
-    c = np.asarray([x for x in controls if x is not None and math.isfinite(x)], dtype=np.float64)
+    """(1 + #controls ≥ effect) / (1 + R), one-sided, a non-finite control counting as ≥;
+    None without controls or effect."""
     if not len(controls) or effect is None or not math.isfinite(effect):
         return None
-    return float((1 + np.count_nonzero(c >= effect)) / (1 + len(controls)))
+    return float((1 + sum(1 for x in controls if reaches(x, effect))) / (1 + len(controls)))
 
 
 def stop_after(controls: int, alpha: float = ALPHA) -> int:
@@ -95,7 +104,7 @@ def settled(effect: float, drawn: Sequence[float], controls: int, alpha: float =
     drawn, there is no effect to compare with, or h controls already reach it."""
     if len(drawn) >= controls or effect is None or not math.isfinite(effect):
         return True
-    return sum(1 for x in drawn if x is not None and math.isfinite(x) and x >= effect) >= stop_after(controls, alpha)
+    return sum(1 for x in drawn if reaches(x, effect)) >= stop_after(controls, alpha)
 
 
 def doses_for(top: int, doses: Sequence[int], n_tested: int) -> tuple[int, list[int]]:
@@ -110,18 +119,25 @@ def _covers_its_strata(strata: np.ndarray, selected: np.ndarray) -> bool:
     return bool(np.isin(np.flatnonzero(np.isin(strata, strata[selected])), selected).all())
 
 
+def strata_of(layout) -> np.ndarray:
+    """Per unit its control stratum: block, and MLP or attention part, as 2 × block + part,
+    so a block's MLP (2b + 1) never shares a stratum with the next block's attention (2b + 2)."""
+    return layout.block_index().astype(np.int64) * 2 + np.asarray(layout.mlp).astype(np.int64)
+
+
 def plan_layout(layout, strength: np.ndarray, *, top: int, doses: Sequence[int], controls: int, seed: int,
                 ordinal: int, by: str = "t") -> tuple[int, list[UnitSet], list[str]]:
     """Headline K, the unit sets of one layout (per dose: selected + controls), notes.
     ``strength`` ranks the units (|t|, or the attribution score; NaN: untested); ``doses``
-    may be empty (the headline K only). Where K covers every unit of its blocks, the
+    may be empty (the headline K only); ``ordinal`` says which planned selection this is (it
+    seeds the controls with ``seed``, the dose and the ranking). Where K covers every unit of its blocks, the
     headline falls back to the largest other dose, or of :data:`FALLBACK_DOSES`, that does
     not (K itself is then measured only when ``doses`` ask for it)."""
     n_tested = int(np.isfinite(strength).sum())
     if n_tested == 0:
         return 0, [], [f"`{layout.name}`: no unit has a finite {'t' if by == 't' else 'score'}; nothing to test"]
     k, ks = doses_for(top, doses, n_tested)
-    strata = layout.block_index() * 2 + layout.mlp.astype(np.int64)
+    strata = strata_of(layout)
     sets, notes = [], []
     covered = {d for d in set(ks) | set(FALLBACK_DOSES) if d <= n_tested and _covers_its_strata(strata, top_by(strength, d))}
     if k in covered:  # a headline whose "controls" could only be the selected units themselves

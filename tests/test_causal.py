@@ -431,3 +431,35 @@ def test_a_verdict_on_controls_that_overlap_the_selection_says_so():
     data["notes"] = ["`heads` K=4: joint[1] had too few other units, so the controls there were drawn from all of "
                      "the block's units and can overlap the selected set"]
     assert "some controls share units with the selection" in causal_markdown(data)
+
+
+@pytest.mark.parametrize("mode", ["ablate", "patch"])
+def test_a_set_measured_on_half_the_pairs_gives_those_pairs_effects(planted, mode):
+    """Held-out selection measures each half's sets on the other half only: the same set on a
+    subset of the pairs gives exactly the per-pair effects it gives on every pair, there and
+    nowhere else, and a cross-fitted test's effect is the mean over the pairs of whichever
+    half measured each."""
+    import attrs
+
+    from plantain_core.causal import per_pair, tests_of
+
+    tr, layout, forward = planted
+    whole = _sets(layout, replicates=1)
+    first, second = (0, 2, 4), (1, 3, 5)
+    halves = [attrs.evolve(s, fold=0, pairs=first) for s in whole] + [attrs.evolve(s, fold=1, pairs=second)
+                                                                     for s in whole]
+    tests = tests_of(halves)
+    assert len(tests) == 1 and tests[0].selected_rows() == (0, 2) and tests[0].control_rows(0) == (1, 3)
+    full = _measure(tr, forward, whole, layout, mode=mode, sequential=False)
+    split = _measure(tr, forward, halves, layout, tests, mode=mode, sequential=False)
+    for r, pairs in ((0, first), (1, first), (2, second), (3, second)):
+        other = [i for i in range(N_PAIRS) if i not in pairs]
+        np.testing.assert_allclose(split["effect"][r, list(pairs)], full["effect"][r % 2, list(pairs)], rtol=1e-4,
+                                   atol=2e-5)
+        assert np.isnan(split["effect"][r, other]).all()
+    rec = split["tests"][0]
+    assert rec["effect"] == pytest.approx(full["effect"][0].mean(), rel=1e-4)
+    assert rec["controls"][0] == pytest.approx(full["effect"][1].mean(), rel=1e-4)
+    np.testing.assert_allclose(per_pair(split["effect"], (0, 2)), full["effect"][0], rtol=1e-4, atol=2e-5)
+    # half the pairs per set: the same intervention passes as every pair for one set
+    assert split["passes"]["interventions"] == full["passes"]["interventions"]

@@ -31,7 +31,11 @@ from .options import DOSES, LayoutList, check_device, check_dtype
               show_default=True, callback=lambda ctx, param, v: ("t", "attribution") if v == "both" else (v,),
               help="Whose top units are tested against matched controls: by |t|, by the attribution screen, or "
                    "both (the other's top units are measured without controls).")
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the control sets (default: the run's).")
+@click.option("--selection", type=click.Choice(["held-out", "same"]), default="held-out", show_default=True,
+              help="held-out: select the top units on one half of the pairs and measure them on the other, both ways "
+                   "(cross-fitting); same: select and measure on every pair (double-dipped).")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Seed of the control sets, the pair halves and the bootstrap (default: the run's).")
 @click.option("--units", "layouts", type=LayoutList(), default=None,
               help="Layouts to screen and confirm (default: the run's layouts screened, heads confirmed).")
 @click.option("--model", default=None, help="Another copy of the run's model (default: the one the run recorded).")

@@ -23,6 +23,38 @@ def _pct(x) -> str:
     return "—" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
 
 
+def _ci(ci, fmt=_pct) -> str:
+    """ " [lo, hi]" of a 95% bootstrap interval, or nothing where there is none."""
+    return f" [{fmt(ci[0])}, {fmt(ci[1])}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
+
+
+def _num(x) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:.2f}"
+
+
+def held_out(data: Mapping[str, Any]) -> bool:
+    """Whether the units were selected on other pairs than those they were measured on
+    (a causal.json without ``selection`` predates held-out selection: double-dipped)."""
+    return (data.get("selection") or {}).get("method") == "held-out"
+
+
+def _selection(data: Mapping[str, Any]) -> list[str]:
+    sel = data.get("selection") or {}
+    if held_out(data):
+        halves = sel.get("halves") or [[], []]
+        return [f"**Held-out selection.** The {data.get('n_pairs')} pairs were split in two halves (seed "
+                f"{sel.get('seed')}: {len(halves[0])} and {len(halves[1])} pairs); the top units by |t| and by "
+                "attribution computed on one half only were measured on the other half, both ways (cross-fitting), "
+                "so every effect below is measured on pairs that did not choose its units. An effect is the mean "
+                "over all pairs; its [95% interval] is a bootstrap over the measured pairs (resampled within each "
+                f"half, {(sel.get('bootstrap') or {}).get('resamples', '')} resamples).", ""]
+    why = ("this causal.json predates held-out selection" if not sel else "too few pairs to split in halves of 2"
+           if sel.get("asked") == "held-out" else "`--selection same`")
+    return [f"**Double-dipped: the units were selected and measured on the same pairs** ({why}), so the effects below are biased upward by the selection; rerun `plantain causal` with held-out "
+            "selection (the default, at least 4 pairs) for effects not inflated by the selection."
+            + (" An effect's [95% interval] is a bootstrap over the pairs." if sel else ""), ""]
+
+
 def _p(p, controls: int, early: bool = False) -> str:
     if p is None:
         return "—"
@@ -61,11 +93,13 @@ def _verdict(name: str, data, lay, dose) -> str:
     c = dose["controls"]
     by = "attribution" if dose.get("by") == "attribution" else "|t|"
     units = f"the top {dose['k']} of {lay['n_units']:,} units by {by}"
+    if held_out(data):
+        units += " of each half of the pairs (on the other half)"
+    effect = _pct(dose["effect"]) + _ci(dose.get("effect_ci"))
     if data.get("mode") == "patch":
-        text = (f"On `{name}`, patching {units} from B into A moved v_A {_pct(dose['effect'])} of the way "
-                "toward v_B")
+        text = f"On `{name}`, patching {units} from B into A moved v_A {effect} of the way toward v_B"
     else:
-        text = f"On `{name}`, ablating {units} removed {_pct(dose['effect'])} of the A/B output separation"
+        text = f"On `{name}`, ablating {units} removed {effect} of the A/B output separation"
     if c["n"]:
         early = (f" (drawn one at a time, stopped once p > 0.05 was settled: {c['n']} of {c.get('planned')})"
                  if c.get("stopped_early") else "")
@@ -110,12 +144,54 @@ def _screen(screen) -> list[str]:
     out = [f"**Attribution screen of every unit** ({cost}: a first-order estimate of each unit's patch effect):", ""]
     for name, s in screen["layouts"].items():
         top = ", ".join(f"`{u['unit']}`" for u in s["top_by_attribution"][:8])
-        rho = s.get("spearman_sets_estimate_vs_exact")
-        agree = (f" Over the {s.get('sets_compared')} unit sets measured exactly, the summed estimates rank them with "
-                 f"Spearman ρ = {rho:.2f} against the measured effects." if rho is not None else "")
-        out.append(f"- `{name}`: the top {s['k']} by attribution ({top}{', …' if s['k'] > 8 else ''}) share "
-                   f"{s['overlap']} units with the top {s['k']} by |t|.{agree}")
-    return out + [""]
+        chance = s.get("overlap_chance")
+        shared = (f"share {s['overlap']} units{_ci(s.get('overlap_ci'), _num)} with the top {s['k']} by |t| (chance: "
+                  f"{s['k']}²/{s.get('units_ranked')} = {_num(chance)})" if chance is not None else
+                  f"share {s['overlap']} units with the top {s['k']} by |t|")
+        rank = s.get("spearman_t_vs_attribution")
+        ranks = (f" Over all {s.get('units_ranked')} units, |t| and the estimate agree with Spearman ρ = {_num(rank)}"
+                 f"{_ci(s.get('spearman_t_vs_attribution_ci'), _num)} (chance: 0)." if rank is not None else "")
+        out.append(f"- `{name}`, over every pair: the top {s['k']} by attribution ({top}{', …' if s['k'] > 8 else ''}) "
+                   f"{shared}.{ranks}{_sets_agreement(s)}")
+    return out + ["", "Intervals are 95% bootstrap intervals over the pairs.", ""]
+
+
+def _sets_agreement(s: Mapping[str, Any]) -> str:
+    """How the summed estimates rank the sets measured exactly, or why that is not said."""
+    n, rho = s.get("sets_compared"), s.get("spearman_sets_estimate_vs_exact")
+    if rho is not None:
+        return (f" Over the {n} unit sets measured exactly, the summed estimates (over each set's measured pairs) "
+                f"rank them with Spearman ρ = {rho:.2f}{_ci(s.get('spearman_sets_estimate_vs_exact_ci'), _num)} "
+                "against the measured effects (chance: 0).")
+    why = s.get("spearman_sets_withheld")
+    if not n or why is None:
+        return ""
+    if why.startswith("too few"):
+        return (f" Estimates against measured effects: too few sets to tell ({n} measured, at least "
+                f"{s.get('min_sets', 5)} needed; with 3, ρ = 1 happens 1 time in 6 by chance).")
+    if why.startswith("withheld"):
+        return (" Estimates against measured effects: not compared in ablate mode (the screen estimates patch "
+                "effects, not ablation effects; `--mode patch` compares like with like).")
+    return f" Estimates against measured effects: not computed ({md_safe(why)})."
+
+
+def _listed(units, ts) -> str:
+    listed = ", ".join(f"`{u}` ({t:+.2f})" if t is not None else f"`{u}`" for u, t in zip(units[:32], ts[:32]))
+    return listed + (f" and {len(units) - 32} more" if len(units) > 32 else "")
+
+
+def _units_listed(name: str, by: str, head: Mapping[str, Any]) -> list[str]:
+    """The headline's units with their t: per half when held out."""
+    folds = head.get("folds")
+    if not folds:
+        return [f"<details><summary>The {head['k']} `{name}` units selected by {by} (t)</summary>", "",
+                _listed(head["units"], head["t"]), "", "</details>", ""]
+    out = [f"<details><summary>The top {head['k']} `{name}` units by {by} of each half of the pairs (t on the "
+           "half that chose them)</summary>", ""]
+    for f, fold in enumerate(folds):
+        out += [f"Chosen on half {f + 1}, measured on half {2 - f}: "
+                + _listed(fold["units"], fold.get("t_selection") or [None] * len(fold["units"])), ""]
+    return out + ["</details>", ""]
 
 
 def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: bool = False) -> str:
@@ -143,8 +219,9 @@ def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: boo
                 "1991: at the h-th control reaching the selected effect, h = ⌊0.05 (R + 1)⌋, "
                 "p = max(h / drawn, (1 + h) / (1 + R)) > 0.05); a selection that beats every control draws all R, "
                 "so p ≤ 0.05 is always judged on all of them (`--exhaustive` draws all R at every dose).", ""]
+    out += _selection(data)
     out += _what(data) + [""]
-    rows = ["| layout | top K by | K | effect | controls: mean ± sd [5%, 95%] (drawn) | p | output change: "
+    rows = ["| layout | top K by | K | effect [95% interval] | controls: mean ± sd [5%, 95%] (drawn) | p | output change: "
             "selected / controls |", "|---|---|---:|---:|---|---:|---|"]
     for name, lay in (data.get("layouts") or {}).items():
         for by, k, doses in rankings_of(lay):
@@ -154,7 +231,7 @@ def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: boo
             for d in doses:
                 c = d["controls"]
                 rows.append(f"| `{name}` | {_cell(by)} | {d['k']:,}{' (headline)' if d['k'] == k else ''} | "
-                            f"{_pct(d['effect'])} | {_band(c)} ({c['n']}) | {_p(d['p'], c['n'], c.get('stopped_early'))} | "
+                            f"{_pct(d['effect'])}{_ci(d.get('effect_ci'))} | {_band(c)} ({c['n']}) | {_p(d['p'], c['n'], c.get('stopped_early'))} | "
                             f"{_pct(d['output_change'])} / {_pct(c.get('output_change_mean'))} |")
     out += rows + [""]
     out += _screen(data.get("screen"))
@@ -164,11 +241,7 @@ def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: boo
         for by, k, doses in rankings_of(lay):
             head = next((d for d in doses if d["k"] == k), None)
             if head is not None and head["units"]:
-                listed = ", ".join(f"`{u}` ({t:+.2f})" if t is not None else f"`{u}`"
-                                   for u, t in zip(head["units"][:32], head["t"][:32]))
-                more = f" and {len(head['units']) - 32} more" if len(head["units"]) > 32 else ""
-                out += [f"<details><summary>The {head['k']} `{name}` units selected by {by} (t)</summary>", "",
-                        listed + more, "", "</details>", ""]
+                out += _units_listed(name, by, head)
     if figure:
         out += [f"![causal check: effect vs K with the control band]({FIGURE})", ""]
     out += ["What this shows, and what not:", "",
@@ -177,7 +250,11 @@ def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: boo
             "units are irrelevant, nor that the units encode the concept as named.",
             f"- One denoising step at one noise level (the probe timestep), the run's noise seed per pair, {n} pairs; "
             "the output is the predicted velocity, not a decoded image, and no later step is run.",
-            "- The units were selected on the same pairs the effect is measured on (no held-out pairs).",
+            ("- Each half's units were selected on its pairs and measured on the other half's, so the effects are "
+             "not inflated by the selection; the two halves may select different units, and p is about the selection "
+             "rule (top K by |t| or attribution), not about each unit." if held_out(data) else
+             "- **The units were selected on the same pairs the effect is measured on (no held-out pairs): the "
+             "effects are biased upward by the selection.**"),
             f"- p = (1 + #controls ≥ effect) / (1 + R) with R = {data.get('controls')}: it cannot be smaller than "
             f"1/{(data.get('controls') or 0) + 1}.",
             "- The attribution ranking is a first-order estimate of each unit's patch effect; its top units are "
@@ -193,7 +270,8 @@ def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: boo
         out += [f"_Note: {note}._", ""]
     t, cost = data.get("timings") or {}, data.get("cost") or {}
     if t.get("seconds_per_unit_set") is not None:
-        line = (f"Cost: {t.get('unit_sets')} unit sets × {t.get('passes_per_unit_set')} passes, "
+        line = (f"Cost: {t.get('unit_sets')} unit sets × {t.get('passes_per_unit_set')} passes"
+                f"{' (each on its half of the pairs)' if held_out(data) else ''}, "
                 f"{t['seconds_per_unit_set']:.3g} s per unit set on {data.get('device')} ({data.get('dtype')})")
         if cost.get("total_forward") is not None:
             line += (f"; {cost['total_forward']:,} transformer passes in all (screen {cost['screen']['forward']}, "
