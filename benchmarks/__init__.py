@@ -13,6 +13,7 @@ IQR and min/max; see ``docs/performance.md``):
 - ``specs``      — validating a spec of 100,000 pairs, inline or in a pairs file (``spec_bench``)
 - ``trajectory`` — a K = 8 step-resolved run vs the hooked pipeline loop and the model floor (``trajectory_bench``)
 - ``sweep``      — 8 tiny cells: ``plantain sweep`` on Ray (2 workers) vs in one process (``sweep_bench``)
+- ``calibration`` — error rates of every test the card reports, on simulated data sets (``calibration_bench``)
 - ``full-klein`` — FLUX.2 Klein 4B on a GPU: passes/s and MFU (``klein_gpu``; opt-in)
 
 Results go to ``benchmarks/results/latest.json`` (schema in ``docs/performance.md``).
@@ -20,5 +21,5 @@ Results go to ``benchmarks/results/latest.json`` (schema in ``docs/performance.m
 
 SCHEMA = 1
 FIGURES = ("capture", "throughput", "stats", "memory", "nnsight", "encode", "causal", "specs", "trajectory",
-           "sweep", "full-klein")
+           "sweep", "calibration", "full-klein")
 DEFAULT_FIGURES = FIGURES[:-1]

@@ -110,7 +110,7 @@ def main(argv=None) -> int:
 #: figure -> module whose ``run(quick)`` measures it (memory and full-klein take more options).
 MODULES = {"capture": "capture_bench", "throughput": "throughput_bench", "stats": "stats_bench",
            "nnsight": "nnsight_bench", "encode": "encode_bench", "causal": "causal_bench", "specs": "spec_bench",
-           "trajectory": "trajectory_bench", "sweep": "sweep_bench"}
+           "trajectory": "trajectory_bench", "sweep": "sweep_bench", "calibration": "calibration_bench"}
 
 
 def run_figure(name: str, args) -> dict[str, Any]:
@@ -208,6 +208,10 @@ def table_rows(f: dict[str, Any]) -> list[dict[str, Any]]:
                          s["ratio"], target=f">= {s['target_min']:g}", met=s["ratio"]["wall"]["median"] >= s["target_min"]))
         rows.append(_row("stats", "engine time", s["engine_s"], unit="s", target="a few s",
                          met=s["engine_s"]["wall"]["median"] <= 5))
+    if "calibration" in f:
+        from .calibration_bench import table_rows as calibration_rows
+
+        rows += calibration_rows(f["calibration"], _row)
     if "memory" in f:
         m = f["memory"]
         for name in ("tiny", "wide"):
