@@ -1,15 +1,13 @@
 """What a reviewer asks after the per-unit t: is it length, is it everything, how sure,
-and can a unit be said *not* to respond? Pure numpy/scipy on one layout's differences
-D (N pairs × U units); docs/statistics.md gives every formula.
+can a unit be said *not* to respond, and what could this N have found? Pure numpy/scipy
+on one layout's differences D (N pairs × U units); docs/statistics.md gives every formula.
 
-- :func:`common_mode`: the per-pair shift shared by all units; with it as nuisance,
-  :func:`adjusted_test` asks which units respond beyond it (specificity).
-- :func:`dz_interval`: a 95% interval for each unit's d_z.
-- :func:`tost_p`: paired two one-sided tests against ±bound (in d_z): equivalence.
-- :func:`adjusted_test`: Freedman–Lane sign-flip test of each unit's effect with a
-  per-pair nuisance regressed out: the token-count difference (the effect at equal
-  length) or the common mode (the effect beyond the shift all units share).
-- :func:`attainable_p`: the smallest p_fwer the sign-flip null can give.
+- :func:`dz_interval`: the exact 95% interval of each unit's d_z (noncentral t).
+- :func:`tost_p`: paired two one-sided tests against ±bound in d_z, exact (noncentral t).
+- :func:`mde`: the minimum detectable d_z (80% power) of a test at this N and threshold.
+- :func:`review`: fills a LayoutStats with the above and the two adjusted tests
+  (plantain_core.freedman_lane): beyond the common mode (plantain_core.common_mode) and at
+  equal prompt length.
 """
 
 from __future__ import annotations
@@ -19,125 +17,119 @@ import math
 import attrs
 import numpy as np
 
+from .common_mode import NO_VARIATION, common_mode
+from .freedman_lane import Adjusted, adjusted_test, beyond_all
+
+__all__ = ["Adjusted", "adjusted_test", "common_mode", "dz_interval", "tost_p", "tost_floor", "mde", "review"]
+
 #: Default equivalence bound for TOST, in d_z units (a "medium" standardized effect).
 EQUIVALENCE_BOUND = 0.5
 CI_LEVEL = 0.95
-TILE = 4_000_000  # elements per tile of the Freedman–Lane null (flips × pairs × units)
-
-
-def common_mode(diff: np.ndarray, tested: np.ndarray) -> tuple[np.ndarray, float]:
-    """(g, share): the common mode g_i = mean over tested units of z_iu = D_iu / sd_u (the
-    shift every unit shares in pair i), and the share of the standardized differences'
-    variance across pairs that a per-unit fit on g explains, 1 − Σ(z − ẑ)² / Σ(z − z̄)²."""
-    if not tested.any():
-        return np.zeros(diff.shape[0]), math.nan
-    z = diff[:, tested] / diff[:, tested].std(axis=0, ddof=1)
-    g = z.mean(axis=1)
-    x = np.column_stack([np.ones(len(g)), g])
-    fit = x @ np.linalg.lstsq(x, z, rcond=None)[0]
-    centred = z - z.mean(axis=0)
-    total = float((centred * centred).sum())
-    share = 1.0 - float(((z - fit) ** 2).sum()) / total if total > 0 else math.nan
-    return g, share
+POWER = 0.8
+#: |t| above which the noncentral-t inversion is replaced by its limit (scipy's root
+#: finder slows to seconds per unit near 1e5 and hangs beyond); the two agree to 1e-3 there
+T_ASYMPTOTIC = 1e4
 
 
 def dz_interval(d: np.ndarray, n: int, level: float = CI_LEVEL) -> tuple[np.ndarray, np.ndarray]:
-    """Normal-approximation interval for the paired d_z: d ± z_(1+level)/2 · √(1/N + d²/(2N))
-    (the large-sample standard error of a standardized mean; Cumming 2012)."""
-    from scipy.stats import norm
+    """Exact interval for the paired d_z: √N·d_z is noncentral t with N − 1 df and
+    noncentrality √N·δ, so the bounds are the noncentralities whose CDF at the observed t
+    is (1 ± level)/2, over √N (Steiger & Fouladi 1997). Beyond |t| = T_ASYMPTOTIC the
+    limit T/ncp → √(df/χ²_df) gives them in closed form."""
+    from scipy.special import nctdtrinc
+    from scipy.stats import chi2
 
-    half = norm.ppf(0.5 + level / 2) * np.sqrt(1.0 / n + d * d / (2.0 * n))
-    return d - half, d + half
+    d = np.asarray(d, dtype=np.float64)
+    df, root = n - 1, math.sqrt(n)
+    t = d * root
+    tail = (1 - level) / 2
+    low, high = np.full(d.shape, np.nan), np.full(d.shape, np.nan)
+    near = np.isfinite(t) & (np.abs(t) <= T_ASYMPTOTIC)
+    low[near] = nctdtrinc(df, 1 - tail, t[near])
+    high[near] = nctdtrinc(df, tail, t[near])
+    far = np.isfinite(t) & ~near
+    lo_f, hi_f = math.sqrt(chi2.ppf(tail, df) / df), math.sqrt(chi2.ppf(1 - tail, df) / df)
+    low[far] = np.where(t[far] > 0, t[far] * lo_f, t[far] * hi_f)
+    high[far] = np.where(t[far] > 0, t[far] * hi_f, t[far] * lo_f)
+    return low / root, high / root
 
 
 def tost_p(t: np.ndarray, n: int, bound: float = EQUIVALENCE_BOUND) -> np.ndarray:
-    """Paired TOST p against |d_z| < bound: max of the two one-sided p's of
-    t + bound·√N > 0 and t − bound·√N < 0 (t distribution, N−1 df). Equal to
-    statsmodels' ``ttost_paired`` with the bounds ±bound·sd(D)."""
-    from scipy.stats import t as tdist
-
-    shift = bound * math.sqrt(n)
-    return np.maximum(tdist.sf(t + shift, n - 1), tdist.cdf(t - shift, n - 1))
-
-
-def attainable_p(flips_used: int, exact: bool) -> float:
-    """The smallest p_fwer (and permutation p) the null can give: 1/2^(N−1) exact, else 1/(F+1)."""
-    return 1.0 / flips_used if exact else 1.0 / (flips_used + 1)
+    """Paired TOST p against |d_z| < bound, exact: the larger of the one-sided p's of t at
+    the two bounds, with t noncentral t (N − 1 df, noncentrality ±bound·√N). A central-t
+    TOST with the bound scaled by the sample sd is above its level at large N (5.6% at
+    N = 1,000); this one is exactly 5% at the bound."""
+    ncp = bound * math.sqrt(n)
+    t = np.asarray(t, dtype=np.float64)
+    return np.maximum(nct_cdf(-t, n - 1, ncp), nct_cdf(t, n - 1, ncp))  # P(T ≥ t | −ncp) = P(T ≤ −t | ncp)
 
 
-@attrs.frozen
-class Adjusted:
-    """Freedman–Lane test of each unit's intercept μ in D = μ + β·x + e, for a per-pair
-    nuisance x: with x the token-count difference A − B, μ is the effect at equal length;
-    with x the common mode, μ is the effect beyond the shift all units share."""
+def nct_cdf(t, df, ncp):
+    """The noncentral t CDF; scipy's returns NaN far in a tail (P(T ≤ −3 | 6 df, ncp 11)),
+    where the value is 0 below the centre and 1 above it."""
+    from scipy.special import nctdtr
 
-    t: np.ndarray  # U: t of μ (NaN untested)
-    p: np.ndarray  # U: sign-flip permutation p, two-sided
-    p_fwer: np.ndarray  # U: max-|t| over units
-    q: np.ndarray  # U: Benjamini–Hochberg over the parametric p of t (N−2 df)
-    note: str | None = None
+    with np.errstate(invalid="ignore"):
+        p = nctdtr(df, ncp, t)
+    return np.where(np.isnan(p) & ~np.isnan(t), np.where(t < ncp, 0.0, 1.0), p)
+
+
+def tost_floor(n: int, bound: float = EQUIVALENCE_BOUND) -> float:
+    """The smallest TOST p this N can give (at t = 0): equivalence needs it below 0.05."""
+    return float(nct_cdf(0.0, n - 1, bound * math.sqrt(n)))
+
+
+def mde(n: int, df: int, t_crit: float | None, inflation: float = 1.0, power: float = POWER) -> float | None:
+    """The smallest |d_z| that a two-sided test rejecting at |t| > t_crit finds with
+    ``power``, when its t is noncentral t (df) with noncentrality √N·d_z / inflation.
+    None when the test cannot reject at all (t_crit None or infinite)."""
+    from scipy.optimize import brentq
+
+    if t_crit is None or not math.isfinite(t_crit) or not math.isfinite(inflation) or df < 1:
+        return None
+    scale = math.sqrt(n) / inflation
+
+    def short(dz):
+        ncp = dz * scale
+        return float(1.0 - nct_cdf(t_crit, df, ncp) + nct_cdf(-t_crit, df, ncp)) - power
+
+    hi = 1.0
+    while short(hi) < 0:
+        hi *= 2
+        if hi > 1e6:
+            return None
+    return float(brentq(short, 0.0, hi, xtol=1e-6))
 
 
 CONSTANT_LENGTH = ("the token-count difference is the same in every pair: condition and length are confounded, "
                    "so no test can separate them")
-CONSTANT_MODE = ("the common mode is the same in every pair: a shift all units share cannot be told apart from "
-                 "unit-specific effects")
+EQUAL_LENGTH = ("A and B have the same token count in every pair: length cannot explain any effect, so there is "
+                "nothing to adjust for")
+CONSTANT_MODE = NO_VARIATION
 
 
-def adjusted_test(diff: np.ndarray, tested: np.ndarray, nuisance: np.ndarray, signs: np.ndarray,
-                  exact: bool, constant_note: str = CONSTANT_LENGTH) -> Adjusted:
-    """Freedman & Lane (1983) with sign flips: fit the reduced model D = β·x + r, flip the
-    signs of r, add the fit back, refit the full model, and compare |t(μ)|. Undefined
-    when x is constant (``constant_note`` says what that means)."""
-    from scipy.stats import t as tdist
-    from statsmodels.stats.multitest import multipletests
-
-    n, u = diff.shape
-    nan = np.full(u, np.nan)
-    delta = np.asarray(nuisance, dtype=np.float64)
-    if np.ptp(delta) <= 1e-12 * max(float(np.abs(delta).max()), 1e-300):
-        return Adjusted(nan, nan, nan, nan, constant_note)
-    if n < 4:
-        return Adjusted(nan, nan, nan, nan, "needs at least 4 pairs")
-    x = np.column_stack([np.ones(n), delta])
-    xtx_inv = np.linalg.inv(x.T @ x)
-    proj = xtx_inv @ x.T  # 2 × N
-    d = np.where(tested[None, :], diff, 0.0)
-    t_obs = _intercept_t(d[None], x, proj, xtx_inv)[0]
-    beta_red = (delta @ d) / (delta @ delta)  # reduced model: no intercept
-    fitted = np.outer(delta, beta_red)
-    resid = d - fitted
-    f = signs.shape[0]
-    count = np.zeros(u)
-    max_abs = np.zeros(f)
-    step = max(1, TILE // max(n * u, 1))
-    abs_obs = np.abs(t_obs) * (1 - 1e-12)  # ties count as "at least as large"
-    for start in range(0, f, step):
-        s = signs[start:start + step].astype(np.float64)
-        star = fitted[None] + s[:, :, None] * resid[None]
-        t_star = np.abs(_intercept_t(star, x, proj, xtx_inv))
-        t_star[:, ~tested] = 0.0
-        count += (t_star >= abs_obs[None]).sum(axis=0)
-        max_abs[start:start + step] = t_star.max(axis=1)
-    denom = f if exact else f + 1
-    p = (count + (0 if exact else 1)) / denom
-    at_least = (max_abs[:, None] >= abs_obs[None]).sum(axis=0)
-    p_fwer = (at_least + (0 if exact else 1)) / denom
-    keep = tested & np.isfinite(t_obs)
-    q = np.full(u, np.nan)
-    if keep.any():
-        q[keep] = multipletests(2.0 * tdist.sf(np.abs(t_obs[keep]), n - 2), method="fdr_bh")[1]
-    return Adjusted(np.where(keep, t_obs, np.nan), np.where(keep, p, np.nan), np.where(keep, p_fwer, np.nan), q)
+def specificity(diff: np.ndarray, tested: np.ndarray, signs: np.ndarray, exact: bool):
+    """(common mode, the test beyond it): under each reading of the shared shift, the
+    Freedman–Lane test of every unit's intercept on x_u = s + c_u; a unit passes only
+    beyond every reading."""
+    mode = common_mode(diff, tested)
+    if mode.note is not None:
+        u = diff.shape[1]
+        nan = np.full(u, np.nan)
+        return mode, Adjusted(nan, nan, nan, nan, mode.note)
+    tests = [adjusted_test(diff, tested, mode.nuisance(k), signs, exact, CONSTANT_MODE, shift_var=r.var)
+             for k, r in enumerate(mode.readings)]
+    return mode, beyond_all(tests)
 
 
-def _intercept_t(d: np.ndarray, x: np.ndarray, proj: np.ndarray, xtx_inv: np.ndarray) -> np.ndarray:
-    """t of the intercept of an OLS fit of every column of every K × N × U slice on x."""
-    n = x.shape[0]
-    beta = np.einsum("pn,knu->kpu", proj, d)
-    resid = d - np.einsum("np,kpu->knu", x, beta)
-    sigma2 = (resid * resid).sum(axis=1) / (n - 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return beta[:, 0, :] / np.sqrt(sigma2 * xtx_inv[0, 0])
+def length_test(diff: np.ndarray, tested: np.ndarray, delta: np.ndarray, signs: np.ndarray, exact: bool) -> Adjusted:
+    """The effect at equal prompt length; a probe whose pairs all have equal length needs none."""
+    delta = np.asarray(delta, dtype=np.float64)
+    if delta.size and not np.any(delta):
+        u = diff.shape[1]
+        nan = np.full(u, np.nan)
+        return Adjusted(nan, nan, nan, nan, EQUAL_LENGTH)
+    return adjusted_test(diff, tested, delta, signs, exact, CONSTANT_LENGTH)
 
 
 def review(st, delta: np.ndarray | None, bound: float = EQUIVALENCE_BOUND):
@@ -149,10 +141,9 @@ def review(st, delta: np.ndarray | None, bound: float = EQUIVALENCE_BOUND):
 
     n, tested = st.n_pairs, st.tested
     low, high = dz_interval(st.d, n)
-    g, share = common_mode(st.diff, tested)
     signs, exact = null_signs(n, st.flips, st.seed)
-    specific = adjusted_test(st.diff, tested, g, signs, exact, CONSTANT_MODE)
-    length = adjusted_test(st.diff, tested, delta, signs, exact) if delta is not None else None
+    mode, specific = specificity(st.diff, tested, signs, exact)
+    length = length_test(st.diff, tested, delta, signs, exact) if delta is not None else None
     return attrs.evolve(st, d_low=np.where(tested, low, np.nan), d_high=np.where(tested, high, np.nan),
                         tost_bound=float(bound), p_tost=np.where(tested, tost_p(st.t, n, bound), np.nan),
-                        common_share=share, specific=specific, length=length)
+                        common_share=mode.share, common_mode=mode, specific=specific, length=length)

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .fsutil import atomic_write_json, atomic_write_text
-from .stats import LARGE_D, LayoutStats, top_blocks
+from .stats import LARGE_D, TIE_RTOL, LayoutStats, top_blocks
 
 SUMMARY = "summary.json"
 UNITS_CSV = "units.csv"
@@ -28,8 +28,6 @@ CHECK_COLUMNS = ("d_low", "d_high", "p_tost", "t_specific", "q_specific", "p_fwe
 def fwer_threshold(null_max: np.ndarray, exact: bool, alpha: float = 0.05) -> float | None:
     """The |t| a unit must exceed for p_fwer < alpha, as an order statistic of the null
     maxima (consistent with ``stats.fwer_p``); None when alpha is out of reach."""
-    from .stats import TIE_RTOL
-
     f = null_max.size
     # p = (1 + c)/(1 + F) random, c/F exact, with c = #{null max >= |t|·(1 − TIE_RTOL)}.
     # Exact enumeration holds the observed pattern itself, so there c >= 1 always.
@@ -64,8 +62,9 @@ def layout_summary(st: LayoutStats) -> dict[str, Any]:
     finite = np.isfinite(abs_t)
     rows = []
     for k, thr in enumerate(st.thresholds):
-        observed = int(np.count_nonzero(abs_t[finite] > thr))
-        positive = int(np.count_nonzero(st.t[finite] > thr))
+        above = thr * (1 + TIE_RTOL)  # a tie is not above, in the null's counts too
+        observed = int(np.count_nonzero(abs_t[finite] > above))
+        positive = int(np.count_nonzero(st.t[finite] > above))
         null = st.null_counts[:, k]
         p99 = float(np.percentile(null, 99))
         ratio, note = observed_over_null(observed, p99)
@@ -125,6 +124,8 @@ def layout_summary(st: LayoutStats) -> dict[str, Any]:
             if fwer_threshold(st.null_max_abs_t, st.exact) is not None else None,
             "min_p_fwer": json_float(st.min_p_fwer),
             "fwer_reachable": bool(st.min_p_fwer < 0.05),
+            # |d_z| the FWER test finds with 80% power at this N and null (None: unreachable)
+            "mde_dz": json_float(_or_nan(raw_mde(st))),
         },
         **checks_summary(st),
         "top_blocks": [b.as_dict(thr0) for b in top_blocks(st.blocks)],
@@ -132,32 +133,65 @@ def layout_summary(st: LayoutStats) -> dict[str, Any]:
 
 
 def checks_summary(st: LayoutStats) -> dict[str, Any]:
-    """summary.json's specificity, equivalence and length-adjusted entries of one layout."""
+    """summary.json's specificity, equivalence and length-adjusted entries of one layout,
+    each with the minimum detectable d_z (80% power) of its FWER test at this N."""
+    from .checks import mde, tost_floor
+
     if st.specific is None:
         return {}
     finite = np.isfinite(st.t)
+    n = st.n_pairs
+    floor = tost_floor(n, st.tost_bound)
     out: dict[str, Any] = {
         "specificity": {
             "common_mode_share": json_float(st.common_share) if st.common_share is not None else None,
-            **_adjusted_counts(st.specific),
+            **_adjusted_counts(st.specific, n),
+            "readings": _readings(st.common_mode),
             "raw_p_fwer_lt_0.05": int(np.count_nonzero(st.p_fwer[finite] < 0.05)),
         },
         "equivalence": {
             "bound_dz": st.tost_bound,
             "equivalent": int(np.count_nonzero(st.p_tost[np.isfinite(st.p_tost)] < 0.05)),
             "tested": int(finite.sum()),
+            "min_p": json_float(floor),
+            "reachable": bool(floor < 0.05),
         },
     }
     if st.length is not None:
-        out["length_adjusted"] = _adjusted_counts(st.length)
+        out["length_adjusted"] = _adjusted_counts(st.length, n)
     return out
 
 
-def _adjusted_counts(adj) -> dict[str, Any]:
+def raw_mde(st: LayoutStats) -> float | None:
+    """Minimum detectable d_z of the layout's max-|t| FWER test (80% power)."""
+    from .checks import mde
+
+    return mde(st.n_pairs, st.n_pairs - 1, fwer_threshold(st.null_max_abs_t, st.exact))
+
+
+def _readings(mode) -> list[dict[str, Any]]:
+    if mode is None:
+        return []
+    return [{"shift": json_float(r.shift), "shift_se": json_float(math.sqrt(r.var)), "agreeing": r.agreeing}
+            for r in mode.readings]
+
+
+def _adjusted_counts(adj, n: int) -> dict[str, Any]:
+    from .checks import mde
+    from .freedman_lane import median_inflation
+
     if adj.note is not None:
         return {"p_fwer_lt_0.05": None, "q_lt_0.05": None, "note": adj.note}
+    kappa = median_inflation(adj)
+    exact = adj.null_max.size == 2 ** (n - 1) if n - 1 < 62 else False
     return {"p_fwer_lt_0.05": int(np.count_nonzero(adj.p_fwer[np.isfinite(adj.p_fwer)] < 0.05)),
-            "q_lt_0.05": int(np.count_nonzero(adj.q[np.isfinite(adj.q)] < 0.05)), "note": None}
+            "q_lt_0.05": int(np.count_nonzero(adj.q[np.isfinite(adj.q)] < 0.05)), "note": None,
+            "inflation": json_float(kappa),
+            "mde_dz": json_float(_or_nan(mde(n, n - 2, fwer_threshold(adj.null_max, exact), kappa)))}
+
+
+def _or_nan(x):
+    return math.nan if x is None else x
 
 
 def fmt(x: Any) -> str:

@@ -36,8 +36,14 @@ TOP_BLOCKS = 5
 TILE_UNITS = 65_536
 TILE_ELEMENTS = 1_048_576
 #: Relative tolerance for "null max |t| ≥ observed |t|": the identity flip reproduces
-#: the observed t only up to rounding, and a tie must count as "≥".
+#: the observed t only up to rounding, and a tie must count as "≥". The same tolerance
+#: makes "|t| > threshold" a tie (not above) for the observed and the null counts alike.
 TIE_RTOL = 1e-9
+#: A unit whose sd(D) is below this share of its captures' magnitude has D constant up to
+#: rounding (captures are float32 sums: one ulp is 6e-8 of the value): its t would be
+#: rounding noise over rounding noise (1e16 for B = A − 2 computed in float), so it is
+#: untested, like an exactly constant one.
+ZERO_VAR_RTOL = 1e-6
 
 
 @attrs.frozen
@@ -97,7 +103,8 @@ class LayoutStats:
     tost_bound: float | None = None  # equivalence bound, d_z units
     p_tost: np.ndarray | None = None  # U: TOST p against |d_z| < bound
     common_share: float | None = None  # share of standardized D's variance the per-pair common mode explains
-    specific: Any = None  # checks.Adjusted: the test beyond the common mode
+    common_mode: Any = None  # common_mode.CommonMode: the shared shift's readings, what specificity tests against
+    specific: Any = None  # freedman_lane.Adjusted: the test beyond the common mode
     length: Any = None  # checks.Adjusted: the test at zero token-count difference
 
     @property
@@ -171,16 +178,20 @@ def count_mlp_units(units: Sequence[str]) -> int:
     return sum(1 for i in single if i >= attn_slices)
 
 
-def paired_t(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-column mean, t, d_z, and the zero-variance / non-finite masks (t, d NaN there)."""
+def paired_t(diff: np.ndarray, scale: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-column mean, t, d_z, and the zero-variance / non-finite masks (t, d NaN there).
+    ``scale`` (U) is the magnitude of the values D was computed from (default: |D| itself);
+    sd(D) ≤ ZERO_VAR_RTOL·scale counts as zero variance."""
     n = diff.shape[0]
     nonfinite = ~np.isfinite(diff).all(axis=0)
     safe = np.where(nonfinite, 0.0, diff)
-    # Exactly constant columns (typically A == B) have no variance; sd from rounding
-    # would otherwise give an astronomically large t.
-    zero_var = (np.ptp(safe, axis=0) == 0) & ~nonfinite
     mean = safe.mean(axis=0)
     sd = safe.std(axis=0, ddof=1) if n > 1 else np.full(diff.shape[1], np.nan)
+    if scale is None:
+        scale = np.abs(safe).max(axis=0, initial=0.0)
+    zero_var = ((np.ptp(safe, axis=0) == 0) | (sd <= ZERO_VAR_RTOL * np.where(np.isfinite(scale), scale, 0.0))) \
+        & ~nonfinite
     bad = nonfinite | zero_var
     with np.errstate(divide="ignore", invalid="ignore"):
         d = np.where(bad, np.nan, mean / sd)
@@ -234,7 +245,7 @@ def sign_flip_null(z: np.ndarray, signs: np.ndarray, thresholds: Sequence[float]
     """
     n, v = z.shape
     f = signs.shape[0]
-    cuts = [g_cut(thr, n) for thr in thresholds]
+    cuts = [g_cut(thr * (1 + TIE_RTOL), n) for thr in thresholds]  # a tie is not above (as observed counts)
     counts = np.zeros((f, len(cuts)), dtype=np.int64)
     max_g = np.zeros(f)
     if v == 0:
@@ -303,7 +314,7 @@ def block_stats(units_block: Sequence[str], abs_t: np.ndarray, abs_d: np.ndarray
             block=str(names[j]),
             units=int(sel.sum()),
             max_abs_t=float(bt[fin].max()) if fin.any() else math.nan,
-            n_abs_t_gt=int(np.count_nonzero(bt[fin] > threshold)),
+            n_abs_t_gt=int(np.count_nonzero(bt[fin] > threshold * (1 + TIE_RTOL))),
             median_abs_d=float(np.median(bd[fin])) if fin.any() else math.nan,
         ))
     return tuple(out)
@@ -359,7 +370,9 @@ def compute_layout_stats(
     pair_ids = tuple(str(x) for x in pair_ids) if pair_ids is not None else tuple(str(i) for i in range(n))
 
     diff = a - b
-    mean, t, d, zero_var, nonfinite = paired_t(diff)
+    with np.errstate(invalid="ignore"):
+        scale = np.maximum(np.abs(a).max(axis=0, initial=0.0), np.abs(b).max(axis=0, initial=0.0))
+    mean, t, d, zero_var, nonfinite = paired_t(diff, scale)
     tested = ~(zero_var | nonfinite)
     abs_t = np.abs(t)
 

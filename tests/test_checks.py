@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from plantain_core.checks import adjusted_test, common_mode, dz_interval, review, tost_p
+from plantain_core.checks import CONSTANT_LENGTH, adjusted_test, common_mode, dz_interval, review, tost_p
 from plantain_core.results import fwer_threshold, layout_summary
 from plantain_core.stats import StatsOptions, compute_layout_stats, fwer_p, null_signs, paired_t, sign_patterns
 
@@ -22,7 +22,19 @@ def stats_of(diff, flips=200, seed=0, delta=None, names=None):
     return review(st, delta)
 
 
-def test_tost_equals_statsmodels_ttost_paired():
+def nct_cdf_by_quadrature(t, df, ncp):
+    """P(T ≤ t) for T = (Z + ncp) / sqrt(X/df): ∫ Φ(t·sqrt(x/df) − ncp) χ²_df(x) dx (the
+    definition, integrated numerically: independent of scipy's nct)."""
+    from scipy import integrate
+    from scipy.stats import chi2, norm
+
+    return integrate.quad(lambda x: norm.cdf(t * math.sqrt(x / df) - ncp) * chi2.pdf(x, df), 0, np.inf,
+                          epsabs=1e-13, epsrel=1e-11, limit=200)[0]
+
+
+def test_tost_is_the_exact_noncentral_t_test():
+    """p_tost = max(P(T ≥ t | −δ√N), P(T ≤ t | δ√N)), checked by quadrature of the
+    noncentral t's definition; at large N it approaches statsmodels' central-t TOST."""
     from statsmodels.stats.weightstats import ttost_paired
 
     rng = np.random.default_rng(1)
@@ -30,10 +42,57 @@ def test_tost_equals_statsmodels_ttost_paired():
     b = a + rng.normal([0, 0.1, 0.3, 0.5, 1.0, -0.4], 1.0, size=(20, 6))
     _, t, d, _, _ = paired_t(a - b)
     ours = tost_p(t, 20, 0.5)
+    ncp = 0.5 * math.sqrt(20)
     for u in range(6):
-        sd = (a - b)[:, u].std(ddof=1)
-        ref = ttost_paired(a[:, u], b[:, u], -0.5 * sd, 0.5 * sd)[0]
-        assert ours[u] == pytest.approx(ref, rel=1e-10)
+        ref = max(1 - nct_cdf_by_quadrature(t[u], 19, -ncp), nct_cdf_by_quadrature(t[u], 19, ncp))
+        assert ours[u] == pytest.approx(ref, rel=1e-7, abs=1e-12)
+    big = rng.normal(0.1, 1.0, size=(4000, 1))
+    _, tb, _, _, _ = paired_t(big)
+    sd = big[:, 0].std(ddof=1)
+    ref = ttost_paired(big[:, 0], np.zeros(4000), -0.5 * sd, 0.5 * sd)[0]
+    assert tost_p(tb, 4000, 0.5)[0] == pytest.approx(ref, rel=0.05)
+
+
+def test_tost_says_when_equivalence_cannot_be_shown():
+    """At N = 8 and bound 0.5 even t = 0 gives p ≈ 0.10: no unit can be shown equivalent."""
+    from plantain_core.checks import tost_floor
+
+    assert tost_floor(8, 0.5) == pytest.approx(nct_cdf_by_quadrature(0.0, 7, 0.5 * math.sqrt(8)), rel=1e-7)
+    assert tost_floor(8, 0.5) > 0.05 > tost_floor(30, 0.5)
+    rng = np.random.default_rng(3)
+    st = stats_of(rng.normal(0, 1, size=(8, 16)))
+    eq = layout_summary(st)["equivalence"]
+    assert eq["reachable"] is False and eq["equivalent"] == 0 and eq["min_p"] > 0.05
+
+
+def test_dz_interval_is_the_exact_noncentral_t_interval():
+    """Bounds are the noncentralities at which the observed t sits at the 97.5% / 2.5%
+    point, over √N: checked by root-finding on the quadrature CDF, and in the far tail
+    (|t| > 1e4) by the closed-form limit."""
+    from scipy.optimize import brentq
+
+    n = 8
+    d = np.array([-1.3, -0.2, 0.0, 0.4, 2.5])
+    low, high = dz_interval(d, n)
+    for k, dk in enumerate(d):
+        t = dk * math.sqrt(n)
+        lo = brentq(lambda c: nct_cdf_by_quadrature(t, n - 1, c) - 0.975, t - 20, t + 20)
+        hi = brentq(lambda c: nct_cdf_by_quadrature(t, n - 1, c) - 0.025, t - 20, t + 20)
+        assert low[k] == pytest.approx(lo / math.sqrt(n), abs=1e-5)  # cdflib inverts to ~1e-7 in p
+        assert high[k] == pytest.approx(hi / math.sqrt(n), abs=1e-5)
+    near, far = dz_interval(np.array([9999.0, 10001.0]) / math.sqrt(25), 25)
+    assert far[0] == pytest.approx(far[1] * 9999 / 10001, rel=1e-3) and near[0] == pytest.approx(near[1] * 9999 / 10001, rel=1e-3)
+
+
+def test_dz_interval_covers_at_small_n():
+    """The Wald interval it replaced covered 94.1% at N = 8; the exact one covers 95%."""
+    rng = np.random.default_rng(13)
+    n, u = 8, 40000
+    for true_d in (0.0, 1.2):
+        _, _, d, _, _ = paired_t(rng.normal(true_d, 1.0, size=(n, u)))
+        low, high = dz_interval(d, n)
+        miss = float(1 - ((low < true_d) & (true_d < high)).mean())
+        assert 0.045 <= miss <= 0.055, (true_d, miss)
 
 
 def test_tost_keeps_its_error_rate_on_the_bound_and_finds_true_nulls():
@@ -42,7 +101,7 @@ def test_tost_keeps_its_error_rate_on_the_bound_and_finds_true_nulls():
     on_bound = rng.normal(bound, 1.0, size=(n, u))  # true d_z exactly at the bound: equivalence is false
     _, t, _, _, _ = paired_t(on_bound)
     false_equivalence = float((tost_p(t, n, bound) < 0.05).mean())
-    assert false_equivalence <= 0.065  # nominal 5% (slightly conservative with an estimated sd)
+    assert false_equivalence <= 0.056  # nominal 5%, exact (MC sd 0.0034)
     _, t0, _, _, _ = paired_t(rng.normal(0.0, 1.0, size=(n, u)))
     assert float((tost_p(t0, n, bound) < 0.05).mean()) > 0.5  # true nulls: mostly declared equivalent
 
@@ -80,8 +139,12 @@ def test_planted_unit_specific_effects_survive_the_common_mode():
     hits = np.flatnonzero(st.specific.q < 0.05)
     assert len(set(planted) & set(hits)) >= 18 and len(set(hits) - set(planted)) <= 2
     assert (st.p_fwer < 0.05).sum() == 400  # raw: every unit, planted or not
-    g, share = common_mode(diff, st.tested)
-    np.testing.assert_allclose(g, (diff / diff.std(axis=0, ddof=1)).mean(axis=1))
+    mode = common_mode(diff, st.tested)
+    z = diff / diff.std(axis=0, ddof=1)
+    zc = z - z.mean(axis=0)
+    for u in (0, 7, 399):  # leave-one-out: a unit's own noise is not in its regressor
+        others = np.delete(zc, u, axis=1).mean(axis=1)
+        np.testing.assert_allclose(mode.nuisance()[:, u], others + mode.readings[0].shift, rtol=1e-10, atol=1e-12)
 
 
 def test_a_constant_common_mode_is_said_to_be_untestable():
@@ -89,8 +152,8 @@ def test_a_constant_common_mode_is_said_to_be_untestable():
     diff = np.ones((10, 30)) * rng.uniform(1, 2, size=30) + rng.normal(0, 1e-3, size=(10, 30))
     st = stats_of(diff)
     # the shift is (almost) the same in every pair: common mode and unit effects coincide
-    g, _ = common_mode(diff, st.tested)
-    constant = adjusted_test(diff, st.tested, np.full(10, g.mean()), *sign_patterns(10, 50, np.random.default_rng(0)))
+    constant = adjusted_test(diff, st.tested, np.full(10, 2.0), *sign_patterns(10, 50, np.random.default_rng(0)),
+                             constant_note=CONSTANT_LENGTH)
     assert constant.note.startswith("the token-count difference") and np.isnan(constant.t).all()
 
 
@@ -123,6 +186,14 @@ def test_freedman_lane_equals_a_brute_force_refit():
     t_ref, p_ref = brute_force_freedman_lane(diff, delta, signs)
     np.testing.assert_allclose(ours.t, t_ref, rtol=1e-9)
     np.testing.assert_allclose(ours.p, p_ref, rtol=1e-12)
+    # a column per unit (the common mode's leave-one-out nuisance) = each unit refitted alone
+    per_unit = delta[:, None] + rng.normal(0, 0.5, size=(n, u))
+    ours = adjusted_test(diff, np.ones(u, bool), per_unit, signs, exact)
+    for k in range(u):
+        t_ref, p_ref = brute_force_freedman_lane(diff[:, [k]], per_unit[:, k], signs)
+        assert ours.t[k] == pytest.approx(t_ref[0], rel=1e-9) and ours.p[k] == pytest.approx(p_ref[0], rel=1e-12)
+        x = per_unit[:, k]
+        assert ours.inflation[k] == pytest.approx(math.sqrt(1 + n * x.mean() ** 2 / ((x - x.mean()) ** 2).sum()), rel=1e-9)
 
 
 def test_length_explains_the_effect_only_when_it_varies():

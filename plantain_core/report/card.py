@@ -276,6 +276,11 @@ def default_interpretation(name, s, direction) -> str:
     sig = s["significant"]
     text += (f" {_units(sig['p_fwer_lt_0.05'])} the max-|t| family-wise test at 0.05 and "
              f"{sig['q_lt_0.05']:,} {_have(sig['q_lt_0.05'])} BH q < 0.05.")
+    mde = (s.get("null") or {}).get("mde_dz")
+    if sig["p_fwer_lt_0.05"] == 0:
+        text += (f" Nothing found is not nothing there: at this N the FWER test detects |d_z| ≥ {mde:.2f} with 80% "
+                 "power; smaller effects can be present." if mde is not None else
+                 " At this N the FWER test cannot reject at all, so no effect could have been found.")
     sh = s["split_half"]
     if sh["median"] is not None:
         r = sh["median"]

@@ -39,6 +39,41 @@ def _placebo_text(lp: Mapping[str, Any]) -> str:
             f"moves the unit the other way), top units by |t|: {top}.")
 
 
+#: median standard-error inflation above which the card calls identification weak
+WEAK = 3.0
+
+
+def _mde(x) -> str:
+    return f"|d_z| ≥ {x:.2f}" if x is not None else "no effect (the FWER test cannot reject at this N)"
+
+
+def specificity_text(sp: Mapping[str, Any]) -> str:
+    """The specificity sentences: what passes, how well the shift is identified, and
+    "cannot tell" (with the detectable effect) for the rest; never "not specific"."""
+    raw = sp["raw_p_fwer_lt_0.05"]
+    text = (f"The common mode (per pair, the mean standardized difference over the other units: the variation every "
+            f"unit shares) explains {_pct(sp['common_mode_share'])} of the standardized differences' variance across "
+            "pairs. ")
+    if sp.get("note"):
+        return text + f"Specificity: cannot tell — {sp['note']}."
+    readings = sp.get("readings") or []
+    kappa = sp.get("inflation")
+    text += (f"Beyond it (Freedman–Lane, the common mode and its shared shift as nuisance), {sp['p_fwer_lt_0.05']:,} units "
+             f"pass the FWER test (raw: {raw:,}) and {sp['q_lt_0.05']:,} have BH q < 0.05.")
+    if len(readings) > 1:
+        text += (f" Two readings of the shared shift fit about equally well ({readings[0]['agreeing']:,} and "
+                 f"{readings[1]['agreeing']:,} units agree with them): a unit counts only beyond both.")
+    if kappa is not None:
+        weak = kappa > WEAK
+        text += (f" Identification: the specific effect's standard error is {kappa:.1f}× the plain test's (median)"
+                 + (" — weak: the shift is large against its variation across pairs." if weak else "."))
+    rest = raw - sp["p_fwer_lt_0.05"]
+    if rest > 0 or (kappa is not None and kappa > WEAK):
+        text += (f" For the other raw hits the data cannot tell whether they are unit-specific: this test detects "
+                 f"{_mde(sp.get('mde_dz'))} with 80% power here.")
+    return text
+
+
 def checks_section(summary: Mapping[str, Any]) -> list[str]:
     layouts = summary.get("layouts") or {}
     if not any("specificity" in s for s in layouts.values()):
@@ -51,32 +86,37 @@ def checks_section(summary: Mapping[str, Any]) -> list[str]:
         warn = small_n_line(s, summary.get("n_pairs"))
         if warn:
             lines.append(f"**Small N: {warn}.**")
-        sp = s["specificity"]
-        raw = sp["raw_p_fwer_lt_0.05"]
-        text = (f"The common mode (per pair, the mean standardized difference over units: the shift every unit "
-                f"shares) explains {_pct(sp['common_mode_share'])} of the standardized differences' variance across "
-                "pairs. ")
-        if sp.get("note"):
-            text += f"Specificity: not testable — {sp['note']}."
-        else:
-            text += (f"Beyond it (Freedman–Lane, the common mode as nuisance), {sp['p_fwer_lt_0.05']:,} units pass the "
-                     f"FWER test (raw: {raw:,}) and {sp['q_lt_0.05']:,} have BH q < 0.05.")
-            if raw and sp["p_fwer_lt_0.05"] < raw / 2:
-                text += " Most raw hits follow the common mode: they are not evidence of unit-specific coding."
-        lines.append(text)
+        lines.append(specificity_text(s["specificity"]))
         eq = s["equivalence"]
-        lines.append(f"Equivalence (paired TOST, bound |d_z| < {eq['bound_dz']:g}): {eq['equivalent']:,} of "
-                     f"{eq['tested']:,} tested units {'is' if eq['equivalent'] == 1 else 'are'} shown not to respond beyond the bound (p < 0.05); the others "
-                     "are undecided or respond. Each unit's 95% interval of d_z is in units.csv (d_low, d_high).")
+        if eq.get("reachable", True):
+            lines.append(f"Equivalence (paired TOST, exact noncentral t, bound |d_z| < {eq['bound_dz']:g}): "
+                         f"{eq['equivalent']:,} of {eq['tested']:,} tested units {'is' if eq['equivalent'] == 1 else 'are'} "
+                         "shown not to respond beyond the bound (p < 0.05); the others are undecided or respond.")
+        else:
+            lines.append(f"Equivalence (paired TOST, bound |d_z| < {eq['bound_dz']:g}): cannot be shown at this N — even a "
+                         f"unit with t = 0 gets p = {eq['min_p']:.2f}; no unit can be said not to respond.")
+        lines.append("Each unit's exact 95% interval of d_z is in units.csv (d_low, d_high).")
         lp = s.get("length_placebo")
         if lp is not None:
             lines.append(_placebo_text(lp))
         la = s.get("length_adjusted")
         if la is not None:
-            if la.get("note"):
-                lines.append(f"Length-adjusted test: not possible — {la['note']}.")
-            else:
-                lines.append(f"At zero token-count difference (Freedman–Lane sign-flip test with the token-count "
-                             f"difference as nuisance), {la['p_fwer_lt_0.05']:,} units pass the FWER test.")
+            lines.append(length_text(la))
         out += [f"- `{name}`: " + " ".join(lines), ""]
     return out
+
+
+def length_text(la: Mapping[str, Any]) -> str:
+    if la.get("note"):
+        if la["note"].startswith("A and B have the same token count"):
+            return f"Length: {la['note']}."
+        return f"Length-adjusted test: not possible — {la['note']}."
+    text = (f"At zero token-count difference (Freedman–Lane sign-flip test with the token-count difference as "
+            f"nuisance), {la['p_fwer_lt_0.05']:,} units pass the FWER test.")
+    kappa = la.get("inflation")
+    if kappa is not None and kappa > WEAK:
+        text += (f" Its standard errors are {kappa:.1f}× the plain test's (the token-count difference has one sign "
+                 f"or little spread): it detects only {_mde(la.get('mde_dz'))}, so a null result here says little.")
+    elif la["p_fwer_lt_0.05"] == 0:
+        text += f" It detects {_mde(la.get('mde_dz'))} with 80% power here."
+    return text

@@ -1,0 +1,139 @@
+"""Each sentence the card prints about the reviewer's checks holds on data built to test it:
+threshold ties count alike in the observed and null counts, D constant up to rounding is
+untested, a length-matched probe is not called confounded, the minimum detectable effect
+has the power it claims, and weak identification reads "cannot tell", never a verdict."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from plantain_core.checks import mde, review
+from plantain_core.common_mode import common_mode
+from plantain_core.report.checks_section import length_text, specificity_text
+from plantain_core.results import layout_summary
+from plantain_core.stats import StatsOptions, compute_layout_stats
+
+
+def reviewed(diff, delta=None, flips=200, a=None):
+    n, u = diff.shape
+    names = [f"single[{k // 4}].h{k % 4:02d}" for k in range(u)]
+    a = diff if a is None else a
+    st = compute_layout_stats(a, a - diff, names, layout="heads", options=StatsOptions(flips=flips, splits=5))
+    return review(st, delta)
+
+
+def test_a_tie_at_the_threshold_counts_alike_in_the_observed_and_the_null_counts():
+    """Threshold = one unit's |t| exactly: under exact enumeration the identity pattern's
+    count must equal the observed count (the null's cut on g let rounding count the tie)."""
+    rng = np.random.default_rng(0)
+    diff = rng.normal(0.8, 1.0, size=(9, 30))
+    st0 = compute_layout_stats(diff, np.zeros_like(diff), [f"u{k}" for k in range(30)])
+    mismatches = 0
+    for k in range(30):
+        thr = float(abs(st0.t[k]))
+        st = compute_layout_stats(diff, np.zeros_like(diff), [f"u{j}" for j in range(30)],
+                                  options=StatsOptions(flips=256, splits=0, thresholds=(thr,)))
+        assert st.exact
+        identity = 0  # code 0 of the enumeration: every sign +1
+        observed = layout_summary(st)["thresholds"][0]["observed"]
+        mismatches += int(st.null_counts[identity, 0] != observed)
+        assert observed == int(np.count_nonzero(np.abs(st0.t) > thr * (1 + 1e-9)))
+    assert mismatches == 0
+
+
+def test_d_constant_up_to_rounding_is_untested():
+    """D = 2 up to one ulp (what B = A − 2 computed in floating point leaves): sd ~ 1e-16 gave
+    t ~ 1e16 and the layout's strongest unit before; now it is zero variance."""
+    rng = np.random.default_rng(1)
+    a = rng.normal(50.0, 5.0, size=(12, 8))
+    b = a + rng.normal(0, 1, size=(12, 8))
+    a[:, 0] = np.where(rng.random(12) < 0.5, 2.0, np.nextafter(2.0, 3.0))
+    b[:, 0] = 0.0
+    st = compute_layout_stats(a, b, [f"u{k}" for k in range(8)])
+    assert np.ptp(st.diff[:, 0]) > 0  # not exactly constant: the old rule tested it
+    assert st.zero_variance[0] and np.isnan(st.t[0])
+    assert not st.zero_variance[1:].any() and layout_summary(st)["max_abs_t"] < 1e3
+
+
+def test_a_length_matched_probe_is_not_called_confounded():
+    rng = np.random.default_rng(2)
+    st = reviewed(rng.normal(0.5, 1, size=(12, 16)), delta=np.zeros(12))
+    la = layout_summary(st)["length_adjusted"]
+    assert la["note"].startswith("A and B have the same token count in every pair")
+    assert "confounded" not in length_text(la) and "cannot explain" in length_text(la)
+    const = layout_summary(reviewed(rng.normal(0.5, 1, size=(12, 16)), delta=np.full(12, 4.0)))["length_adjusted"]
+    assert "confounded" in const["note"]
+
+
+def test_a_one_signed_length_difference_states_its_power():
+    """Δ in 1..3 tokens, all positive: the intercept at Δ = 0 is far outside the data; the
+    card gives the inflation and the minimum detectable effect instead of a bare count."""
+    rng = np.random.default_rng(3)
+    delta = rng.integers(5, 8, size=20).astype(float)
+    st = reviewed(rng.normal(0.0, 1, size=(20, 24)), delta=delta)
+    la = layout_summary(st)["length_adjusted"]
+    kappa = math.sqrt(1 + 20 * delta.mean() ** 2 / ((delta - delta.mean()) ** 2).sum())
+    assert la["inflation"] == pytest.approx(kappa, rel=1e-6) and kappa > 3
+    assert la["mde_dz"] > 2 and f"{kappa:.1f}×" in length_text(la) and "says little" in length_text(la)
+
+
+def test_the_minimum_detectable_effect_has_the_claimed_power():
+    """Power at the MDE, by simulation of the same rejection rule, is 80%."""
+    rng = np.random.default_rng(4)
+    n, t_crit = 12, 3.1
+    d = mde(n, n - 1, t_crit)
+    x = rng.normal(d, 1.0, size=(n, 40000))
+    t = x.mean(axis=0) / (x.std(axis=0, ddof=1) / math.sqrt(n))
+    assert float((np.abs(t) > t_crit).mean()) == pytest.approx(0.8, abs=0.01)
+    assert mde(n, n - 1, t_crit, inflation=2.0) == pytest.approx(2 * d, rel=1e-4)
+    assert mde(n, n - 1, None) is None
+
+
+def test_a_quarter_of_units_with_own_effects_do_not_invent_opposite_specific_hits():
+    """The audit's case: a zero-mean shared factor with random loadings and a quarter of the
+    units carrying a positive effect. The old common mode (mean over all units, uncentred)
+    gave most null units of this design a negative 'specific' effect."""
+    rng = np.random.default_rng(5)
+    n, u = 20, 80
+    false_hits = found = 0
+    for _ in range(30):
+        diff = rng.normal(size=(n, u)) + np.outer(rng.normal(size=n), rng.normal(size=u))
+        diff[:, :20] += 1.5
+        st = reviewed(diff)
+        hits = st.specific.p_fwer < 0.05
+        false_hits += int(hits[20:].any())
+        found += int(hits[:20].sum())
+    assert false_hits <= 4  # FWER 5% of 30: P(X > 4) = 0.06 under exactly 5%
+    assert found > 0.5 * 30 * 20  # and the own effects are still found
+
+
+def test_two_equal_groups_give_two_readings_and_no_verdict_on_either():
+    """Half the units follow one shift, half another with equal loadings: nothing says which is
+    'the' common mode, so both readings are kept and no unit is called specific."""
+    rng = np.random.default_rng(6)
+    n, u = 20, 60
+    f = rng.normal(1.0, 0.3, size=n)
+    diff = f[:, None] + rng.normal(0, 0.3, size=(n, u))
+    diff[:, :30] += 1.0
+    mode = common_mode(diff, np.ones(u, bool))
+    assert len(mode.readings) == 2
+    st = reviewed(diff)
+    assert (st.specific.p_fwer < 0.05).sum() <= 1
+    text = specificity_text(layout_summary(st)["specificity"])
+    assert "Two readings of the shared shift" in text and "cannot tell" in text
+
+
+def test_weak_identification_reads_cannot_tell_never_not_specific():
+    """A pure shared shift with little pair-to-pair variation: every raw hit, κ large."""
+    rng = np.random.default_rng(7)
+    n, u = 16, 40
+    diff = (1.0 + rng.normal(0, 0.05, size=n))[:, None] * rng.uniform(0.5, 2, size=u) + rng.normal(0, 0.2, size=(n, u))
+    st = reviewed(diff)
+    sp = layout_summary(st)["specificity"]
+    assert sp["inflation"] > 3 and sp["raw_p_fwer_lt_0.05"] == u
+    text = specificity_text(sp)
+    assert "weak" in text and "cannot tell" in text and "not evidence" not in text
+    assert f"{sp['mde_dz']:.2f}" in text
