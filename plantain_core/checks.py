@@ -19,13 +19,13 @@ import numpy as np
 
 from .common_mode import NO_VARIATION, common_mode
 from .freedman_lane import Adjusted, adjusted_test, beyond_all
+from .power import mde, nct_cdf, tost_floor
 
 __all__ = ["Adjusted", "adjusted_test", "common_mode", "dz_interval", "tost_p", "tost_floor", "mde", "review"]
 
 #: Default equivalence bound for TOST, in d_z units (a "medium" standardized effect).
 EQUIVALENCE_BOUND = 0.5
 CI_LEVEL = 0.95
-POWER = 0.8
 #: |t| above which the noncentral-t inversion is replaced by its limit (scipy's root
 #: finder slows to seconds per unit near 1e5 and hangs beyond); the two agree to 1e-3 there
 T_ASYMPTOTIC = 1e4
@@ -62,43 +62,6 @@ def tost_p(t: np.ndarray, n: int, bound: float = EQUIVALENCE_BOUND) -> np.ndarra
     ncp = bound * math.sqrt(n)
     t = np.asarray(t, dtype=np.float64)
     return np.maximum(nct_cdf(-t, n - 1, ncp), nct_cdf(t, n - 1, ncp))  # P(T ≥ t | −ncp) = P(T ≤ −t | ncp)
-
-
-def nct_cdf(t, df, ncp):
-    """The noncentral t CDF; scipy's returns NaN far in a tail (P(T ≤ −3 | 6 df, ncp 11)),
-    where the value is 0 below the centre and 1 above it."""
-    from scipy.special import nctdtr
-
-    with np.errstate(invalid="ignore"):
-        p = nctdtr(df, ncp, t)
-    return np.where(np.isnan(p) & ~np.isnan(t), np.where(t < ncp, 0.0, 1.0), p)
-
-
-def tost_floor(n: int, bound: float = EQUIVALENCE_BOUND) -> float:
-    """The smallest TOST p this N can give (at t = 0): equivalence needs it below 0.05."""
-    return float(nct_cdf(0.0, n - 1, bound * math.sqrt(n)))
-
-
-def mde(n: int, df: int, t_crit: float | None, inflation: float = 1.0, power: float = POWER) -> float | None:
-    """The smallest |d_z| that a two-sided test rejecting at |t| > t_crit finds with
-    ``power``, when its t is noncentral t (df) with noncentrality √N·d_z / inflation.
-    None when the test cannot reject at all (t_crit None or infinite)."""
-    from scipy.optimize import brentq
-
-    if t_crit is None or not math.isfinite(t_crit) or not math.isfinite(inflation) or df < 1:
-        return None
-    scale = math.sqrt(n) / inflation
-
-    def short(dz):
-        ncp = dz * scale
-        return float(1.0 - nct_cdf(t_crit, df, ncp) + nct_cdf(-t_crit, df, ncp)) - power
-
-    hi = 1.0
-    while short(hi) < 0:
-        hi *= 2
-        if hi > 1e6:
-            return None
-    return float(brentq(short, 0.0, hi, xtol=1e-6))
 
 
 CONSTANT_LENGTH = ("the token-count difference is the same in every pair: condition and length are confounded, "

@@ -6,8 +6,6 @@ are three matrix products per tile of flips. docs/statistics.md ("Freedman–Lan
 
 from __future__ import annotations
 
-import math
-
 import attrs
 import numpy as np
 
@@ -96,14 +94,6 @@ def adjusted_test(diff: np.ndarray, tested: np.ndarray, nuisance: np.ndarray, si
     p_fwer = fwer_p(np.where(keep, np.abs(t_obs), np.nan), null_max, exact)
     return Adjusted(np.where(keep, t_obs, np.nan), np.where(keep, p, np.nan), p_fwer, q,
                     inflation=np.where(keep, inflation, np.nan), null_max=null_max)
-
-
-def median_inflation(adj: Adjusted) -> float:
-    """The layout's identification figure: the median κ over tested units (NaN if none)."""
-    if adj.inflation is None:
-        return math.nan
-    k = adj.inflation[np.isfinite(adj.inflation)]
-    return float(np.median(k)) if k.size else math.nan
 
 
 def beyond_all(tests: list[Adjusted]) -> Adjusted:

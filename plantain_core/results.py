@@ -135,7 +135,7 @@ def layout_summary(st: LayoutStats) -> dict[str, Any]:
 def checks_summary(st: LayoutStats) -> dict[str, Any]:
     """summary.json's specificity, equivalence and length-adjusted entries of one layout,
     each with the minimum detectable d_z (80% power) of its FWER test at this N."""
-    from .checks import mde, tost_floor
+    from .power import tost_floor
 
     if st.specific is None:
         return {}
@@ -164,7 +164,7 @@ def checks_summary(st: LayoutStats) -> dict[str, Any]:
 
 def raw_mde(st: LayoutStats) -> float | None:
     """Minimum detectable d_z of the layout's max-|t| FWER test (80% power)."""
-    from .checks import mde
+    from .power import mde
 
     return mde(st.n_pairs, st.n_pairs - 1, fwer_threshold(st.null_max_abs_t, st.exact))
 
@@ -177,8 +177,7 @@ def _readings(mode) -> list[dict[str, Any]]:
 
 
 def _adjusted_counts(adj, n: int) -> dict[str, Any]:
-    from .checks import mde
-    from .freedman_lane import median_inflation
+    from .power import mde
 
     if adj.note is not None:
         return {"p_fwer_lt_0.05": None, "q_lt_0.05": None, "note": adj.note}
@@ -188,6 +187,12 @@ def _adjusted_counts(adj, n: int) -> dict[str, Any]:
             "q_lt_0.05": int(np.count_nonzero(adj.q[np.isfinite(adj.q)] < 0.05)), "note": None,
             "inflation": json_float(kappa),
             "mde_dz": json_float(_or_nan(mde(n, n - 2, fwer_threshold(adj.null_max, exact), kappa)))}
+
+
+def median_inflation(adj) -> float:
+    """The layout's identification figure: the median standard-error inflation κ over tested units."""
+    k = adj.inflation[np.isfinite(adj.inflation)] if adj.inflation is not None else np.zeros(0)
+    return float(np.median(k)) if k.size else math.nan
 
 
 def _or_nan(x):
