@@ -56,10 +56,6 @@ class CommonMode:
         """x_u = s + c_u under reading k (untested columns stay s: the test skips them)."""
         return self.centred + self.readings[k].shift
 
-    @property
-    def ambiguous(self) -> bool:
-        return len(self.readings) > 1
-
 
 NO_VARIATION = ("the common mode is the same in every pair: a shift all units share cannot be told apart from "
                 "unit-specific effects")
@@ -110,9 +106,6 @@ class Fit:
         """Each unit's −2 log-likelihood at s (up to a constant): t² plus the log of its
         variance, without which a shift far out would win by inflating every variance."""
         return self.t(s) ** 2 + np.log1p(s * s * self.noise)
-
-    def subset(self, keep: np.ndarray) -> "Fit":
-        return Fit(self.a[keep], self.b[keep], self.noise[keep])
 
     def refit(self, keep: np.ndarray, s: float) -> tuple[float, float]:
         """Weighted least squares of a on b over ``keep``, weights for residuals at s: (s, var)."""

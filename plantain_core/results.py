@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .fsutil import atomic_write_json, atomic_write_text
+from .power import mde, tost_floor
 from .stats import LARGE_D, TIE_RTOL, LayoutStats, top_blocks
 
 SUMMARY = "summary.json"
@@ -82,6 +83,7 @@ def layout_summary(st: LayoutStats) -> dict[str, Any]:
     best = int(np.nanargmax(abs_t)) if finite.any() else None
     sr = st.split_r[np.isfinite(st.split_r)]
     thr0 = st.thresholds[0]
+    t95 = fwer_threshold(st.null_max_abs_t, st.exact)
     return {
         "n_units": n_units,
         "n_tested": int(finite.sum()),
@@ -120,12 +122,11 @@ def layout_summary(st: LayoutStats) -> dict[str, Any]:
             "exact": st.exact,
             "seed": st.seed,
             # |t| a unit must exceed to get p_fwer < 0.05 (None: unreachable with this null)
-            "max_abs_t_p95": json_float(fwer_threshold(st.null_max_abs_t, st.exact))
-            if fwer_threshold(st.null_max_abs_t, st.exact) is not None else None,
+            "max_abs_t_p95": json_float(_or_nan(t95)),
             "min_p_fwer": json_float(st.min_p_fwer),
             "fwer_reachable": bool(st.min_p_fwer < 0.05),
             # |d_z| the FWER test finds with 80% power at this N and null (None: unreachable)
-            "mde_dz": json_float(_or_nan(raw_mde(st))),
+            "mde_dz": json_float(_or_nan(mde(st.n_pairs, st.n_pairs - 1, t95))),
         },
         **checks_summary(st),
         "top_blocks": [b.as_dict(thr0) for b in top_blocks(st.blocks)],
@@ -135,8 +136,6 @@ def layout_summary(st: LayoutStats) -> dict[str, Any]:
 def checks_summary(st: LayoutStats) -> dict[str, Any]:
     """summary.json's specificity, equivalence and length-adjusted entries of one layout,
     each with the minimum detectable d_z (80% power) of its FWER test at this N."""
-    from .power import tost_floor
-
     if st.specific is None:
         return {}
     finite = np.isfinite(st.t)
@@ -145,7 +144,7 @@ def checks_summary(st: LayoutStats) -> dict[str, Any]:
     out: dict[str, Any] = {
         "specificity": {
             "common_mode_share": json_float(st.common_share) if st.common_share is not None else None,
-            **_adjusted_counts(st.specific, n),
+            **_adjusted_counts(st.specific, st),
             "readings": _readings(st.common_mode),
             "raw_p_fwer_lt_0.05": int(np.count_nonzero(st.p_fwer[finite] < 0.05)),
         },
@@ -158,15 +157,8 @@ def checks_summary(st: LayoutStats) -> dict[str, Any]:
         },
     }
     if st.length is not None:
-        out["length_adjusted"] = _adjusted_counts(st.length, n)
+        out["length_adjusted"] = _adjusted_counts(st.length, st)
     return out
-
-
-def raw_mde(st: LayoutStats) -> float | None:
-    """Minimum detectable d_z of the layout's max-|t| FWER test (80% power)."""
-    from .power import mde
-
-    return mde(st.n_pairs, st.n_pairs - 1, fwer_threshold(st.null_max_abs_t, st.exact))
 
 
 def _readings(mode) -> list[dict[str, Any]]:
@@ -176,17 +168,15 @@ def _readings(mode) -> list[dict[str, Any]]:
             for r in mode.readings]
 
 
-def _adjusted_counts(adj, n: int) -> dict[str, Any]:
-    from .power import mde
-
+def _adjusted_counts(adj, st: LayoutStats) -> dict[str, Any]:
     if adj.note is not None:
         return {"p_fwer_lt_0.05": None, "q_lt_0.05": None, "note": adj.note}
     kappa = median_inflation(adj)
-    exact = adj.null_max.size == 2 ** (n - 1) if n - 1 < 62 else False
+    n = st.n_pairs  # the adjusted tests flip with the layout's own sign patterns
     return {"p_fwer_lt_0.05": int(np.count_nonzero(adj.p_fwer[np.isfinite(adj.p_fwer)] < 0.05)),
             "q_lt_0.05": int(np.count_nonzero(adj.q[np.isfinite(adj.q)] < 0.05)), "note": None,
             "inflation": json_float(kappa),
-            "mde_dz": json_float(_or_nan(mde(n, n - 2, fwer_threshold(adj.null_max, exact), kappa)))}
+            "mde_dz": json_float(_or_nan(mde(n, n - 2, fwer_threshold(adj.null_max, st.exact), kappa)))}
 
 
 def median_inflation(adj) -> float:
