@@ -99,7 +99,7 @@ def main(argv=None) -> int:
         "figures": merged,
         "table": table,
     }
-    from plantain_core.fsutil import atomic_write_json
+    from plantain_core.rundir.fsutil import atomic_write_json
 
     atomic_write_json(out, doc)
     print_table(table)

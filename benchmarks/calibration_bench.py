@@ -119,7 +119,7 @@ def table_rows(f: dict[str, Any], row) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    from plantain_core.fsutil import atomic_write_json
+    from plantain_core.rundir.fsutil import atomic_write_json
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a tenth of the data sets (~1 min)")

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from plantain_core.stats import StatsOptions, compute_layout_stats
+from plantain_core.stats.engine import StatsOptions, compute_layout_stats
 
 ALPHA = 0.05
 Z95 = 1.959963984540054
@@ -135,7 +135,7 @@ def unit_family(datasets: int, *, share: float, shared: str, seed: int, n: int =
 # ---- 2. across steps -------------------------------------------------------------------------------
 def steps_family(datasets: int, *, rho: float, share: float, seed: int, n: int = 20, u: int = 40,
                  steps: int = 4, effect: float = 1.0) -> list[dict[str, Any]]:
-    from plantain_core.across_steps import across_steps
+    from plantain_core.stats.across_steps import across_steps
 
     rng = np.random.default_rng(seed)
     mask = effect_mask(u, share)
@@ -161,7 +161,7 @@ def steps_family(datasets: int, *, rho: float, share: float, seed: int, n: int =
 def specificity(datasets: int, *, share: float, shared: str, seed: int, n: int = 20, u: int = 60,
                 effect: float = 0.8) -> list[dict[str, Any]]:
     """Own effects of one sign (+effect) on a share of units, over a shared component."""
-    from plantain_core.checks import review
+    from plantain_core.stats.checks import review
 
     rng = np.random.default_rng(seed)
     mask = effect_mask(u, share)
@@ -192,7 +192,7 @@ def specificity(datasets: int, *, share: float, shared: str, seed: int, n: int =
 def length_null(datasets: int, *, one_signed: bool, seed: int, n: int = 20, u: int = 40) -> list[dict[str, Any]]:
     """No effect at equal length: D = beta_u * delta + e, beta_u ~ N(0, 0.3); delta integer
     token differences, -4..4 or (one-signed) 1..8, redrawn while constant."""
-    from plantain_core.checks import review
+    from plantain_core.stats.checks import review
 
     rng = np.random.default_rng(seed)
     fw, fdp, per_unit, tests = 0, [], 0, 0
@@ -216,7 +216,7 @@ def length_null(datasets: int, *, one_signed: bool, seed: int, n: int = 20, u: i
 def per_unit_reviewed(rng: np.random.Generator, n: int, d_true: np.ndarray, chunk: int = 4000):
     """Every unit an independent data set (TOST, interval and p are per unit): review()ed
     chunks of N pairs × units with true d_z ``d_true`` (one per unit), one sign flip."""
-    from plantain_core.checks import review
+    from plantain_core.stats.checks import review
 
     for start in range(0, d_true.size, chunk):
         d = d_true[start:start + chunk]
@@ -254,7 +254,7 @@ def dz_coverage(units: int, *, n: int, d: float, seed: int) -> list[dict[str, An
 def sequential_null(sims: int, *, controls: int, seed: int, ties: bool = False) -> list[dict[str, Any]]:
     """Selected effect and R controls exchangeable; controls drawn one at a time until
     ``settled`` as the causal check does; P(p <= 0.05) must be at most 0.05."""
-    from plantain_core.unit_sets import sequential_p, settled
+    from plantain_core.causal.unit_sets import sequential_p, settled
 
     rng = np.random.default_rng(seed)
     values = rng.integers(0, 6, (sims, controls + 1)).astype(float) if ties else rng.standard_normal((sims, controls + 1))
@@ -277,9 +277,9 @@ def combined_seeds_null(datasets: int, *, seed: int, seeds: int = 3, n: int = 16
     """No condition effect; each pair has its own effect (sd 1, mean 0 over pairs) that every
     noise seed shares, plus seed noise (sd 1). Captures are written as run folders hold them
     and combined by ``sweep_report.combined_test``."""
-    from plantain_core.analysis import CAPTURES
+    from plantain_core.report.analysis import CAPTURES
     from plantain_core.config import RunConfig
-    from plantain_core.sweep_report import combined_test
+    from plantain_core.sweep.report import combined_test
 
     rng = np.random.default_rng(seed)
     units = np.asarray(units_named(u))

@@ -3,7 +3,7 @@
 Arms (interleaved, same inputs, same module object):
 
 - ``bare``:   ``transformer(**inputs)`` with no hooks;
-- ``hooked``: the same forward inside ``plantain_core.capture.capture_units`` (layouts
+- ``hooked``: the same forward inside ``plantain_core.capture.hooks.capture_units`` (layouts
   ``heads`` and ``slices16``, token scope ``all``: what ``plantain run`` captures by
   default) followed by ``cap.take()``, i.e. everything a probe pass adds: the pre-hooks'
   float32 sums of squares, the per-unit sums on the device, the one host transfer and
@@ -36,12 +36,12 @@ def overhead(transformer, kwargs: dict[str, Any], *, rounds: int, per: int, sums
     Inside the hooked arm a :func:`hook_clock` adds up the time spent in the capture's
     hooks and ``take()``: ``self_time_ratio`` = hooked time / (hooked time − that), a
     within-forward figure that the machine's noise hardly touches.
-    ``sumsq`` (optional) replaces ``plantain_core.capture._sumsq`` in an extra arm, to
+    ``sumsq`` (optional) replaces ``plantain_core.capture.hooks._sumsq`` in an extra arm, to
     measure a candidate change without editing product code.
     """
     import torch
 
-    from plantain_core import capture
+    from plantain_core.capture.hooks import hooks as capture
 
     state: dict[str, Any] = {}
     rows_bytes: list[int] = []

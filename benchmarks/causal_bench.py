@@ -4,7 +4,7 @@ wall time of ``plantain causal`` over ``plantain run`` on the ``ray`` probe.
 A unit set is one intervention (the top K units, or one matched random control set)
 applied to every probe pass it needs: 2N passes for ``ablate`` (A and B of every pair),
 N for ``patch`` (A only). The benchmark captures a tiny ``text-pair`` run of N pairs,
-then runs ``plantain_core.causal_check.run_causal`` on it in each mode and records, from the
+then runs ``plantain_core.causal.check.run_causal`` on it in each mode and records, from the
 function's own timings: seconds per unit set, seconds per intervened pass, and the ratio
 of an intervened pass to a clean pass of the same run (the editor's overhead: slice
 read, replacement, copy of the projection input). Wall and process CPU time are both
@@ -53,10 +53,10 @@ def run(quick: bool = False) -> dict:
     import torch
 
     from plantain_core import ProbeSpec, RunConfig
-    from plantain_core.probes import Probe
-    from plantain_core.causal_check import CausalOptions, run_causal
+    from plantain_core.spec.probes import Probe
+    from plantain_core.causal.check import CausalOptions, run_causal
     from plantain_core.models import TinyLoader
-    from plantain_core.runner import run_probe
+    from plantain_core.capture.runner import run_probe
 
     n_pairs, top, controls, doses, repeats = (4, 4, 3, (1, 4), 1) if quick else (8, 4, 5, (1, 4, 8), 3)
     bundle = TinyLoader().load("tiny", "cpu")
@@ -169,7 +169,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer pairs, controls and doses (a smoke test)")
     ap.add_argument("--out", default=str(ROOT / "results" / "causal.json"))
     args = ap.parse_args()
-    from plantain_core.fsutil import atomic_write_json
+    from plantain_core.rundir.fsutil import atomic_write_json
 
     result = run(args.quick)
     atomic_write_json(args.out, result)

@@ -1,5 +1,5 @@
 """Prompt encoding: the pipeline's encoder call vs an early exit (the runner uses
-``plantain_core.early_exit``, the same technique, since session 2).
+``plantain_core.models.early_exit``, the same technique, since session 2).
 
 ``Flux2KleinPipeline._get_qwen3_prompt_embeds`` runs the whole ``Qwen3ForCausalLM``
 (every decoder layer, the final norm and the LM head over all 512 padded tokens) with
@@ -58,9 +58,9 @@ def encode_reference(text_encoder, input_ids, attention_mask, layers=OUT_LAYERS)
 
 
 def encode_early_exit(text_encoder, input_ids, attention_mask, layers=OUT_LAYERS):
-    """The same embeddings through the runner's own early exit (``plantain_core.early_exit``):
+    """The same embeddings through the runner's own early exit (``plantain_core.models.early_exit``):
     the forward stops after the deepest layer needed, no LM head."""
-    from plantain_core.early_exit import early_exit
+    from plantain_core.models.early_exit import early_exit
 
     with early_exit(text_encoder, layers):
         out = text_encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,

@@ -53,8 +53,8 @@ def run_model(key: str, batch: int, size: int, rounds: int, per: int, peak: floa
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from plantain_core.capture import capture_units
-    from plantain_core.family import family_for_class
+    from plantain_core.capture.hooks import capture_units
+    from plantain_core.models.lookup import family_for_class
     from plantain_core.models.hub import transformer_config
 
     cfg, source = transformer_config(MODELS[key])

@@ -95,11 +95,11 @@ def worker(n_pairs: int, batch: int, threads: int, distinct: bool = True) -> dic
 
     torch.set_num_threads(threads)
     from plantain_core import ProbeSpec, RunConfig
-    from plantain_core.probes import Probe
+    from plantain_core.spec.probes import Probe
     from plantain_core.models import TinyLoader
-    from plantain_core.family import transformer_layouts
-    from plantain_core.models.flux2 import FLUX2_KLEIN
-    from plantain_core.runner import run_probe
+    from plantain_core.models.lookup import transformer_layouts
+    from plantain_plugins.families.flux2 import FLUX2_KLEIN
+    from plantain_core.capture.runner import run_probe
 
     bundle = TinyLoader().load("tiny", "cpu")
     spec = ProbeSpec(name="bench", generator="text-pair", stimuli={"pairs": []})
@@ -149,7 +149,7 @@ def _spawn_args(args: list[str]) -> dict[str, Any]:
 def capture_state(transformer, layouts=("heads", "slices16"), tokens: int | None = None,
                   itemsize: int = 2) -> dict[str, Any]:
     """Analytic per-stimulus sizes for ``transformer`` (may be on the meta device)."""
-    from plantain_core.family import describe_blocks, transformer_layouts
+    from plantain_core.models.lookup import describe_blocks, transformer_layouts
 
     blocks = describe_blocks(transformer)
     units = {name: len(lay) for name, lay in transformer_layouts(transformer, layouts).items()}
@@ -173,8 +173,8 @@ def steady_state(transformer, kwargs, forwards: int) -> dict[str, Any]:
     every hooked projection input (per-token activations) would cost."""
     import torch
 
-    from plantain_core.capture import capture_units
-    from plantain_core.family import describe_blocks
+    from plantain_core.capture.hooks import capture_units
+    from plantain_core.models.lookup import describe_blocks
 
     kept = []
     with capture_units(transformer, ("heads", "slices16")) as cap, torch.inference_mode():
@@ -257,7 +257,7 @@ def run(quick: bool = False, threads: int = 1) -> dict[str, Any]:
     import torch
     from diffusers import Flux2Transformer2DModel
 
-    from plantain_core.capture import capture_units
+    from plantain_core.capture.hooks import capture_units
     from plantain_core.models import TinyLoader
     from plantain_core.models.hub import transformer_config
 

@@ -61,9 +61,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     import torch
     from nnsight import NNsight
 
-    from plantain_core.capture import capture_units
+    from plantain_core.capture.hooks import capture_units
     from plantain_core.models import TinyLoader
-    from plantain_core.family import describe_blocks, transformer_layouts
+    from plantain_core.models.lookup import describe_blocks, transformer_layouts
 
     log(f"nnsight {info}: capture pass on tiny")
     tr = TinyLoader().load("tiny", "cpu").pipeline.transformer

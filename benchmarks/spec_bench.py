@@ -46,7 +46,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     import tomllib
 
     from plantain_core.plugins import get_registry
-    from plantain_core.spec import load_spec
+    from plantain_core.spec.probe_spec import load_spec
 
     n = 20_000 if quick else 100_000
     rounds = 2 if quick else 3

@@ -29,8 +29,9 @@ if str(ROOT.parent) not in sys.path:  # run as a script: make ``benchmarks`` imp
     sys.path.insert(0, str(ROOT.parent))
 
 from benchmarks.common import interleaved, log, quantiles, ratio  # noqa: E402
-from plantain_core.fsutil import atomic_write_json  # noqa: E402
-from plantain_core.stats import StatsOptions, compute_layout_stats, single_blas_thread  # noqa: E402
+from plantain_core.rundir.fsutil import atomic_write_json  # noqa: E402
+from plantain_core.stats.engine import StatsOptions, compute_layout_stats, single_blas_thread  # noqa: E402
+from plantain_core.stats.results import layout_summary  # noqa: E402
 
 TARGET = 100.0
 
@@ -112,7 +113,7 @@ def run(quick: bool = False) -> dict:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     naive_per_call = baseline_naive(a, b, 20 if quick else 100, 2)
-    summary = last["stats"].summary_dict()
+    summary = layout_summary(last["stats"])
     result = {
         "workload": {"units": u, "pairs": N_PAIRS, "flips": FLIPS, "splits": SPLITS, "thresholds": [3.0, 5.0]},
         "blas_single_thread": single_blas_thread() is not None,
@@ -161,7 +162,7 @@ def main() -> None:
     naive_per_call = baseline_naive(a, b, 50 if args.quick else 200, 2)
     naive_s = naive_per_call * u * (FLIPS + 2 * SPLITS + 1)
 
-    summary = st.summary_dict()
+    summary = layout_summary(st)
     result = {
         "workload": {"units": u, "pairs": N_PAIRS, "flips": FLIPS, "splits": SPLITS, "thresholds": [3.0, 5.0]},
         "machine": {"python": platform.python_version(), "numpy": np.__version__, "cpus": os.cpu_count(),

@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "results" / "sweep.json"))
     args = ap.parse_args()
-    from plantain_core.fsutil import atomic_write_json
+    from plantain_core.rundir.fsutil import atomic_write_json
 
     result = run(args.quick)
     atomic_write_json(args.out, result)

@@ -50,10 +50,10 @@ def run(quick: bool = False) -> dict[str, Any]:
     import torch
 
     from plantain_core import ProbeSpec, RunConfig
-    from plantain_core.probes import Probe
-    from plantain_core.capture import capture_units
+    from plantain_core.spec.probes import Probe
+    from plantain_core.capture.hooks import capture_units
     from plantain_core.models import TinyLoader
-    from plantain_core.runner import noise_seed, run_probe
+    from plantain_core.capture.runner import noise_seed, run_probe
 
     n_pairs = 8 if quick else 25
     rounds = 3 if quick else 5

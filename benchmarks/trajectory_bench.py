@@ -33,12 +33,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     import torch
 
     from plantain_core import ProbeSpec, RunConfig
-    from plantain_core.capture import capture_units
+    from plantain_core.capture.hooks import capture_units
     from plantain_core.models import TinyLoader
-    from plantain_core.passes import PassInputs
-    from plantain_core.probes import Probe
-    from plantain_core.runner import noise_seed, run_probe
-    from plantain_core.trajectory import run_trajectory
+    from plantain_core.capture.passes import PassInputs
+    from plantain_core.spec.probes import Probe
+    from plantain_core.capture.runner import noise_seed, run_probe
+    from plantain_core.capture.trajectory import run_trajectory
 
     from .throughput_bench import make_pairs
 

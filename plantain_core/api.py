@@ -25,12 +25,12 @@ from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
-from .analysis import CAPTURES, MANIFEST, load_captures, read_manifest
 from .config import RunConfig, config_from_manifest
 from .errors import PlantainError
-from .probes import Probe, load_probe
-from .results import CHECK_COLUMNS, SUMMARY, UNITS_COLUMNS, UNITS_CSV
-from .stats import top_by_abs_t
+from .report.analysis import CAPTURES, MANIFEST, load_captures, read_manifest
+from .spec.probes import Probe, load_probe
+from .stats.engine import top_by_abs_t
+from .stats.results import CHECK_COLUMNS, SUMMARY, UNITS_COLUMNS, UNITS_CSV
 
 CARD = "README.md"
 

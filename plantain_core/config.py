@@ -18,8 +18,8 @@ from typing import Any, Iterable, Mapping
 
 import attrs
 
-from .devices import DTYPE_ALIASES
 from .errors import PlantainError, suggest
+from .models.devices import DTYPE_ALIASES
 from .models.layouts import LAYOUT_NAMES, TOKEN_SCOPES
 from .models.loaders import is_tiny_record
 
@@ -108,7 +108,7 @@ def _device(value):
 def _dtype(value):
     if value is None:
         return None
-    from .devices import dtype_name
+    from .models.devices import dtype_name
 
     if not isinstance(value, str):
         try:
@@ -214,7 +214,7 @@ class RunConfig:
     thresholds: tuple[float, ...] = attrs.field(default=DEFAULT_THRESHOLDS, converter=_thresholds)
     stats_seed: int | None = attrs.field(default=None, converter=_int("stats_seed", 0, MAX_SEED, optional=True))
     offload: bool = attrs.field(default=False, converter=_bool("offload"))
-    #: also capture the length placebo (plantain_core.placebo) into RUN_DIR/placebo
+    #: also capture the length placebo (plantain_core.capture.placebo) into RUN_DIR/placebo
     length_control: bool = attrs.field(default=False, converter=_bool("length_control"))
     #: denoising steps (1: the seed protocol, one pass at pure noise) and which to capture (None: all)
     steps: int = attrs.field(default=1, converter=_int("steps", 1, MAX_STEPS))
@@ -282,8 +282,8 @@ class RunConfig:
         return self.seed if self.stats_seed is None else self.stats_seed
 
     def stats_options(self):
-        """The statistics options of this run (:class:`plantain_core.stats.StatsOptions`)."""
-        from .stats import StatsOptions
+        """The statistics options of this run (:class:`plantain_core.stats.engine.StatsOptions`)."""
+        from .stats.engine import StatsOptions
 
         return StatsOptions(self.flips, self.splits, self.effective_stats_seed, self.thresholds)
 

@@ -15,11 +15,11 @@ from typing import Any, Mapping
 
 import attrs
 
+from .capture.distributed import current_share
 from .config import RunConfig, config_from_manifest
-from .distributed import current_share
 from .errors import PlantainError
-from .fsutil import atomic_write_json
-from .runfolder import OWN_FILES, locked
+from .rundir.folder import OWN_FILES, locked
+from .rundir.fsutil import atomic_write_json
 
 MANIFEST = "manifest.json"
 
@@ -103,8 +103,8 @@ def execute(probe, config: RunConfig, out=None, *, resume: bool = False, progres
     An interpreter that fails marks the run failed and raises after every other file is
     written; an interruption (Ctrl-C, SIGTERM) marks it interrupted and propagates.
     """
-    from .analysis import analyze_run
-    from .runner import check_family_kind, preflight, run_probe
+    from .report.analysis import analyze_run
+    from .capture.runner import check_family_kind, preflight, run_probe
 
     spec = probe.spec
     if model is None:

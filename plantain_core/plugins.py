@@ -211,7 +211,7 @@ class Registry:
             if not isinstance(name, str) or not name:
                 raise PluginError(f"{kind} name must be a non-empty string, got {name!r}")
             if kind == "family":
-                from .family import contract_problem
+                from .models.family import contract_problem
 
                 why = contract_problem(obj)
                 if why is None and obj.name != name:  # lookups by either name must find the same family
@@ -259,23 +259,48 @@ def load_registry(extra: Iterable[tuple[str, Any]] = (), use_entry_points: bool 
     blocked = disabled_plugins()
     if use_entry_points:
         for ep in entry_points():
-            dist, version = _distribution_of(ep)
-            provider = Provider(ep.name, dist, version, ep.value)
-            if ep.name in blocked:
-                reg.plugins[ep.name] = PluginInfo(provider, [], status="disabled")
-                continue
-            try:
-                plugin = ep.load()
-            except (Exception, SystemExit) as exc:
-                reg.plugins[ep.name] = PluginInfo(provider, [], status="failed")
-                reg._fail(PluginFailure(provider, "import", _describe(exc)), exc)
-                continue
-            reg.add_plugin(plugin, provider)
+            _load_entry_point(reg, ep, blocked)
     for name, plugin in extra:
         if name in blocked:
             continue
         reg.add_plugin(plugin, Provider(name, None, None, _module_name(plugin)))
     return reg
+
+
+def _load_entry_point(reg: Registry, ep: metadata.EntryPoint, blocked) -> None:
+    dist, version = _distribution_of(ep)
+    provider = Provider(ep.name, dist, version, ep.value)
+    if ep.name in blocked:
+        reg.plugins[ep.name] = PluginInfo(provider, [], status="disabled")
+        return
+    try:
+        plugin = ep.load()
+    except (Exception, SystemExit) as exc:
+        reg.plugins[ep.name] = PluginInfo(provider, [], status="failed")
+        reg._fail(PluginFailure(provider, "import", _describe(exc)), exc)
+        return
+    reg.add_plugin(plugin, provider)
+
+
+#: The distribution whose entry points are plantain's own (built-in) plugins.
+DISTRIBUTION = "plantain"
+_builtin: Registry | None = None
+
+
+def builtin_registry() -> Registry:
+    """plantain's own plugins alone (this distribution's entry points, none disabled): the
+    model loaders and families a registry that supplies none falls back on. They are
+    found as any plugin is, so the core imports no built-in family."""
+    global _builtin
+    if _builtin is None:
+        pm = pluggy.PluginManager(hookspecs.PROJECT)
+        pm.add_hookspecs(hookspecs)
+        reg = Registry(pm)
+        for ep in entry_points():
+            if _distribution_of(ep)[0] == DISTRIBUTION:
+                _load_entry_point(reg, ep, ())
+        _builtin = reg
+    return _builtin
 
 
 _cached: Registry | None = None

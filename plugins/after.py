@@ -4,7 +4,7 @@ pairs; class detectors are carried by one or two events."""
 from __future__ import annotations
 
 from plantain_core import Interpretation, Section, hookimpl
-from plantain_core.trends import sign_agreement
+from plantain_core.stats.trends import sign_agreement
 
 
 class AfterInterpreter:

@@ -34,7 +34,7 @@ def plantain_register_interpreters(register):
 
 @hookimpl
 def plantain_register_models(register):
-    from plantain_core.models.builtin import flux2_loaders
+    from .families.builtin import flux2_loaders
 
     for name, loader in flux2_loaders().items():
         register(name, loader)
@@ -42,7 +42,7 @@ def plantain_register_models(register):
 
 @hookimpl
 def plantain_register_families(register):
-    from plantain_core.models.flux2 import FLUX2_DEV, FLUX2_KLEIN
+    from .families.flux2 import FLUX2_DEV, FLUX2_KLEIN
 
     register(FLUX2_KLEIN.name, FLUX2_KLEIN)
     register(FLUX2_DEV.name, FLUX2_DEV)

@@ -8,7 +8,7 @@ from plantain_core import hookimpl
 
 @hookimpl
 def plantain_register_models(register):
-    from plantain_core.models.builtin import flux1_loaders
+    from .families.builtin import flux1_loaders
 
     for name, loader in flux1_loaders().items():
         register(name, loader)
@@ -16,7 +16,7 @@ def plantain_register_models(register):
 
 @hookimpl
 def plantain_register_families(register):
-    from plantain_core.models.flux1 import FLUX1, FLUX1_KONTEXT
+    from .families.flux1 import FLUX1, FLUX1_KONTEXT
 
     register(FLUX1.name, FLUX1)
     register(FLUX1_KONTEXT.name, FLUX1_KONTEXT)

@@ -8,7 +8,8 @@ from typing import Any
 
 from plantain_core import ImageSource, Pair, Stimulus
 from plantain_core.errors import suggest
-from plantain_core.pairtable import PAIR_KEYS, check_text, read_pairs
+from plantain_core.spec.pairfile import read_pairs
+from plantain_core.spec.pairtable import PAIR_KEYS, check_text
 
 DESCRIBE_PROMPT = "Describe what is depicted in this image."
 Problem = tuple[str, str]

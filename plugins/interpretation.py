@@ -1,12 +1,12 @@
 """Shared pieces of the seed-probe interpreters: the graded-covariate trend interpreter
-and its card wording (the numbers come from plantain_core.trends)."""
+and its card wording (the numbers come from plantain_core.stats.trends)."""
 
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
 from plantain_core import Interpretation, Section
-from plantain_core.trends import covariate_trend
+from plantain_core.stats.trends import covariate_trend
 
 
 def trend_section(title: str, layout: str, covariate: str, trend: dict, reading: str) -> Section:

@@ -8,7 +8,7 @@ from plantain_core import hookimpl
 
 @hookimpl
 def plantain_register_models(register):
-    from plantain_core.models.builtin import sd3_loaders
+    from .families.builtin import sd3_loaders
 
     for name, loader in sd3_loaders().items():
         register(name, loader)
@@ -16,6 +16,6 @@ def plantain_register_models(register):
 
 @hookimpl
 def plantain_register_families(register):
-    from plantain_core.models.sd3 import SD3
+    from .families.sd3 import SD3
 
     register(SD3.name, SD3)

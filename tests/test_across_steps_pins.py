@@ -1,4 +1,4 @@
-"""The across-steps family (plantain_core.across_steps) against hand-computed and brute-force
+"""The across-steps family (plantain_core.stats.across_steps) against hand-computed and brute-force
 references on small fixed data: the FWER over all units × steps under shared sign patterns
 (exact enumeration and the documented random draw), BH over all cells, per-step counts, the
 peak step, sign consistency, the stable rule and the early / late split."""
@@ -13,8 +13,8 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from plantain_core.across_steps import _summary, across_steps, plain_summary
-from plantain_core.stats import StatsOptions, compute_layout_stats
+from plantain_core.stats.across_steps import _summary, across_steps, plain_summary
+from plantain_core.stats.engine import StatsOptions, compute_layout_stats
 
 N = 8  # 2^(N−1) = 128 patterns: exact with flips ≥ 128, smallest p_fwer 1/128
 STRONG = 10 + 0.1 * np.arange(N)  # |t| ≈ 100: only the identity pattern reaches it

@@ -22,8 +22,8 @@ from scipy import stats as sps
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the benchmarks package
 from benchmarks import calibration_scenarios as sc  # noqa: E402
-from plantain_core.checks import review  # noqa: E402
-from plantain_core.unit_sets import sequential_p, settled  # noqa: E402
+from plantain_core.stats.checks import review  # noqa: E402
+from plantain_core.causal.unit_sets import sequential_p, settled  # noqa: E402
 
 
 def reviewed_at(t: np.ndarray, n: int):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from plantain_core.capture import capture_units
+from plantain_core.capture.hooks import capture_units
 from plantain_core.models import tiny
 
 TEXT_LEN = 512

@@ -10,11 +10,11 @@ import math
 import numpy as np
 import pytest
 
-from plantain_core.checks import mde, review
-from plantain_core.common_mode import common_mode
+from plantain_core.stats.checks import mde, review
+from plantain_core.stats.common_mode import common_mode
 from plantain_core.report.checks_section import length_text, specificity_text
-from plantain_core.results import layout_summary
-from plantain_core.stats import StatsOptions, compute_layout_stats
+from plantain_core.stats.results import layout_summary
+from plantain_core.stats.engine import StatsOptions, compute_layout_stats
 
 
 def reviewed(diff, delta=None, flips=200, a=None):

@@ -11,14 +11,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from plantain_core.capture import SliceEditor, capture_units, unit_features
-from plantain_core.causal import Intervention, Passes, measure_effects
-from plantain_core.stats import top_by_abs_t as top_units
-from plantain_core.unit_sets import (SELECTED, UnitSet, doses_for, matched_controls, permutation_p, plan_layout,
+from plantain_core.capture.hooks import SliceEditor, capture_units, unit_features
+from plantain_core.causal.effects import Intervention, Passes, measure_effects
+from plantain_core.stats.engine import top_by_abs_t as top_units
+from plantain_core.causal.unit_sets import (SELECTED, UnitSet, doses_for, matched_controls, permutation_p, plan_layout,
                                      sequential_p, settled, stop_after)
 from plantain_core.cli import main
 from plantain_core.models import tiny
-from plantain_core.family import transformer_layouts
+from plantain_core.models.lookup import transformer_layouts
 
 TEXT_LEN = 24  # short synthetic text: the planted tests need no 512-token prompt
 N_PAIRS = 6
@@ -116,7 +116,7 @@ def test_planted_heads_carry_the_output_difference(planted, mode, value):
 def test_mean_ablation_writes_the_mean_over_stimuli(planted):
     """SliceEditor reads and writes one mechanism: what is read after a mean-ablation is the mean."""
     tr, layout, forward = planted
-    from plantain_core.capture import SliceMeans
+    from plantain_core.capture.hooks import SliceMeans
 
     feats = unit_features(layout, [layout.units.index("single[0].h00")], "all")
     means, seen = SliceMeans(), []
@@ -344,7 +344,7 @@ def test_attribution_ranks_heads_as_exact_single_unit_patching_does(planted):
     the planted heads lead both, and the ranks agree (Spearman, docs/causal.md)."""
     from scipy.stats import spearmanr
 
-    from plantain_core.attribution import attribution_scores
+    from plantain_core.causal.attribution import attribution_scores
 
     tr, layout, forward = planted
     att = attribution_scores(tr, forward, N_PAIRS, {"heads": layout}, "all", batch_pairs=N_PAIRS)
@@ -388,7 +388,7 @@ def test_sequential_check_reaches_todays_conclusions_on_the_planted_model(plante
     exhaustive one (every control at every dose) on the planted model, for a ranking that
     puts the planted heads first and one that puts them last: the same units, the same
     effects, p on the same side of 0.05 for every dose, at fewer passes."""
-    from plantain_core.causal import tests_of
+    from plantain_core.causal.effects import tests_of
 
     tr, layout, forward = planted
     planted_idx = [layout.units.index(u) for u in CHOSEN]
@@ -441,7 +441,7 @@ def test_a_set_measured_on_half_the_pairs_gives_those_pairs_effects(planted, mod
     half measured each."""
     import attrs
 
-    from plantain_core.causal import per_pair, tests_of
+    from plantain_core.causal.effects import per_pair, tests_of
 
     tr, layout, forward = planted
     whole = _sets(layout, replicates=1)

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from scipy import stats as sps
 
 from plantain_core.cli import main
-from plantain_core.stats import top_by_abs_t
+from plantain_core.stats.engine import top_by_abs_t
 
 SPEC = """schema = 1
 name = "heldout-test"

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from plantain_core.attribution import rank, top_overlap
-from plantain_core.causal import CausalTest, per_pair
-from plantain_core.causal import tests_of as group_tests
-from plantain_core.causal_stats import (BOOTSTRAP, MIN_SETS, chance_overlap, mean_interval, overlap,
+from plantain_core.causal.attribution import rank, top_overlap
+from plantain_core.causal.effects import CausalTest, per_pair
+from plantain_core.causal.effects import tests_of as group_tests
+from plantain_core.causal.stats import (BOOTSTRAP, MIN_SETS, chance_overlap, mean_interval, overlap,
                                         rankings_agreement, resamples, selection_strength, sets_agreement,
                                         spearman, split_pairs)
-from plantain_core.unit_sets import (SELECTED, UnitSet, matched_controls, permutation_p, plan_layout, sequential_p,
+from plantain_core.causal.unit_sets import (SELECTED, UnitSet, matched_controls, permutation_p, plan_layout, sequential_p,
                                      settled, stop_after, strata_of)
 
 NAN = float("nan")

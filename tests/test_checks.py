@@ -10,9 +10,9 @@ import math
 import numpy as np
 import pytest
 
-from plantain_core.checks import CONSTANT_LENGTH, adjusted_test, common_mode, dz_interval, review, tost_p
-from plantain_core.results import fwer_threshold, layout_summary
-from plantain_core.stats import StatsOptions, compute_layout_stats, fwer_p, null_signs, paired_t, sign_patterns
+from plantain_core.stats.checks import CONSTANT_LENGTH, adjusted_test, common_mode, dz_interval, review, tost_p
+from plantain_core.stats.results import fwer_threshold, layout_summary
+from plantain_core.stats.engine import StatsOptions, compute_layout_stats, fwer_p, null_signs, paired_t, sign_patterns
 
 
 def stats_of(diff, flips=200, seed=0, delta=None, names=None):
@@ -55,7 +55,7 @@ def test_tost_is_the_exact_noncentral_t_test():
 
 def test_tost_says_when_equivalence_cannot_be_shown():
     """At N = 8 and bound 0.5 even t = 0 gives p ≈ 0.10: no unit can be shown equivalent."""
-    from plantain_core.checks import tost_floor
+    from plantain_core.stats.checks import tost_floor
 
     assert tost_floor(8, 0.5) == pytest.approx(nct_cdf_by_quadrature(0.0, 7, 0.5 * math.sqrt(8)), rel=1e-7)
     assert tost_floor(8, 0.5) > 0.05 > tost_floor(30, 0.5)

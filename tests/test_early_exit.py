@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from plantain_core.early_exit import early_exit
+from plantain_core.models.early_exit import early_exit
 from plantain_core.models import TinyLoader, tiny
 
 

@@ -17,13 +17,13 @@ from plantain_core import ImageSource, Pair, Stimulus
 from plantain_core.cli import main
 from plantain_core.config import RunConfig
 from plantain_core.errors import PlantainError
-from plantain_core.images import get_image
-from plantain_core.models.builtin import TINY_FLUX1, TINY_FLUX1_KONTEXT, TINY_FLUX2_DEV, TINY_SD3
+from plantain_core.capture.images import get_image
+from plantain_plugins.families.builtin import TINY_FLUX1, TINY_FLUX1_KONTEXT, TINY_FLUX2_DEV, TINY_SD3
 from plantain_core.models.loaders import TinyLoader
-from plantain_core.passes import noise_seed
-from plantain_core.probes import Probe
-from plantain_core.runner import run_probe
-from plantain_core.spec import ProbeSpec
+from plantain_core.capture.passes import noise_seed
+from plantain_core.spec.probes import Probe
+from plantain_core.capture.runner import run_probe
+from plantain_core.spec.probe_spec import ProbeSpec
 
 FAMILIES = {"tiny-flux1": TINY_FLUX1, "tiny-flux1-kontext": TINY_FLUX1_KONTEXT, "tiny-sd3": TINY_SD3,
             "tiny-flux2-dev": TINY_FLUX2_DEV}
@@ -189,8 +189,8 @@ def test_seed_probes_run_or_are_refused_by_kind(model, tmp_path):
 
 
 def test_kind_check_judges_third_party_kinds_by_their_images():
-    from plantain_core.models.flux1 import FLUX1
-    from plantain_core.models.flux2 import FLUX2_KLEIN
+    from plantain_plugins.families.flux1 import FLUX1
+    from plantain_plugins.families.flux2 import FLUX2_KLEIN
 
     FLUX1.check_kind("my-text-kind", has_images=False)
     FLUX2_KLEIN.check_kind("my-image-kind", has_images=True)
@@ -266,9 +266,9 @@ def test_a_family_missing_contract_methods_is_refused_when_registered():
     (lambda sites: 1 / 0, "sites() on Flux2Transformer2DModel failed: ZeroDivisionError"),
 ])
 def test_malformed_capture_sites_are_one_clear_error(bad, message):
-    from plantain_core.capture import capture_units
-    from plantain_core.family import transformer_layouts
-    from plantain_core.models.flux2 import Flux2KleinFamily
+    from plantain_core.capture.hooks import capture_units
+    from plantain_core.models.lookup import transformer_layouts
+    from plantain_plugins.families.flux2 import Flux2KleinFamily
     from plantain_core.models.tiny import build_tiny_pipeline
 
     class Broken(Flux2KleinFamily):

@@ -20,11 +20,11 @@ from plantain_core.cli import main
 from plantain_core.config import RunConfig
 from plantain_core.errors import PlantainError
 from plantain_core.execute import execute
-from plantain_core.models.builtin import TINY_KLEIN
-from plantain_core.models.flux2 import Flux2KleinFamily
+from plantain_plugins.families.builtin import TINY_KLEIN
+from plantain_plugins.families.flux2 import Flux2KleinFamily
 from plantain_core.models.loaders import TinyLoader
-from plantain_core.probes import Probe
-from plantain_core.spec import ProbeSpec
+from plantain_core.spec.probes import Probe
+from plantain_core.spec.probe_spec import ProbeSpec
 
 
 @pytest.fixture(scope="module")
@@ -190,11 +190,11 @@ def test_a_third_party_family_cannot_displace_a_built_in_one(tmp_path, monkeypat
     from importlib import metadata
 
     from plantain_core import plugins
-    from plantain_core.models.flux1 import FLUX1
+    from plantain_plugins.families.flux1 import FLUX1
 
     (tmp_path / "aaa_families.py").write_text(
         "from plantain_core import hookimpl\n"
-        "from plantain_core.models.flux1 import Flux1Family\n"
+        "from plantain_plugins.families.flux1 import Flux1Family\n"
         "class Impostor(Flux1Family):\n    description = 'not the real FLUX.1'\n"
         "@hookimpl\ndef plantain_register_families(register):\n    register('flux1', Impostor())\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -258,7 +258,7 @@ def test_the_card_says_when_the_recorded_family_is_not_installed(two_scopes, tmp
 ])
 def test_units_checks_what_a_plugin_loader_supplies(monkeypatch, config, message):
     from plantain_core import hookimpl, plugins
-    from plantain_core.models.flux1 import FLUX1
+    from plantain_plugins.families.flux1 import FLUX1
 
     class Loader:
         family, description = FLUX1, "a loader with a hostile config"
@@ -374,7 +374,7 @@ def test_units_reads_no_huge_or_deep_config_and_ignores_unknown_keys(tmp_path):
 
 
 def test_a_non_finite_prediction_stops_the_causal_check(klein, tmp_path):
-    from plantain_core.causal_check import CausalOptions, run_causal
+    from plantain_core.causal.check import CausalOptions, run_causal
 
     execute(_probe(), RunConfig(probe="guard", layouts=("heads",)), tmp_path / "run", progress=False, figures=False,
             model=klein)

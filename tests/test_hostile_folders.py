@@ -234,7 +234,7 @@ def test_card_front_matter_cannot_be_injected(tmp_path):
 def test_an_interrupted_report_is_finished_by_the_next_reader(good, tmp_path, monkeypatch):
     """Killed between moving the first and the last output into place: the next process
     rolls the report forward, so no folder mixes files of two settings."""
-    import plantain_core.runfolder as runfolder
+    import plantain_core.rundir.folder as runfolder
 
     run = copy(good, tmp_path / "run")
     real_move = runfolder._move
@@ -243,7 +243,7 @@ def test_an_interrupted_report_is_finished_by_the_next_reader(good, tmp_path, mo
         real_move(staging, run_dir, names[:1])
         raise KeyboardInterrupt
 
-    from plantain_core.analysis import analyze_run
+    from plantain_core.report.analysis import analyze_run
 
     config = pt.load_run(run).config.evolve(thresholds=(2.0, 4.0))
     monkeypatch.setattr(runfolder, "_move", killed_after_one)
@@ -266,7 +266,7 @@ def test_a_second_process_on_a_run_folder_is_refused_naming_it(good, tmp_path):
     run = copy(good, tmp_path / "run")
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\n"
-        "from plantain_core.runfolder import locked\n"
+        "from plantain_core.rundir.folder import locked\n"
         f"with locked({str(run)!r}):\n"
         "    print('held', flush=True)\n"
         "    time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)

@@ -11,9 +11,10 @@ from click.testing import CliRunner
 
 from plantain_core.cli import main
 from plantain_core.errors import PlantainError
-from plantain_core.models import KleinLoader, LoadedModel, TinyLoader, resolve_loader
+from plantain_core.models import LoadedModel, TinyLoader, resolve_loader
+from plantain_plugins.families.builtin import KleinLoader
 from plantain_core.models import tiny
-from plantain_core.family import transformer_layouts
+from plantain_core.models.lookup import transformer_layouts
 from plantain_core.models.layouts import parse_layouts
 
 
@@ -177,7 +178,7 @@ def test_parse_layouts():
 
 
 def test_device_and_dtype_resolution():
-    from plantain_core.devices import dtype_name, resolve_device, resolve_dtype
+    from plantain_core.models.devices import dtype_name, resolve_device, resolve_dtype
 
     assert resolve_dtype(None, "cpu") == torch.float32
     assert resolve_dtype(None, "cuda") == torch.bfloat16

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from plantain_core.cli import main
 from plantain_core.errors import SpecError
 from plantain_core.plugins import get_registry
-from plantain_core.spec import load_spec
+from plantain_core.spec.probe_spec import load_spec
 from plantain_core.testing import spec_data, write_spec
 
 PAIRS = [("mm-km", "a 1-kilometer grey object", "a 1-millimeter grey object", 6.0),

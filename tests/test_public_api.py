@@ -213,9 +213,9 @@ def test_installed_example_plugin_generator_interpreter_and_its_own_tests(exampl
 
 
 def test_no_function_in_cli_or_runner_takes_more_than_eight_parameters():
-    files = sorted((ROOT / "plantain_core" / "cli").glob("*.py")) + [ROOT / "plantain_core" / "runner.py",
+    files = sorted((ROOT / "plantain_core" / "cli").glob("*.py")) + [ROOT / "plantain_core" / "capture" / "runner.py",
                                                                     ROOT / "plantain_core" / "execute.py",
-                                                                    ROOT / "plantain_core" / "passes.py"]
+                                                                    ROOT / "plantain_core" / "capture" / "passes.py"]
     long = []
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
@@ -232,4 +232,4 @@ def test_top_level_import_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert set(pt.__all__) <= set(dir(pt))
-    assert pt.ProbeResult.__module__ == "plantain_core.analysis" and pt.LayoutStats.__module__ == "plantain_core.stats"
+    assert pt.ProbeResult.__module__ == "plantain_core.report.analysis" and pt.LayoutStats.__module__ == "plantain_core.stats.engine"

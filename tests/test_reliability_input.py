@@ -343,9 +343,9 @@ def test_image_paths_resolve_relative_to_the_spec_not_the_cwd(tmp_path, monkeypa
 
 def test_image_cache_files_stay_inside_the_cache_dir(tmp_path, monkeypatch):
     """A prompt shaped like a path generates an image whose file is a hex digest in the cache."""
-    from plantain_core.images import get_image, images_dir
+    from plantain_core.capture.images import get_image, images_dir
     from plantain_core.models import TinyLoader
-    from plantain_core.stimuli import ImageSource
+    from plantain_core.spec.stimuli import ImageSource
 
     cache = tmp_path / "a" / "b" / "cache"
     monkeypatch.setenv("PLANTAIN_CACHE_DIR", str(cache))

@@ -21,7 +21,7 @@ import torch
 from click.testing import CliRunner
 
 from plantain_core.cli import main
-from plantain_core.runfolder import OWN_FILES
+from plantain_core.rundir.folder import OWN_FILES
 from plantain_core.testing import write_spec
 
 N_PAIRS = 24
@@ -234,7 +234,7 @@ def test_resume_refuses_damaged_or_foreign_state(spec, reference, tmp_path):
 
 def test_ctrl_c_before_any_capture_leaves_no_folder(spec, tmp_path, monkeypatch):
     """Interrupted after the run folder was started but before a pair was captured."""
-    import plantain_core.runner as runner
+    import plantain_core.capture.runner as runner
 
     seen = []
 

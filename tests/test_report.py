@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from plantain_core import Interpretation, Pair, Section, Stimulus, hookimpl
 from plantain_core import plugins
-from plantain_core.analysis import analyze_run
+from plantain_core.report.analysis import analyze_run
 from plantain_core.cli import main
 from plantain_core.errors import PlantainError
 

@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from plantain_core import ImageSource, Pair, ProbeSpec, Stimulus
-from plantain_core.capture import capture_units
+from plantain_core.capture.hooks import capture_units
 from plantain_core.errors import PlantainError
-from plantain_core.images import get_image
+from plantain_core.capture.images import get_image
 from plantain_core.config import RunConfig
 from plantain_core.models import LoadedModel, TinyLoader
-from plantain_core.probes import Probe
-from plantain_core.runner import noise_seed
-from plantain_core.runner import run_probe as _run_probe
+from plantain_core.spec.probes import Probe
+from plantain_core.capture.runner import noise_seed
+from plantain_core.capture.runner import run_probe as _run_probe
 
 FIXED_PROMPT = "Describe what is depicted in this image."
 LAYOUTS = ("heads", "slices16")
@@ -227,7 +227,7 @@ def test_local_folder_loads_through_klein_loader(bundle, tmp_path):
 
 
 def test_image_cache_key():
-    from plantain_core.images import image_key, images_dir, key_fields
+    from plantain_core.capture.images import image_key, images_dir, key_fields
 
     base = ImageSource(prompt="an ice cube")
     fields = key_fields("plantain/tiny", "tiny-1", base, 128, 128)

@@ -6,7 +6,7 @@ import pathlib
 import pytest
 
 from plantain_core.plugins import get_registry
-from plantain_core.spec import load_spec
+from plantain_core.spec.probe_spec import load_spec
 
 SPECS = pathlib.Path(__file__).resolve().parents[1] / "specs"
 

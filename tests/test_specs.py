@@ -7,7 +7,7 @@ import toml
 
 from plantain_core.errors import SpecError
 from plantain_core.plugins import get_registry
-from plantain_core.spec import load_spec
+from plantain_core.spec.probe_spec import load_spec
 from plantain_core.testing import spec_data, write_spec
 
 

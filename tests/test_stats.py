@@ -10,9 +10,9 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from plantain_core import stats
-from plantain_core.results import layout_summary, observed_over_null
-from plantain_core.stats import StatsOptions, compute_layout_stats, count_mlp_units, sign_flip_null
+from plantain_core.stats.engine import engine as stats
+from plantain_core.stats.results import layout_summary, observed_over_null
+from plantain_core.stats.engine import StatsOptions, compute_layout_stats, count_mlp_units, sign_flip_null
 
 
 def names(u: int, per_block: int = 10) -> list[str]:

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from plantain_core.cli import main
 from plantain_core.errors import SpecError
-from plantain_core.sweep_grid import cell_name, load_grid
+from plantain_core.sweep.grid import cell_name, load_grid
 
 GRID = """probes = ["ray", "measure"]
 models = ["tiny"]
@@ -249,7 +249,7 @@ def test_sweep_report_replication_is_the_test_of_seed_averaged_pairs(reported):
     paired t of the captures averaged over the seeds (scipy), not of the pooled passes."""
     from scipy.stats import ttest_rel
 
-    from plantain_core.analysis import load_captures
+    from plantain_core.report.analysis import load_captures
 
     _, out = reported
     summary = json.loads((out / "sweep_summary.json").read_text())
@@ -280,7 +280,7 @@ def test_sweep_report_correlates_probes_and_models(reported):
     # the probe × probe r on tiny is the correlation of the seed-averaged t maps, recomputed here
     from scipy.stats import ttest_rel
 
-    from plantain_core.analysis import load_captures
+    from plantain_core.report.analysis import load_captures
 
     def tmap(probe):
         caps = [load_captures(out / f"{probe}-tiny-seed{s}-heads", "heads") for s in (0, 1)]

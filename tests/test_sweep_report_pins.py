@@ -1,4 +1,4 @@
-"""The sweep card's replication over noise seeds (plantain_core.sweep_report.summarize) on small
+"""The sweep card's replication over noise seeds (plantain_core.sweep.report.summarize) on small
 hand-made cells: the combined test against an independent reimplementation (seed-averaged
 captures, scipy's paired t, a loop over sign patterns), its exact-enumeration edge cases, the
 order of its top units, the per-seed counts, and that cells with other pairs never combine."""
@@ -12,7 +12,7 @@ import pytest
 from scipy import stats as sps
 
 from plantain_core.config import RunConfig
-from plantain_core.sweep_report import render, summarize
+from plantain_core.sweep.report import render, summarize
 
 LAYOUT = "heads"
 

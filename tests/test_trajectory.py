@@ -13,15 +13,15 @@ import torch
 from click.testing import CliRunner
 
 from plantain_core import ImageSource, Pair, ProbeSpec, Stimulus
-from plantain_core.across_steps import across_steps
-from plantain_core.capture import capture_units
+from plantain_core.stats.across_steps import across_steps
+from plantain_core.capture.hooks import capture_units
 from plantain_core.cli import main
 from plantain_core.config import RunConfig
-from plantain_core.images import get_image
+from plantain_core.capture.images import get_image
 from plantain_core.models import TinyLoader
-from plantain_core.probes import Probe
-from plantain_core.runner import noise_seed, run_probe
-from plantain_core.stats import StatsOptions, compute_layout_stats
+from plantain_core.spec.probes import Probe
+from plantain_core.capture.runner import noise_seed, run_probe
+from plantain_core.stats.engine import StatsOptions, compute_layout_stats
 from plantain_core.testing import spec_data, write_spec
 
 LAYOUTS = ("heads", "slices16")

@@ -4,8 +4,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from plantain_core import Pair, Stimulus
-from plantain_core.stats import StatsOptions, compute_layout_stats
-from plantain_core.trends import covariate_trend, sign_agreement, top_units
+from plantain_core.stats.engine import StatsOptions, compute_layout_stats
+from plantain_core.stats.trends import covariate_trend, sign_agreement, top_units
 
 N, U = 30, 200
 
@@ -59,7 +59,7 @@ def test_sign_agreement_separates_axis_units_from_class_detectors():
 
 
 def test_interpreters_write_numbers_and_a_section():
-    from plantain_core.analysis import ProbeResult
+    from plantain_core.report.analysis import ProbeResult
     from plantain_core.plugins import get_registry
 
     rng = np.random.default_rng(4)

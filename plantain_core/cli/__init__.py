@@ -3,6 +3,9 @@
 Lazy loading keeps ``plantain list`` from importing matplotlib or torch. Every
 :class:`~plantain_core.errors.PlantainError` becomes one ``Error: ...`` message on
 stderr and a non-zero exit, with no traceback.
+
+The top of the house: a command may import any package of plantain_core; nothing in
+plantain_core imports ``cli`` (``__main__`` aside).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ from .options import DOSES, LayoutList, check_device, check_dtype
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def cli(run_dir, no_figures, no_report, no_progress, cpu_offload, **options):
     """Ablate or patch the top units of RUN_DIR's probe; write causal.json and the card's section."""
-    from ..causal_check import CausalOptions, run_causal
+    from ..causal.check import CausalOptions, run_causal
 
     data = run_causal(run_dir, CausalOptions(offload=cpu_offload, **options),
                       progress=not no_progress and sys.stderr.isatty(), figures=not no_figures, report=not no_report,

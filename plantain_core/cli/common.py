@@ -6,8 +6,8 @@ import json
 
 import click
 
-from ..catalog import Catalog
 from ..plugins import DEBUG_ENV, debug_mode, get_registry
+from ..spec.catalog import Catalog
 
 spec_dir_option = click.option(
     "--spec-dir",
@@ -44,7 +44,7 @@ def load_catalog(spec_dirs=()) -> Catalog:
 
 
 def echo_json(obj) -> None:
-    from ..results import json_safe
+    from ..stats.results import json_safe
 
     click.echo(json.dumps(json_safe(obj), indent=2, allow_nan=False))
 

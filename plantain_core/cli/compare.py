@@ -14,7 +14,7 @@ from .common import echo_json, json_option
 @json_option
 def cli(run_dirs, q_level, as_json):
     """Compare runs of different probes on the same model and layouts."""
-    from ..compare import compare_runs
+    from ..report.compare import compare_runs
 
     result = compare_runs(run_dirs, q_level)
     if as_json:

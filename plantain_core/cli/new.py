@@ -73,9 +73,9 @@ pairs = [
               show_default=True, help="Folder to write NAME.toml into (created if missing).")
 def cli(name, kind, directory):
     """Write NAME.toml: a commented spec skeleton of stimulus kind KIND that validates."""
-    from ..fsutil import atomic_write_text
+    from ..rundir.fsutil import atomic_write_text
     from ..plugins import get_registry
-    from ..spec import load_spec
+    from ..spec.probe_spec import load_spec
 
     if not NAME_RE.fullmatch(name):
         raise PlantainError(f"NAME {name!r}: use up to 100 letters, digits, '-' and '_' (it becomes the file name "

@@ -7,8 +7,8 @@ import re
 
 import click
 
-from ..devices import DTYPE_ALIASES
 from ..errors import suggest
+from ..models.devices import DTYPE_ALIASES
 from ..models.layouts import LAYOUT_NAMES
 
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

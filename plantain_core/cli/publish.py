@@ -15,7 +15,7 @@ PUBLISHED = ("README.md", "manifest.json", "summary.json", "units.csv", "blocks.
 
 def files_to_publish(run_dir: pathlib.Path, with_captures: bool) -> list[str]:
     """The run's files that go to the hub, relative to the run folder, after checking it."""
-    from ..analysis import read_manifest
+    from ..report.analysis import read_manifest
 
     manifest = read_manifest(run_dir)  # refuses links, special files and bad manifests
     if manifest.get("status") != "complete":

@@ -24,7 +24,7 @@ def cli(run_dir, no_figures, **stats):
     """Recompute summary.json, units.csv, blocks.csv, README.md and figures of RUN_DIR."""
     import pathlib
 
-    from ..analysis import MANIFEST, analyze_run, read_manifest
+    from ..report.analysis import MANIFEST, analyze_run, read_manifest
     from ..config import config_from_manifest
 
     config = config_from_manifest(read_manifest(pathlib.Path(run_dir)), str(pathlib.Path(run_dir) / MANIFEST))

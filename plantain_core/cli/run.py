@@ -90,8 +90,8 @@ def _sigterm_as_interrupt():
 
 def _run(config: RunConfig, options: dict) -> None:
     from ..execute import InterpreterFailed, default_out, execute
-    from ..probes import load_probe
-    from ..run_records import PromptTruncated
+    from ..spec.probes import load_probe
+    from ..capture.run_records import PromptTruncated
 
     warn_plugin_failures()  # a broken plugin is the likely cause of an unknown name below
     probe = load_probe(config.probe, options["spec_dirs"])
@@ -123,7 +123,7 @@ def _run(config: RunConfig, options: dict) -> None:
         return
     echo_summary(outcome.summary, out, figures=figures)
     if options["causal"]:
-        from ..causal_check import CausalOptions, run_causal
+        from ..causal.check import CausalOptions, run_causal
         from .causal import echo_causal
 
         options = CausalOptions(device=config.device, dtype=config.dtype, batch_size=config.batch_size,

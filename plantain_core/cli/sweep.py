@@ -47,8 +47,8 @@ def cli():
 @click.option("--no-figures", is_flag=True, help="No PNG figures in the cells' folders.")
 def run_cmd(sweep_file, out, executor, address, workers, retries, no_figures):
     """Run every cell of SWEEP_FILE not complete yet; resume partial cells."""
-    from ..sweep import run_sweep
-    from ..sweep_exec import SweepOptions
+    from ..sweep.run import run_sweep
+    from ..sweep.execute import SweepOptions
 
     options = SweepOptions(executor=executor, address=address, workers=workers, retries=retries,
                            figures=not no_figures)
@@ -81,7 +81,7 @@ def plan_cmd(sweep_file, passes_per_second, as_json):
     """Passes per cell and in total, and device-hours, before any model is loaded."""
     import json
 
-    from ..sweep_plan import format_plan, plan_sweep
+    from ..sweep.plan import format_plan, plan_sweep
 
     plan = plan_sweep(sweep_file, passes_per_second)
     click.echo(json.dumps(plan, indent=2) if as_json else format_plan(plan))
@@ -92,7 +92,7 @@ def plan_cmd(sweep_file, passes_per_second, as_json):
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 def report_cmd(sweep_dir, no_figures):
     """Write SWEEP_DIR/README.md: replication over seeds, probe × probe and model comparisons."""
-    from ..sweep_report import report_sweep
+    from ..sweep.report import report_sweep
 
     wrote = report_sweep(sweep_dir, figures=not no_figures)
     click.echo(f"wrote {', '.join(wrote)} in {sweep_dir}")

@@ -29,7 +29,8 @@ def meta_transformer(model: str):
     import diffusers
     import torch
 
-    from ..family import family_for_class, guarded
+    from ..models.lookup import family_for_class
+    from ..models.family import guarded
     from ..models import hub
     from ..models.loaders import NoLoader, resolve_loader
 
@@ -86,7 +87,7 @@ def _checked_params(config: dict, source: str) -> dict:
 
 
 def unit_report(model: str) -> dict[str, Any]:
-    from ..family import checked_sites
+    from ..models.family import checked_sites
     from ..models.layouts import LAYOUT_NAMES, blocks_of, build_layouts
 
     transformer, source, family = meta_transformer(model)

@@ -8,7 +8,7 @@ import click
 
 from ..errors import PlantainError, SpecError
 from ..plugins import get_registry
-from ..spec import load_spec
+from ..spec.probe_spec import load_spec
 from .common import load_catalog, spec_dir_option
 
 

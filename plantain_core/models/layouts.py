@@ -1,6 +1,6 @@
 """Unit layouts: how the inputs of the attention output projections split into units.
 
-A model family (:mod:`plantain_core.family`) names its capture sites: the projections
+A model family (:mod:`plantain_core.models.family`) names its capture sites: the projections
 that take each attention's output. Joint (double-stream) blocks have one per stream
 (FLUX: ``attn.to_out[0]`` for image tokens, ``attn.to_add_out`` for text tokens); single
 blocks have one projection over the text tokens followed by the image tokens, whose

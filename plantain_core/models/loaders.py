@@ -32,11 +32,11 @@ class LoadedModel:
     offload: bool = False
     is_tiny: bool = False
     load_seconds: float = 0.0
-    family: Any = None  # plantain_core.family.ModelFamily; None = FLUX.2 Klein's (see family_of)
+    family: Any = None  # plantain_core.models.family.ModelFamily; None = FLUX.2 Klein's (see family_of)
 
     @property
     def dtype_name(self) -> str:
-        from ..devices import dtype_name
+        from .devices import dtype_name
 
         return dtype_name(self.dtype)
 
@@ -46,7 +46,7 @@ class LoadedModel:
         return self.id.split("/", 1)[-1] if self.is_tiny else self.id
 
     def describe(self) -> dict[str, Any]:
-        from ..family import family_of
+        from .lookup import family_of
 
         return {"name": self.name, "id": self.id, "revision": self.revision, "family": family_of(self).name,
                 "tiny": self.is_tiny}
@@ -64,7 +64,7 @@ class TinyModel:
     """An embedded tiny model of one family: random weights, built in code, offline."""
 
     stem: str  # the --model name, e.g. "tiny-flux1"
-    family: Any  # plantain_core.family.ModelFamily
+    family: Any  # plantain_core.models.family.ModelFamily
     builder: str  # "module:function" building the pipeline from a seed
     revision: str  # part of the image-cache key: bump when the builder changes
     transformer_config: str  # "module:NAME" of its transformer config (plantain units)
@@ -89,10 +89,10 @@ class TinyLoader:
     """An embedded tiny model (random weights; for demos and tests); ``tiny`` is FLUX.2 Klein's."""
 
     def __init__(self, tiny: TinyModel | None = None):
-        if tiny is None:
-            from .builtin import TINY_KLEIN
+        if tiny is None:  # the built-in plugin's "tiny" (FLUX.2 Klein), found as any loader is
+            from ..plugins import builtin_registry
 
-            tiny = TINY_KLEIN
+            tiny = builtin_registry().models["tiny"].obj.tiny
         self.tiny = tiny
         self.family = self.tiny.family
         self.description = (f"embedded tiny {self.tiny.about} (random weights, {self.tiny.size}x{self.tiny.size}, offline; "
@@ -113,7 +113,7 @@ class TinyLoader:
 
     def load(self, model: str | None = None, device: str = "auto", dtype=None, *, seed: int | None = None,
              **options) -> LoadedModel:
-        from ..devices import resolve_device, resolve_dtype
+        from .devices import resolve_device, resolve_dtype
 
         start = time.perf_counter()
         if seed is None:
@@ -163,7 +163,7 @@ class HubLoader:
 
     def load(self, model: str, device: str = "auto", dtype=None, *, revision: str | None = None,
              offload: bool = False, **options) -> LoadedModel:
-        from ..devices import resolve_device, resolve_dtype
+        from .devices import resolve_device, resolve_dtype
         from . import hub
 
         start = time.perf_counter()
@@ -184,15 +184,6 @@ class HubLoader:
             text_encoder_out_layers=self.family.text_encoder_out_layers(pipe), default_size=hub.DEFAULT_SIZE,
             offload=offload, load_seconds=time.perf_counter() - start, family=self.family,
         )
-
-
-class KleinLoader(HubLoader):
-    """FLUX.2 Klein (4B/9B, base or distilled) from a hub id or a local diffusers folder."""
-
-    def __init__(self):
-        from .flux2 import FLUX2_KLEIN
-
-        super().__init__(FLUX2_KLEIN, r"klein", "black-forest-labs/FLUX.2-klein-base-4B")
 
 
 @contextlib.contextmanager
@@ -247,9 +238,9 @@ def resolve_loader(model: str, registry=None) -> tuple[str, Any]:
     check_model_value(model)
     table = {name: entry.obj for name, entry in registry.models.items()}
     if not table:
-        from .builtin import builtin_loaders
+        from ..plugins import builtin_registry
 
-        table = builtin_loaders()
+        table = {name: entry.obj for name, entry in builtin_registry().models.items()}
     if model in table:
         return model, table[model]
     for name, loader in table.items():

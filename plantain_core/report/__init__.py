@@ -1,5 +1,10 @@
-"""The run's card (README.md) and figures, written from summary.json's numbers.
+"""Turning a run folder's captures into its outputs: the analysis (``analysis``:
+statistics per layout, ``summary.json``, ``units.csv``, the interpreter's
+``Interpretation``, the placebo's share), the card and its sections (``card``,
+``*_section``), figures (matplotlib is imported only inside the figure functions), the
+reproduce block, and comparing two runs (``compare``).
 
-``card.render_card`` renders the card; ``figures.write_figures`` the PNGs it links.
-matplotlib is imported only inside the figure functions.
+May import: ``stats``, ``rundir``, ``config``, ``spec``, ``models`` (names and
+families for the card), ``plugins`` and the placebo folder name from
+``capture.placebo``. Never ``causal`` or ``sweep``.
 """

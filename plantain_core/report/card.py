@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from .checks_section import checks_section, length_sentence
-from .trajectory_section import trajectory_section
 from ..models.loaders import is_tiny_record
+from .checks_section import checks_section, length_sentence
 from .reproduce import reproduce_section
+from .trajectory_section import trajectory_section
 
 CARD = "README.md"
 DEFAULT_TAGS = ("interpretability", "per-unit-attention", "paired-prompt-probe", "flux2", "plantain")
@@ -139,7 +139,8 @@ def pairs_table(manifest) -> list[str]:
 def recorded_family(name):
     """The registered model family a manifest names (an untrusted value: looked up, never
     printed raw); None for an unknown one or a run made before families were recorded."""
-    from ..family import families, guarded
+    from ..models.lookup import families
+    from ..models.family import guarded
 
     found = next((f for f in families() if f.name == name), None)
     return None if found is None else guarded(found, f"the plugin of model family {name!r}")

@@ -13,8 +13,8 @@ import pathlib
 
 import numpy as np
 
-from ..fsutil import atomic_write_bytes
-from ..stats import LayoutStats
+from ..rundir.fsutil import atomic_write_bytes
+from ..stats.engine import LayoutStats
 
 FIGURES = "figures"
 
@@ -209,7 +209,7 @@ def stimulus_sheet(run_dir, pairs, images: dict) -> str | None:
 def trajectory_figures(run_dir, name: str, fam: dict) -> dict[str, str]:
     """``figures/<layout>_steps_blocks.png`` (max |t| per block at each captured step) and
     ``figures/<layout>_steps_units.png`` (t over the steps of the top units by |t|)."""
-    from ..stats import block_of
+    from ..stats.engine import block_of
 
     run_dir = pathlib.Path(run_dir)
     steps, t, units = fam["steps"], fam["t"], fam["units"]

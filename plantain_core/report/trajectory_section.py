@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..across_steps import plain_summary
+from ..stats.across_steps import plain_summary
 
 
 def trajectory_section(summary: Mapping[str, Any], manifest: Mapping[str, Any],

@@ -36,7 +36,7 @@ this module (``plantain list`` imports every plugin) stays cheap.
 from __future__ import annotations
 
 from plantain_core import ModelFamily, PlantainError
-from plantain_core.family import encode_in_chunks, fresh_schedule
+from plantain_core.models.family import encode_in_chunks, fresh_schedule
 from plantain_core.models.tiny_flux1 import SCHEDULER_CONFIG as FLUX1_SCHEDULER_CONFIG
 from plantain_core.models.tiny_flux1 import VAE_CONFIG as FLUX1_VAE_CONFIG
 

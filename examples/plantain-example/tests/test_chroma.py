@@ -24,10 +24,10 @@ from plantain_core import Pair, ProbeSpec, Stimulus  # noqa: E402
 from plantain_core.cli import main  # noqa: E402
 from plantain_core.config import RunConfig  # noqa: E402
 from plantain_core.models.loaders import load_model, resolve_loader  # noqa: E402
-from plantain_core.passes import noise_seed  # noqa: E402
+from plantain_core.capture.passes import noise_seed  # noqa: E402
 from plantain_core.plugins import get_registry  # noqa: E402
-from plantain_core.probes import Probe  # noqa: E402
-from plantain_core.runner import run_probe  # noqa: E402
+from plantain_core.spec.probes import Probe  # noqa: E402
+from plantain_core.capture.runner import run_probe  # noqa: E402
 from plantain_core.testing import FAST  # noqa: E402
 
 SIZE = 128

@@ -1,0 +1,236 @@
+"""Building probe passes: the transformer inputs of one stimulus, as the pipeline builds them.
+
+One probe pass = one transformer forward at the first step of a one-step schedule
+(timestep exactly as the pipeline's ``__call__`` computes it for
+``num_inference_steps=1``), guidance 1.0 (no CFG), initial noise seeded per pair so A
+and B share it. Prompts are encoded once each and conditioning images VAE-encoded once
+each (:meth:`PassInputs.prepare`); :meth:`PassInputs.kwargs` then builds any batch of
+passes. What differs between pipelines (prompt encoding, noise, transformer arguments)
+is the model family's (:mod:`plantain_core.models.family`). The runner and the causal check
+both build their passes here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import attrs
+
+from ..errors import PlantainError, plugin_call
+from ..models.family import ModelFamily
+from ..models.lookup import family_of
+from ..spec.stimuli import Pair
+from .images import get_images
+
+NOISE_SEED_STRIDE = 1_000_003
+
+#: One pass: (pair index, side) with side 0 = A, 1 = B.
+Item = tuple[int, int]
+
+
+def noise_seed(seed: int, pair_index: int) -> int:
+    return int(seed) * NOISE_SEED_STRIDE + int(pair_index)
+
+
+def cache_context(transformer, name: str):
+    """The transformer's cache context (diffusers' CacheMixin: FLUX); a no-op where it has none (SD3)."""
+    import contextlib
+
+    enter = getattr(transformer, "cache_context", None)
+    return contextlib.nullcontext() if enter is None else enter(name)
+
+
+def auto_batch_size(bundle, tokens: int) -> int:
+    """Stimuli per forward: all the tiny model wants on CPU; on CUDA what fits in free
+    memory by a generous per-element estimate of the largest single-block activations."""
+    if bundle.is_tiny:
+        return 16
+    if not bundle.device.startswith("cuda") or bundle.offload:
+        return 2
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(torch.device(bundle.device))
+    tr = bundle.pipeline.transformer
+    inner = tr.config.num_attention_heads * tr.config.attention_head_dim
+    mlp = int(inner * getattr(tr.config, "mlp_ratio", 4.0))
+    per_elem = tokens * (8 * inner + 4 * mlp) * torch.finfo(bundle.dtype).bits // 8 * 2
+    n = int(max(0, free - 4 * 2**30) // max(per_elem, 1))
+    return max(1, min(16, n - n % 2 if n >= 2 else n))
+
+
+def encode_stimuli(bundle, prompts, images):
+    """Each prompt encoded once (``{prompt: {kwarg: tensor}}``, shared text inputs) and each
+    conditioning image VAE-encoded once (``{source: (latents, ids)}``), by the model family."""
+    import torch
+
+    family = family_of(bundle)
+    embeds, shared = family.encode_prompts(bundle, prompts)
+    cond = {}
+    with torch.inference_mode():
+        for source, (img, _) in images.items():
+            cond[source] = family.encode_image(bundle, img)
+    return embeds, shared, cond
+
+
+@attrs.define
+class PassInputs:
+    """What every probe pass of a set of pairs needs, prepared once: prompt embeddings,
+    conditioning latents, the probe timestep, the noise seed and the image size."""
+
+    bundle: Any
+    pairs: Sequence[Pair]
+    embeds: dict  # {prompt: {kwarg: tensor (1, ...)}} on the host
+    shared: dict  # text inputs every prompt shares (text position ids)
+    cond: dict  # {image source: (latents, ids)}
+    timestep: Any
+    seed: int
+    size: tuple[int, int]
+    guidance: float = 1.0  # embedded guidance of guidance-distilled families
+    _negative: tuple | None = None
+    _latent_shape: tuple | None = None  # one stimulus's noisy latents, without the batch
+
+    @classmethod
+    def prepare(cls, bundle, pairs: Sequence[Pair], indices: Sequence[int], seed: int, size: tuple[int, int],
+                images: dict | None = None, guidance: float = 1.0):
+        """Images obtained (files or the cache; or ``images`` from ``get_images``) and
+        encoded, prompts encoded, for the pairs at ``indices``."""
+        pipe = bundle.pipeline
+        sources = [s.image for i in indices for s in pairs[i].stimuli() if s.image is not None]
+        images = get_images(bundle, sources, size[0], size[1]) if images is None else \
+            {src: images[src] for src in dict.fromkeys(sources)}
+        prompts = list(dict.fromkeys(s.prompt for i in indices for s in pairs[i].stimuli()))
+        embeds, shared, cond = encode_stimuli(bundle, prompts, images)
+        family = family_of(bundle)
+        _, timesteps = family.schedule(pipe, 1, family.latent_tokens(pipe, size), pipe._execution_device)
+        return cls(bundle, pairs, embeds, shared, cond, timesteps[0], int(seed), size, float(guidance))
+
+    @property
+    def pipe(self):
+        return self.bundle.pipeline
+
+    @property
+    def family(self) -> ModelFamily:
+        return family_of(self.bundle)
+
+    @property
+    def n_latent(self) -> int:
+        """Image tokens of the noisy latent (the prediction's length)."""
+        return self.family.latent_tokens(self.pipe, self.size)
+
+    @property
+    def tokens(self) -> int:
+        """The longest sequence a pass has: text + noisy latents + conditioning latents."""
+        n_cond = max((c[0].shape[1] for c in self.cond.values()), default=0)
+        return self.family.text_tokens + self.n_latent + n_cond
+
+    def image_of(self, item: Item):
+        return self.pairs[item[0]].stimuli()[item[1]].image
+
+    def groups(self, items: Sequence[Item]) -> list[list[Item]]:
+        """``items`` split by conditioning shape: the transformer takes one set of position ids per call."""
+        out: dict[Any, list[Item]] = {}
+        for item in items:
+            img = self.image_of(item)
+            out.setdefault(None if img is None else tuple(self.cond[img][0].shape), []).append(item)
+        return list(out.values())
+
+    @property
+    def _dtype(self):
+        """The prompt embeddings' dtype: the pipelines make their noise in it."""
+        return next(iter(self.embeds.values()))["encoder_hidden_states"].dtype
+
+    def _noise(self, i: int):
+        import torch
+
+        gen = torch.Generator("cpu").manual_seed(noise_seed(self.seed, i))
+        return self.family.noise(self.pipe, gen, self.size, self._dtype, self.pipe._execution_device)
+
+    def text(self, items: Sequence[Item]) -> dict:
+        """The text inputs of ``items``' prompts, batched, on the device."""
+        import torch
+
+        device = self.pipe._execution_device
+        prompts = [self.pairs[i].stimuli()[s].prompt for i, s in items]
+        batched = {k: torch.cat([self.embeds[p][k] for p in prompts], dim=0).to(device) for k in self.embeds[prompts[0]]}
+        return self.family.text_kwargs(batched, self.shared, len(items))
+
+    def conditioning(self, items: Sequence[Item]):
+        """The conditioning latents of ``items`` (one group of :meth:`groups`: the same shape,
+        each its own image) batched, or None for text-only passes."""
+        import torch
+
+        if self.image_of(items[0]) is None:
+            return None
+        return torch.cat([self.cond[self.image_of(item)][0] for item in items], dim=0)
+
+    def ids(self, items: Sequence[Item]):
+        """Position ids of the image sequence of ``items`` (one group of :meth:`groups`)."""
+        _, latent_ids = self._noise(items[0][0])
+        img = self.image_of(items[0])
+        return latent_ids if img is None else self.family.join_ids(latent_ids, self.cond[img][1])
+
+    def kwargs(self, items: Sequence[Item]) -> dict:
+        """The transformer's keyword arguments for ``items``: per-pair seeded noise
+        (+ conditioning latents), prompt embeddings, ids, the probe timestep."""
+        import torch
+
+        family, transformer = self.family, self.pipe.transformer
+        latents = [self._noise(i)[0] for i, _ in items]
+        cond = self.conditioning(items)
+        hidden = [family.model_input(lat, None if cond is None else cond[k:k + 1]).to(transformer.dtype)
+                  for k, lat in enumerate(latents)]
+        t = self.timestep.expand(len(items)).to(latents[0].dtype)
+        return family.transformer_kwargs(self.pipe, torch.cat(hidden, dim=0), t, self.text(items), self.ids(items),
+                                         self.guidance)
+
+    def noise(self, items: Sequence[Item]):
+        """The initial latents of ``items`` (the per-pair seeded noise), batched, in the
+        prompt embeddings' dtype as the pipeline makes them."""
+        import torch
+
+        return torch.cat([self._noise(i)[0] for i, _ in items], dim=0)
+
+    def negative_text(self, n: int) -> dict:
+        """The empty prompt's text inputs for ``n`` rows, as __call__ encodes them for CFG."""
+        if self._negative is None:
+            embeds, shared = self.family.encode_prompts(self.bundle, [""])
+            device = self.pipe._execution_device
+            self._negative = ({k: v.to(device) for k, v in embeds[""].items()}, shared)
+        embeds, shared = self._negative
+        return self.family.text_kwargs({k: v.expand(n, *v.shape[1:]) for k, v in embeds.items()}, shared, n)
+
+    def forward(self, items: Sequence[Item]):
+        """One transformer forward for ``items``; returns the transformer's output tensor."""
+        transformer = self.pipe.transformer
+        with cache_context(transformer, "cond"):
+            return transformer_forward(self.family, transformer, self.kwargs(items))
+
+    def prediction(self, items: Sequence[Item]):
+        """One forward's prediction for the noisy latents of ``items``, flattened per row, float32."""
+        transformer = self.pipe.transformer
+        if self._latent_shape is None:  # one stimulus's noise: the same for every pass
+            self._latent_shape = tuple(self._noise(0)[0].shape[1:])
+        with cache_context(transformer, "cond"):
+            pred = predict(self.family, transformer, self.kwargs(items), self.n_latent,
+                           (len(items), *self._latent_shape))
+        if not bool(pred.isfinite().all()):
+            raise PlantainError(f"model family {self.family.name!r}: the prediction is not finite (NaN or inf); "
+                                "in bf16/fp16 try --dtype fp32")
+        return pred.reshape(len(items), -1).float()
+
+
+def transformer_forward(family, transformer, kwargs: dict):
+    """The transformer's output for the arguments ``family`` built: a failure there (a shape
+    the transformer cannot take) is the family's, named as such, not a traceback."""
+    return plugin_call(f"the transformer forward on model family {family.name!r}'s inputs (noise, encode_prompts, "
+                       "transformer_kwargs)", transformer, **kwargs)[0]
+
+
+def predict(family, transformer, kwargs: dict, n_latent: int, shape):
+    """The family's prediction from one forward on ``kwargs``, which must have the latents'
+    ``shape`` (the scheduler steps the latents by it)."""
+    pred = family.prediction(transformer_forward(family, transformer, kwargs), n_latent)
+    if tuple(pred.shape) != tuple(shape):
+        raise PlantainError(f"model family {family.name!r}: prediction() gives shape {tuple(pred.shape)} for latents "
+                            f"of shape {tuple(shape)}")
+    return pred

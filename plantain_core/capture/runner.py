@@ -1,0 +1,457 @@
+"""Run a probe: every stimulus of every pair through the transformer once, capturing units.
+
+How one pass is built lives in :mod:`plantain_core.capture.passes`. Here: the manifest, the
+batches (a batch holds whole pairs), the captures flushed after every batch, and
+``resume=True``, which continues an interrupted run after checking that it was started
+with the same capture settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import io
+import json
+import pathlib
+import sys
+import time
+from typing import Any
+
+import attrs
+import numpy as np
+
+from .. import __version__
+from ..config import RunConfig, config_from_manifest
+from ..errors import PlantainError
+from ..models.devices import check_dtype_supported, resolve_device, resolve_dtype
+from ..models.loaders import LoadedModel, load_model
+from ..rundir.folder import check_run_folder, locked
+from ..rundir.fsutil import atomic_write_bytes, atomic_write_json
+from ..rundir.manifest import check_manifest
+from ..spec.stimuli import IMAGE_GUIDANCE, IMAGE_STEPS
+from .distributed import current_share
+from .images import get_images
+from .passes import NOISE_SEED_STRIDE, PassInputs, auto_batch_size, noise_seed
+from .run_records import ResumeRefused, check_images, image_record, stimulus_record, stored_probe, token_records
+
+__all__ = ["noise_seed", "run_probe", "spec_sha256"]
+
+SIDES = ("A", "B")
+# Fields a resumed run must share with the run it continues (besides the config's capture fields).
+RESUME_KEYS = ("spec_sha256", "model", "pair_ids")
+
+
+def spec_sha256(spec) -> str:
+    digest = spec.sha256() if getattr(spec, "path", None) else None
+    if digest:
+        return digest
+    blob = json.dumps(spec.as_dict(), sort_keys=True, default=str).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _write_captures(cap_dir: pathlib.Path, layouts, arrays, pair_ids, done, steps=None) -> None:
+    """``a``/``b`` are pairs × units, or pairs × steps × units with ``steps`` (the captured
+    step indices) for a trajectory run."""
+    for name, layout in layouts.items():
+        buf = io.BytesIO()
+        a, b = arrays[name]
+        extra = {"steps": np.asarray(steps, dtype=np.int64)} if steps is not None else {}
+        np.savez(buf, a=a, b=b, units=np.asarray(layout.units, dtype=str), pair_ids=np.asarray(pair_ids, dtype=str),
+                 done=done, mlp=layout.mlp, **extra)
+        atomic_write_bytes(cap_dir / f"{name}.npz", buf.getvalue())
+
+
+def _read_previous(run_dir: pathlib.Path, layouts, pair_ids, shape: tuple[int, ...]):
+    """Arrays and done flags of an interrupted run; checks they belong to this run."""
+    arrays, done = {}, np.ones(len(pair_ids), dtype=bool)
+    for name, layout in layouts.items():
+        path = run_dir / "captures" / f"{name}.npz"
+        if not path.is_file():
+            return None, np.zeros(len(pair_ids), dtype=bool)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                units, ids = list(z["units"]), list(z["pair_ids"])
+                a, b, flags = z["a"].copy(), z["b"].copy(), z["done"].astype(bool)
+        except Exception as exc:  # not written by plantain's atomic writes: damaged or foreign
+            raise PlantainError(f"cannot resume {run_dir}: {path} is unreadable ({type(exc).__name__}: {exc}); "
+                                f"start a new run in another --out") from None
+        if units != list(layout.units) or ids != list(pair_ids) or a.shape != shape + (len(units),) or b.shape != a.shape:
+            raise PlantainError(f"cannot resume {run_dir}: {path.name} has other units or pairs than this run")
+        arrays[name] = (a, b)
+        done &= flags
+    return arrays, done
+
+
+def _read_old_manifest(run_dir: pathlib.Path, resume: bool) -> dict | None:
+    path = run_dir / "manifest.json"
+    if not path.is_file():
+        return None
+    check_run_folder(run_dir)  # a folder to continue is read like any received folder
+    if not resume:
+        raise PlantainError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise PlantainError(f"cannot resume {run_dir}: {path.name} is unreadable ({type(exc).__name__}); "
+                            f"start a new run in another --out") from None
+    try:
+        return check_manifest(old, str(path))
+    except PlantainError as exc:
+        raise PlantainError(f"cannot resume {run_dir}: {exc}") from None
+
+
+def _check_resume(run_dir: pathlib.Path, old: dict, new: dict, config: RunConfig) -> None:
+    was, now = (old.get("spec") or {}).get("name"), (new.get("spec") or {}).get("name")
+    if was != now:
+        raise PlantainError(f"cannot resume {run_dir}: it holds a run of probe {was!r}, not {now!r}")
+    diffs = config.capture_differences(config_from_manifest(old, f"{run_dir}/manifest.json"))
+    diffs += [f"{k}: was {old.get(k)!r}, now {new.get(k)!r}" for k in RESUME_KEYS
+              if k != "pair_ids" and old.get(k) != new.get(k)]
+    if old.get("pair_ids") != new.get("pair_ids"):
+        diffs.append("the pairs differ")
+    if diffs:
+        raise PlantainError(f"cannot resume {run_dir}: the run was started with other settings ({'; '.join(diffs)})")
+
+
+def _check_finite(rows: np.ndarray, layout, passes) -> None:
+    bad = np.argwhere(~np.isfinite(rows))
+    if len(bad):
+        r, u = bad[0]
+        pair, side = passes[r]
+        raise PlantainError(f"non-finite capture in pass {pair.id}/{SIDES[side]} at unit {layout.units[u]} "
+                            f"(layout {layout.name}, {len(bad)} values); in fp16 try --dtype fp32 or bf16; in fp32 the "
+                            "weights or the model family's inputs (noise, prompt embeddings) are not finite")
+
+
+def preflight(config: RunConfig, registry=None) -> None:
+    """Refuse a model no loader takes, or a device or dtype this machine cannot use,
+    before a folder or a model is touched."""
+    from ..models.loaders import resolve_loader
+
+    if config.model is not None:
+        resolve_loader(config.model, registry)
+    dev = resolve_device(config.device)
+    if config.dtype is not None:
+        check_dtype_supported(dev, resolve_dtype(config.dtype, dev))
+
+
+def load_for(config: RunConfig, model=None, registry=None) -> LoadedModel:
+    """``model`` if it is a loaded bundle, else ``config``'s model, after :func:`preflight`."""
+    if isinstance(model, LoadedModel):
+        return model
+    preflight(config)  # before a long model load
+    return load_model(config.model, config.device, config.dtype, registry=registry, revision=config.revision,
+                      offload=config.offload)
+
+
+def check_family_kind(probe, model, registry=None) -> None:
+    """Refuse, before any model is loaded, a probe whose stimulus kind ``model``'s family
+    cannot run (``model``: a ``--model`` value or a loaded bundle)."""
+    from ..models.family import KindRefused, guarded
+    from ..models.lookup import families, family_of
+
+    if isinstance(model, LoadedModel):
+        family = family_of(model)
+    elif model is None:
+        return
+    else:
+        from ..models.loaders import resolve_loader
+
+        name, loader = resolve_loader(str(model), registry)
+        if getattr(loader, "family", None) is None:  # a loader that names no family: judged once loaded
+            return
+        family = guarded(loader.family, f"model loader {name!r}")
+    has_images = any(s.image is not None for p in probe.pairs for s in p.stimuli())
+    try:
+        family.check_kind(probe.spec.generator, has_images, probe.spec.name)
+    except KindRefused as exc:
+        others = [f.name for f in families() if exc.kind in f.kinds]
+        if not others:
+            raise
+        raise KindRefused(f"{exc}; families that run {exc.kind}: {', '.join(others)}", exc.kind) from None
+
+
+def run_probe(probe, run_dir, config: RunConfig, *, resume: bool = False, progress: bool = True,
+              model: LoadedModel | None = None, registry=None) -> dict[str, Any]:
+    """Capture every pair of ``probe`` (a :class:`~plantain_core.spec.probes.Probe`) into
+    ``run_dir`` under ``config``; return the manifest written there. ``model``: an
+    already loaded bundle to use instead of loading ``config.model``."""
+    pairs = list(probe.pairs)
+    if not pairs:
+        raise PlantainError("no pairs to run")
+    pair_ids = [p.id for p in pairs]
+    if len(set(pair_ids)) != len(pair_ids):
+        raise PlantainError("pair ids must be unique")
+    run_dir = pathlib.Path(run_dir)
+    share = current_share()  # a run split across processes: only the main one writes the folder
+    with locked(run_dir, create=True) if share is None or share.is_main else contextlib.nullcontext():
+        return _run_probe(probe, run_dir, config, resume, progress, model, registry)
+
+
+def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress, model, registry) -> dict[str, Any]:
+    import diffusers
+    import torch
+
+    from ..models.lookup import family_of, transformer_layouts
+
+    spec, pairs = probe.spec, list(probe.pairs)
+    pair_ids = [p.id for p in pairs]
+    manifest_path = run_dir / "manifest.json"
+    old = _read_old_manifest(run_dir, resume)
+    config = config.for_spec(spec)
+    if registry is None:
+        from ..plugins import get_registry
+
+        registry = get_registry()
+    share = current_share()
+    if share is not None and config.length_control:
+        raise PlantainError("--length-control runs a second probe into RUN_DIR/placebo; run it in one process")
+    check_family_kind(probe, model if isinstance(model, LoadedModel) else config.model, registry)
+    # each process of a split run on its own device (cuda:N), unless one was named
+    bundle = load_for(config.evolve(device=share.device.split(":")[0] if share.device.startswith("cpu") else share.device)
+                   if share is not None and config.device == "auto" else config, model, registry)
+    check_dtype_supported(bundle.device, bundle.dtype)
+    check_family_kind(probe, bundle)
+    pipe = bundle.pipeline
+    config = config.evolve(
+        # what was loaded, so that the manifest's config loads it again
+        model=bundle.model_arg, revision=None if bundle.is_tiny else (config.revision or bundle.revision),
+        height=config.height or bundle.default_size, width=config.width or bundle.default_size,
+        dtype=bundle.dtype_name,
+        # a resume keeps the batch size it was started with: batches change the last bits
+        batch_size=config.batch_size or (old or {}).get("batch_size"),
+    )
+    family = family_of(bundle)
+    mult = family.size_multiple(pipe)
+    if config.height % mult or config.width % mult:
+        raise PlantainError(f"height and width must be multiples of {mult}, got {config.height}x{config.width}")
+
+    built = transformer_layouts(pipe.transformer, config.layouts, config.token_scope, family)
+    loader = registry.models.get(bundle.name)
+    providers = probe.provenance()
+    if loader is not None:
+        providers["model_loader"] = {k: v for k, v in loader.provider.as_dict().items() if k != "module"}
+    manifest: dict[str, Any] = {
+        "plantain_version": __version__,
+        "torch_version": torch.__version__,
+        "diffusers_version": diffusers.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config": config.evolve(probe=stored_probe(config.probe)).as_dict(),
+        "providers": providers,
+        "spec": spec.as_dict(),
+        "spec_sha256": spec_sha256(spec),
+        "model": bundle.describe(),
+        "device": bundle.device,
+        "dtype": bundle.dtype_name,
+        "offload": bundle.offload,
+        "seed": config.seed,
+        "noise_seed": f"seed * {NOISE_SEED_STRIDE} + pair index",
+        "layouts": list(config.layouts),
+        "layout_info": {name: lay.info() for name, lay in built.items()},
+        "token_scope": config.token_scope,
+        "steps": config.steps,
+        "guidance": config.guidance,
+        # how the family used it: CFG passes in the loop, or the guidance embedding of a distilled model
+        "cfg": config.steps > 1 and family.uses_cfg(pipe, config.guidance),
+        "guidance_embedded": bool(getattr(pipe.transformer.config, "guidance_embeds", False)),
+        "image_steps": IMAGE_STEPS,
+        "image_guidance": IMAGE_GUIDANCE,
+        "height": config.height,
+        "width": config.width,
+        "batch_size": config.batch_size,
+        "images": [],
+        "spec_file": pathlib.Path(spec.path).name if spec.path else None,
+        "pairs": [{"id": p.id, "a": stimulus_record(p.a, spec.spec_dir), "b": stimulus_record(p.b, spec.spec_dir),
+                   "meta": p.meta} for p in pairs],
+        "pair_ids": pair_ids,
+        "token_counts": [],
+        "timings": {"load": round(bundle.load_seconds, 4)},
+        "status": "running",
+    }
+    # one row per pair; with --steps K > 1, one slice per captured step (pairs × steps × units)
+    shape = (len(pairs),) + ((len(config.captured_steps),) if config.steps > 1 else ())
+    arrays = {name: (np.full(shape + (len(lay),), np.nan), np.full(shape + (len(lay),), np.nan))
+              for name, lay in built.items()}
+    if config.steps > 1:
+        from .trajectory import step_records
+
+        manifest["trajectory"] = step_records(bundle, config.steps,
+                                              family.latent_tokens(pipe, (config.height, config.width)),
+                                              config.captured_steps)
+    done = np.zeros(len(pairs), dtype=bool)
+    if old is not None:
+        _check_resume(run_dir, old, manifest, config)
+        prev, done = _read_previous(run_dir, built, pair_ids, shape)
+        arrays = prev or arrays
+        for stale in run_dir.rglob(".*.tmp") if share is None or share.is_main else ():
+            stale.unlink(missing_ok=True)  # temp files of a write a kill cut short
+        manifest["created"] = old.get("created", manifest["created"])
+        manifest["images"] = old.get("images", [])
+        for key, value in old.items():  # keys others added (statistics options) survive a resume
+            manifest.setdefault(key, value)
+
+    capture = _Capture(bundle, pairs, built, manifest, run_dir, spec.spec_dir, share)
+    try:
+        manifest = capture.run(arrays, done, progress)
+        if config.length_control:
+            from .placebo import run_placebo
+
+            run_placebo(probe, run_dir, config, {"resume": resume, "progress": progress}, bundle, run_probe)
+        return manifest
+    except BaseException as exc:
+        if isinstance(exc, ResumeRefused):  # the folder is as it was: not a failure of its run
+            raise
+        # Ctrl-C is the user's choice, not a fault: say so, so the folder reads as resumable.
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        if share is not None and not share.is_main:
+            raise
+        manifest["status"] = "interrupted" if interrupted else "failed"
+        manifest["error"] = "interrupted (KeyboardInterrupt)" if interrupted else f"{type(exc).__name__}: {exc}"
+        try:
+            atomic_write_json(manifest_path, manifest)
+        except OSError:  # a full disk must not hide the error that brought us here
+            pass
+        raise
+
+
+@attrs.define
+class _Capture:
+    """The capture loop of one run: batches of passes, rows into arrays, a flush per batch."""
+
+    bundle: LoadedModel
+    pairs: list
+    built: dict
+    manifest: dict
+    run_dir: pathlib.Path
+    spec_dir: pathlib.Path | None
+    share: Any = None  # plantain_core.capture.distributed.Share of a run split across processes
+
+    @property
+    def writes(self) -> bool:
+        return self.share is None or self.share.is_main
+
+    def _flush(self, arrays, done) -> None:
+        if not self.writes:
+            return
+        steps = [s["index"] for s in self.manifest["trajectory"]] if self.manifest.get("trajectory") else None
+        _write_captures(self.run_dir / "captures", self.built, arrays, self.manifest["pair_ids"], done, steps)
+
+    def run(self, arrays, done, progress: bool) -> dict[str, Any]:
+        import torch
+        from tqdm.auto import tqdm
+
+        from .hooks import capture_units
+
+        manifest, pairs, pipe = self.manifest, self.pairs, self.bundle.pipeline
+        config = RunConfig.from_dict(manifest["config"])
+        timings = manifest["timings"]
+        manifest["token_counts"] = token_records(self.bundle, pairs)
+        pending = [i for i in range(len(pairs)) if not done[i]]
+        if self.share is not None:  # every process has read the folder before the main one writes to it
+            self.share.gather(len(pending))
+            pending = self.share.mine(pending)
+        passes = [(i, side) for i in pending for side in (0, 1)]
+        start = time.perf_counter()
+        size = (config.height, config.width)
+        resuming_with_images = bool(manifest["images"])
+        if resuming_with_images:  # a changed image is refused before the folder is touched
+            images = self._images(size)
+        if self.writes:
+            atomic_write_json(self.run_dir / "manifest.json", manifest)
+        if not resuming_with_images:
+            images = self._images(size)
+        inputs = PassInputs.prepare(self.bundle, pairs, pending, config.seed, size, images, config.guidance)
+        timings["prepare"] = round(time.perf_counter() - start, 4)
+
+        batch_size = config.batch_size or auto_batch_size(self.bundle, inputs.tokens)
+        manifest["batch_size"] = int(batch_size)
+        manifest["config"] = config.evolve(batch_size=batch_size).as_dict()  # probe already stored
+        # A batch holds whole pairs where it can (batch_size // 2 pairs), else single passes.
+        per = max(1, batch_size // 2) * 2 if batch_size >= 2 else 1
+        batches = [passes[k:k + per] for k in range(0, len(passes), per)]
+        side_done = {i: [False, False] for i in pending}
+        bar = tqdm(total=len(passes), desc=f"{manifest['spec']['name']} passes", unit="pass", file=sys.stderr,
+                   disable=not progress or not self.writes, dynamic_ncols=True)
+        start = time.perf_counter()
+        try:
+            with capture_units(pipe.transformer, list(self.built), config.token_scope, family=inputs.family) as cap, \
+                    torch.inference_mode():
+                for batch in batches:
+                    for items in inputs.groups(batch):
+                        if config.steps == 1:
+                            inputs.forward(items)
+                            self._store(cap.take(), items, arrays)
+                        else:
+                            self._trajectory(inputs, items, config, cap, arrays)
+                        for i, s in items:
+                            side_done[i][s] = True
+                    for i, s in batch:
+                        done[i] = all(side_done[i])
+                    self._flush(arrays, done)
+                    bar.update(len(batch))
+        finally:
+            bar.close()
+        elapsed = time.perf_counter() - start
+        if self.share is not None:
+            self._gather(arrays, done, pending)
+        timings["passes"] = round(elapsed, 4)
+        timings["passes_per_second"] = round(len(passes) / elapsed, 3) if passes and elapsed > 0 else None
+        if not passes:
+            self._flush(arrays, done)
+        manifest["status"] = "captured"
+        manifest.pop("error", None)
+        if self.writes:
+            atomic_write_json(self.run_dir / "manifest.json", manifest)
+        return manifest
+
+    def _gather(self, arrays, done, mine: list[int]) -> None:
+        """Every process's rows of its own pairs to the main process, which flushes them."""
+        rows = {name: (a[mine], b[mine]) for name, (a, b) in arrays.items()}
+        for theirs, their_rows in self.share.gather((mine, rows)):
+            if not self.writes or not theirs:
+                continue
+            for name, (a, b) in their_rows.items():
+                arrays[name][0][theirs] = a
+                arrays[name][1][theirs] = b
+            done[theirs] = True
+        self._flush(arrays, done)
+
+    def _images(self, size: tuple[int, int]) -> dict:
+        """Every pair's images, the captured pairs' too: a resumed run must see the images
+        it started with (checked by sha256, then recorded in the manifest)."""
+        sources = [s.image for p in self.pairs for s in p.stimuli() if s.image is not None]
+        images = get_images(self.bundle, sources, *size)
+        records = [image_record(rec, self.spec_dir) for _, rec in images.values()]
+        check_images(self.run_dir, self.manifest["images"], records)
+        self.manifest["images"] = records
+        if images and self.writes:
+            from ..report.figures import stimulus_sheet
+
+            stimulus_sheet(self.run_dir, self.pairs, images)
+        return images
+
+    def _trajectory(self, inputs, items, config: RunConfig, cap, arrays) -> None:
+        """Denoise ``items`` for ``config.steps`` steps, keeping the captured steps' rows."""
+        from .trajectory import run_trajectory
+
+        slot = {step: k for k, step in enumerate(config.captured_steps)}
+
+        def on_step(step: int, conditional: bool) -> None:
+            rows = cap.take()  # what this forward recorded; the unconditional (CFG) pass is dropped
+            if conditional and step in slot:
+                self._store(rows, items, arrays, slot[step])
+
+        run_trajectory(inputs, items, config.steps, config.guidance, on_step)
+
+    def _store(self, rows: dict[str, np.ndarray], items, arrays, step_slot: int | None = None) -> None:
+        n = len(items)
+        if any(len(v) != n for v in rows.values()):
+            raise RuntimeError(f"capture returned {[len(v) for v in rows.values()]} rows for a batch of {n}")
+        for name, layout in self.built.items():
+            _check_finite(rows[name], layout, [(self.pairs[i], s) for i, s in items])
+            for r, (i, s) in enumerate(items):
+                if step_slot is None:
+                    arrays[name][s][i] = rows[name][r]
+                else:
+                    arrays[name][s][i, step_slot] = rows[name][r]

@@ -1,0 +1,425 @@
+"""The model-family contract: what a diffusion-transformer family supplies to plantain.
+
+A model family (FLUX.2 Klein, FLUX.1, SD3, ...) is an object a plugin registers with
+``plantain_register_families``; its model loaders return :class:`LoadedModel` bundles
+whose ``family`` is that object. The core asks the family, never the pipeline class:
+
+- **capture sites** (:meth:`ModelFamily.sites`): which projections take each attention's
+  output, how many heads of what width they carry, which trailing features are MLP
+  channels, and which stream each is (``image``/``text`` projections of joint blocks,
+  ``single`` projections over text tokens followed by image tokens);
+- **probe passes** (``encode_prompts``, ``encode_image``, ``noise``, ``model_input``,
+  ``transformer_kwargs``, ``prediction``): the transformer inputs of one stimulus, as the
+  family's pipeline ``__call__`` builds them;
+- **trajectory steps** (``schedule``, ``uses_cfg``; the scheduler's own ``step``);
+- **stimulus kinds** (``kinds``): a probe of another kind is refused before any work.
+
+docs/writing-a-model-plugin.md walks through a family; the built-in ones (FLUX.2, FLUX.1,
+SD3) are plugins like any other (``plantain_plugins.families``): this module imports none of
+them, and finding a registered family is :mod:`plantain_core.models.lookup`'s job.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+from ..errors import PlantainError, plugin_call
+
+TEXT_KINDS = ("text-pair",)
+#: Kinds whose stimuli carry a conditioning image (the reference image or the pair's images).
+IMAGE_KINDS = ("fixed-image-text-pair", "image-pair")
+ALL_KINDS = TEXT_KINDS + IMAGE_KINDS
+
+
+class KindRefused(PlantainError):
+    """A probe of a stimulus ``kind`` its model family cannot run. The contract knows no
+    registry: whoever looks families up (the runner) adds which registered ones run it."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+class ModelFamily:
+    """Base class of model families; the defaults fit FLUX-style flow-matching pipelines.
+
+    A subclass sets the class attributes and implements :meth:`sites` and the pass
+    methods its pipeline differs in. Methods receive the diffusers pipeline (``pipe``)
+    or the loaded bundle; they must not keep state between calls.
+    """
+
+    #: registry name, e.g. ``flux2-klein``
+    name: str = ""
+    #: one line for ``plantain plugins`` and error messages
+    description: str = ""
+    #: the diffusers pipeline class (a local folder's ``model_index.json`` names it)
+    pipeline_class: str = ""
+    #: the diffusers transformer class (``plantain units`` builds it on the meta device)
+    transformer_class: str = ""
+    #: stimulus kinds (generator names) this family runs
+    kinds: tuple[str, ...] = TEXT_KINDS
+    #: text tokens of the transformer's text stream (prompts are padded to it)
+    text_tokens: int = 512
+    #: prompt tokens (of :meth:`prompt_tokens`) the text encoder reads; the rest is cut
+    prompt_limit: int = 512
+    #: diffusers divides the timestep by this before the transformer (FLUX: 1000; SD3: 1)
+    timestep_scale: float = 1000.0
+    #: lines for ``plantain units`` and the card: what the units of this family are
+    unit_notes: tuple[str, ...] = ()
+    #: the card's hub tag for the model (default: ``name``)
+    card_tag: str = ""
+
+    def padding_note(self) -> str:
+        """The card's sentence on how the text stream is padded (a family with a text
+        attention mask says so)."""
+        return f"The text stream is padded to {self.text_tokens} tokens with no attention mask"
+
+    def __repr__(self) -> str:
+        return f"<model family {self.name}>"
+
+    # -- capture sites ------------------------------------------------------------------
+    def sites(self, transformer) -> list:
+        """The capture sites of ``transformer`` (weights may be on meta), as
+        :class:`plantain_core.models.layouts.Site` in forward order. A single-stream
+        site's input must hold the text tokens first, then the image tokens."""
+        raise NotImplementedError
+
+    # -- prompts and images ---------------------------------------------------------------
+    def prompt_tokens(self, pipe, prompt: str) -> list[int]:
+        """The token ids of ``prompt`` in the text stream (before padding or the cut at
+        ``text_tokens``): token counts and the length placebo read them."""
+        raise NotImplementedError
+
+    def encode_prompts(self, bundle, prompts: Sequence[str]) -> tuple[dict, dict]:
+        """``({prompt: {kwarg: tensor (1, ...)}}, shared)``: each prompt's transformer
+        inputs (kept on the host) and the inputs every prompt shares (text ids)."""
+        raise NotImplementedError
+
+    def encode_image(self, bundle, image) -> tuple[Any, Any]:
+        """(latents (1, tokens, channels), position ids) of one conditioning image."""
+        raise PlantainError(f"model family {self.name} takes no conditioning images")
+
+    def text_encoder_out_layers(self, pipe) -> tuple[int, ...]:
+        """Text-encoder layers the prompt embedding stacks (FLUX.2); () where it is one output."""
+        return ()
+
+    def call_kwargs(self, bundle, size: tuple[int, int]) -> dict:
+        """Extra keyword arguments of the pipeline's ``__call__`` when plantain generates
+        an image of ``size`` (height, width) with it (reference images of image-conditioned probes)."""
+        return {}
+
+    # -- one pass -----------------------------------------------------------------------------
+    def size_multiple(self, pipe) -> int:
+        """Image height and width must be multiples of this."""
+        return pipe.vae_scale_factor * 2
+
+    def latent_tokens(self, pipe, size: tuple[int, int]) -> int:
+        """Image tokens of the noisy latent at ``size`` (height, width)."""
+        m = self.size_multiple(pipe)
+        return (size[0] // m) * (size[1] // m)
+
+    def noise(self, pipe, generator, size: tuple[int, int], dtype, device) -> tuple[Any, Any]:
+        """(initial latents of one stimulus, their position ids), as ``prepare_latents``."""
+        raise NotImplementedError
+
+    def model_input(self, latents, cond):
+        """The transformer's ``hidden_states``: the latents, followed by the conditioning
+        image's latents along the sequence when there is one."""
+        import torch
+
+        return latents if cond is None else torch.cat([latents, cond], dim=1)
+
+    def join_ids(self, latent_ids, image_ids):
+        """Position ids of latents followed by conditioning latents."""
+        import torch
+
+        return latent_ids if image_ids is None else torch.cat([latent_ids, image_ids], dim=-2)
+
+    def text_kwargs(self, text: dict, shared: dict, n: int) -> dict:
+        """The transformer's text inputs for a batch of ``n`` (``text``: batched prompt inputs)."""
+        raise NotImplementedError
+
+    def transformer_kwargs(self, pipe, hidden, timestep, text: dict, ids, guidance: float) -> dict:
+        """Every keyword argument of one transformer forward (``timestep`` as the pipeline's
+        loop has it, before the division by :attr:`timestep_scale`)."""
+        raise NotImplementedError
+
+    def scale_timestep(self, t):
+        """The timestep as the transformer takes it."""
+        return t / self.timestep_scale
+
+    def prediction(self, out, n_latent: int):
+        """The prediction for the noisy latent in the transformer's output."""
+        return out[:, :n_latent]
+
+    # -- the denoising loop -----------------------------------------------------------------
+    def schedule(self, pipe, steps: int, image_seq_len: int, device):
+        """(a fresh copy of the pipeline's scheduler set for ``steps``, its timesteps), as
+        ``__call__`` sets them for ``num_inference_steps=steps``."""
+        raise NotImplementedError
+
+    def uses_cfg(self, pipe, guidance: float) -> bool:
+        """Does ``__call__`` run an unconditional pass (classifier-free guidance) at ``guidance``?"""
+        return False
+
+    # -- stimulus kinds -----------------------------------------------------------------------
+    def check_kind(self, kind: str, has_images: bool, probe: str = "") -> None:
+        """Refuse a probe this family cannot run; ``kind`` is its generator's name (a kind
+        that is not a built-in one is judged by whether its stimuli carry images)."""
+        if kind in self.kinds:
+            return
+        if kind not in ALL_KINDS and not (has_images and not set(IMAGE_KINDS) & set(self.kinds)):
+            return
+        what = "conditioning images" if kind in IMAGE_KINDS or has_images else "its stimuli"
+        raise KindRefused(
+            f"probe {probe or '?'!r} is {kind} ({what}), which model family {self.name} ({self.description}) "
+            f"cannot run; {self.name} runs: {', '.join(self.kinds)}", kind)
+
+
+def encode_in_chunks(prompts: Sequence[str], encode, chunk: int = 8) -> dict:
+    """``{prompt: {kwarg: tensor (1, ...)}}`` on the host from ``encode(chunk of prompts) ->
+    {kwarg: tensor (len(chunk), ...)}``: a helper for :meth:`ModelFamily.encode_prompts`.
+    Kept on the host: at 7.5 MiB per prompt (Klein 4B, bf16) a 1,000-pair probe's
+    embeddings would hold 15 GiB of GPU memory; a batch moves only its own."""
+    out: dict = {}
+    for k in range(0, len(prompts), chunk):
+        part = list(prompts[k:k + chunk])
+        batched = {key: value.cpu() for key, value in encode(part).items()}
+        out.update({p: {key: value[j:j + 1] for key, value in batched.items()} for j, p in enumerate(part)})
+    return out
+
+
+def fresh_schedule(pipe, steps: int, device, retrieve_timesteps, **kwargs):
+    """A copy of the pipeline's scheduler set with its own ``retrieve_timesteps(scheduler,
+    steps, device, **kwargs)`` (``set_timesteps`` mutates; image generation uses the
+    original), and the timesteps: a helper for :meth:`ModelFamily.schedule`."""
+    import copy
+
+    scheduler = copy.deepcopy(pipe.scheduler)
+    timesteps, _ = retrieve_timesteps(scheduler, steps, device, **kwargs)
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(0)
+    return scheduler, timesteps
+
+
+def flow_sigmas(pipe, steps: int):
+    """FLUX's sigmas for ``steps``: linspace(1, 1/steps, steps), None where the scheduler
+    makes its own (``use_flow_sigmas``)."""
+    import numpy as np
+
+    return None if getattr(pipe.scheduler.config, "use_flow_sigmas", False) else np.linspace(1.0, 1 / steps, steps)
+
+
+#: What a registered family must have beyond the base class's defaults.
+REQUIRED = ("sites", "prompt_tokens", "encode_prompts", "noise", "text_kwargs", "transformer_kwargs", "schedule")
+
+
+def contract_problem(family) -> str | None:
+    """Why ``family`` does not fulfil the contract (checked when a plugin registers it), else None."""
+    import re
+
+    for attr in ("name", "description", "pipeline_class", "transformer_class"):
+        if not isinstance(getattr(family, attr, None), str) or not getattr(family, attr):
+            return f"`{attr}` must be a non-empty string"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", family.name):  # it is printed in cards, tables, errors
+        return f"`name` {family.name[:80]!r} must be lower-case letters, digits, '.', '_' or '-' (at most 64)"
+    if not family.description.isprintable():
+        return "`description` must be one printable line"
+    kinds = getattr(family, "kinds", None)
+    if not isinstance(kinds, tuple) or not kinds or not all(isinstance(k, str) and k for k in kinds):
+        return "`kinds` must be a non-empty tuple of stimulus kind names"
+    for attr in ("text_tokens", "prompt_limit"):
+        value = getattr(family, attr, None)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1 << 20:
+            return f"`{attr}` must be a positive integer"
+    notes = getattr(family, "unit_notes", ())
+    if not isinstance(notes, tuple) or not all(isinstance(n, str) for n in notes):
+        return "`unit_notes` must be a tuple of strings (one line each)"
+    if not isinstance(getattr(family, "card_tag", ""), str):
+        return "`card_tag` must be a string"
+    for method in REQUIRED:
+        impl = getattr(type(family), method, None)
+        if not callable(impl) or impl is getattr(ModelFamily, method, None):
+            return f"it does not implement `{method}`"
+    for attr, base in vars(ModelFamily).items():
+        if callable(base) and not attr.startswith("_") and not callable(getattr(family, attr, None)):
+            return f"`{attr}` must be a method, not {type(getattr(family, attr, None)).__name__}"
+    return None
+
+
+def checked_sites(family: ModelFamily, transformer) -> list:
+    """``family.sites(transformer)``, checked: a plugin's return value is untrusted, and a
+    malformed site would otherwise fail deep inside a capture hook."""
+    import re
+
+    from .layouts import STREAMS, BlockInfo, Site
+
+    name = getattr(family, "name", "?")
+    sites = plugin_call(f"model family {name!r}: sites() on {type(transformer).__name__}", family.sites, transformer)
+    if not isinstance(sites, list) or not sites:
+        raise PlantainError(f"model family {name!r}: sites() must return a non-empty list of Site")
+    for k, site in enumerate(sites):
+        where = f"model family {name!r}: sites()[{k}]"
+        if not isinstance(site, Site) or not isinstance(site.block, BlockInfo):
+            raise PlantainError(f"{where} is {type(site).__name__}, not a plantain_core.Site of a BlockInfo")
+        b = site.block
+        if not isinstance(b.kind, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", b.kind):
+            raise PlantainError(f"{where}: block kind {b.kind!r} must be a short identifier (it names units)")
+        counts = (b.index, b.heads, b.head_dim, b.attn_dim, b.mlp_dim)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts) or b.heads < 1 \
+                or b.head_dim < 1 or b.attn_dim != b.heads * b.head_dim:
+            raise PlantainError(f"{where}: {b.name} needs whole numbers with heads, head_dim >= 1 and "
+                                f"attn_dim = heads x head_dim (got {counts[1:]})")
+        if site.stream not in STREAMS or site.stream not in b.streams:
+            raise PlantainError(f"{where}: stream {site.stream!r} is not one of the block's {b.streams} "
+                                f"(streams are {', '.join(STREAMS)})")
+        width = getattr(site.module, "in_features", None)
+        if not callable(getattr(site.module, "register_forward_pre_hook", None)) or \
+                (isinstance(width, int) and width < b.attn_dim + b.mlp_dim):
+            raise PlantainError(f"{where}: {b.name}/{site.stream} is not a module taking {b.attn_dim + b.mlp_dim} "
+                                "input features")
+    return sites
+
+
+def _is_tensor(value) -> bool:
+    import torch
+
+    return isinstance(value, torch.Tensor)
+
+
+def _pair(value, first=None, second=None) -> bool:
+    return isinstance(value, tuple) and len(value) == 2 and (first is None or first(value[0])) \
+        and (second is None or second(value[1]))
+
+
+def _str_dict(value) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _encoded(value, args) -> str | None:
+    if not _pair(value, _str_dict, _str_dict):
+        return "must return ({prompt: {kwarg: tensor}}, {kwarg: tensor})"
+    embeds, prompts = value[0], args[1]
+    for prompt in prompts:
+        one = embeds.get(prompt)
+        if not _str_dict(one) or not all(_is_tensor(v) and v.ndim >= 1 and v.shape[0] == 1 for v in one.values()):
+            return f"must give every prompt a dict of tensors with batch size 1 (not so for {prompt[:40]!r})"
+        if not _is_tensor(one.get("encoder_hidden_states")):
+            return "must give every prompt an `encoder_hidden_states` tensor (the noise dtype and the text length)"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_params(transformer_class) -> frozenset | None:
+    """The keyword arguments ``transformer_class.forward`` takes; None where it takes any."""
+    import inspect
+
+    try:
+        params = inspect.signature(transformer_class.forward).parameters
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return None if any(p.kind is p.VAR_KEYWORD for p in params.values()) else frozenset(params)
+
+
+def _forward_kwargs(value, args) -> str | None:
+    if not _str_dict(value):
+        return "must return a dict of keyword arguments"
+    transformer = getattr(args[0], "transformer", None)
+    params = _forward_params(type(transformer)) if transformer is not None else None
+    unknown = sorted(set(value) - params) if params else []
+    if unknown:
+        return f"gives {', '.join(unknown)}, which {type(transformer).__name__}.forward does not take"
+    return None
+
+
+def _scheduled(value, args) -> str | None:
+    if not _pair(value) or not hasattr(value[0], "step"):
+        return "must return (a scheduler with .step, its timesteps)"
+    try:
+        n = len(value[1])
+    except TypeError:
+        return "must return timesteps with a length"
+    return None if n == args[1] else f"returned {n} timesteps for {args[1]} steps"
+
+
+def _check(ok, wanted: str):
+    return lambda value, args: None if ok(value) else f"must return {wanted}"
+
+
+#: How each family method's return value is checked (a plugin's return value is untrusted).
+RETURNS = {
+    "prompt_tokens": _check(lambda v: isinstance(v, (list, tuple)) and all(
+        isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 1 << 31 for t in v), "a list of token ids"),
+    "encode_prompts": _encoded,
+    "encode_image": _check(lambda v: _pair(v, _is_tensor, _is_tensor), "(latents, position ids) tensors"),
+    "noise": _check(lambda v: _pair(v, _is_tensor, lambda ids: ids is None or _is_tensor(ids)),
+                    "(latents, position ids or None) tensors"),
+    "text_encoder_out_layers": _check(lambda v: isinstance(v, tuple) and all(isinstance(i, int) for i in v),
+                                      "a tuple of layer indices"),
+    "call_kwargs": _check(_str_dict, "a dict of keyword arguments"),
+    "size_multiple": _check(_whole, "a positive integer"),
+    "latent_tokens": _check(_whole, "a positive integer"),
+    "model_input": _check(_is_tensor, "a tensor"),
+    "join_ids": _check(lambda v: v is None or _is_tensor(v), "a tensor or None"),
+    "text_kwargs": _check(_str_dict, "a dict of keyword arguments"),
+    "transformer_kwargs": _forward_kwargs,
+    "prediction": _check(_is_tensor, "a tensor"),
+    "schedule": _scheduled,
+    "uses_cfg": _check(lambda v: isinstance(v, bool), "True or False"),
+    "padding_note": _check(lambda v: isinstance(v, str), "a string"),
+}
+
+
+class GuardedFamily:
+    """A model family as the core calls it: a plugin's exception or malformed return value
+    becomes one PlantainError naming the family and the method, instead of a traceback deep
+    inside a pass. Attributes pass through; the family's own internal calls are its business."""
+
+    def __init__(self, family):
+        object.__setattr__(self, "_family", family)
+
+    def __getattr__(self, attr):
+        value = getattr(self._family, attr)
+        if attr.startswith("_") or not callable(value) or not hasattr(ModelFamily, attr):
+            return value
+        return functools.partial(self._call, attr, value)
+
+    def __setattr__(self, attr, value):
+        raise AttributeError("a model family is read-only to the core")
+
+    def __repr__(self) -> str:
+        return repr(self._family)
+
+    def _call(self, attr, method, *args, **kwargs):
+        where = f"model family {self._family.name!r}: {attr}()"
+        value = plugin_call(where, method, *args, **kwargs)
+        check = RETURNS.get(attr)
+        problem = check(value, args) if check else None
+        if problem:
+            raise PlantainError(f"{where} {problem} (got {type(value).__name__})")
+        return value
+
+
+def guarded(family, owner: str = "") -> GuardedFamily:
+    """``family`` checked against the contract and wrapped in :class:`GuardedFamily`
+    (``owner``: who supplied it, for the message, e.g. ``model loader 'x'``)."""
+    if isinstance(family, GuardedFamily):
+        return family
+    known = _GUARDED.get(id(family))
+    if known is not None and known._family is family:
+        return known  # checked once: family_of runs on every pass
+    problem = contract_problem(family)
+    if problem:
+        raise PlantainError(f"{owner or 'a plugin'} supplies a model family that breaks the contract "
+                            f"({type(family).__name__}): {problem}; see docs/writing-a-model-plugin.md")
+    _GUARDED[id(family)] = wrapped = GuardedFamily(family)
+    return wrapped
+
+
+#: id(family) -> its GuardedFamily (which holds the family, so the id is not reused meanwhile)
+_GUARDED: dict[int, GuardedFamily] = {}

@@ -1,0 +1,175 @@
+"""A run folder is untrusted once it leaves the machine that wrote it: the rules every
+reader and writer of one follows.
+
+- :func:`check_run_folder`: no symbolic links and no special files anywhere in it, so a
+  read or a write can never be steered out of the folder (a ``figures`` link into your
+  home folder, a ``captures/heads.npz`` link to a secret).
+- :func:`locked`: one process writes at a time (``.plantain.lock``, through ``filelock``);
+  a second gets an error naming the holder. Re-entrant within a process.
+- :func:`staged`: the outputs of one report (statistics, CSVs, figures, card) are written
+  into ``.staging/`` and moved into place as a whole; a kill half-way through is rolled
+  forward (or back) by the next process that opens the folder, so a folder never mixes
+  files of two settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import pathlib
+import shutil
+import socket
+import stat
+import threading
+
+from ..errors import PlantainError
+
+LOCK = ".plantain.lock"
+HOLDER = ".plantain.holder"
+STAGING = ".staging"
+COMMIT = "COMMIT"  # inside STAGING: the list of files to move; its presence means "roll forward"
+
+_held: dict[pathlib.Path, list] = {}  # resolved folder -> [FileLock, depth]
+_held_lock = threading.Lock()
+
+
+class RunFolderError(PlantainError):
+    """A run folder that plantain refuses to read or write."""
+
+
+def check_run_folder(run_dir: str | os.PathLike) -> pathlib.Path:
+    """``run_dir`` as a Path, after checking it holds only plain files and folders."""
+    run_dir = pathlib.Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"run folder not found: {run_dir}")
+    for root, dirs, files in os.walk(run_dir, followlinks=False):
+        for name in sorted(dirs) + sorted(files):
+            path = pathlib.Path(root) / name
+            mode = path.lstat().st_mode
+            what = ("a symbolic link" if stat.S_ISLNK(mode) else
+                    None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else "not a regular file")
+            if what:
+                raise RunFolderError(f"{run_dir}: {path.relative_to(run_dir)} is {what}; a run folder may hold only "
+                                     "plain files and folders, so plantain refuses to read or write it")
+    return run_dir
+
+
+def inside(run_dir: pathlib.Path, *parts: str) -> pathlib.Path:
+    """``run_dir/parts`` for names that come from a run folder's own files (layout names,
+    file names): each must be one plain path component."""
+    for part in parts:
+        if not part or part in (".", "..") or "/" in part or "\\" in part or "\x00" in part:
+            raise RunFolderError(f"{run_dir}: {part!r} is not a plain file name; the run folder's files name "
+                                 "something outside it")
+    return run_dir.joinpath(*parts)
+
+
+def _holder() -> str:
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                       "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+
+
+def _describe_holder(run_dir: pathlib.Path) -> str:
+    try:
+        h = json.loads((run_dir / HOLDER).read_text(encoding="utf-8"))
+        return f"process {int(h['pid'])} on {str(h['host'])[:64]} since {str(h['since'])[:32]}"
+    except Exception:
+        return "another process"
+
+
+@contextlib.contextmanager
+def locked(run_dir: str | os.PathLike, create: bool = False):
+    """Hold the run folder's lock for the block (re-entrant in this process); a folder
+    another process holds is an error naming it. Finishes an interrupted commit first.
+    ``create`` makes a missing folder (a new run); otherwise it is an error."""
+    from filelock import FileLock, Timeout
+
+    run_dir = pathlib.Path(run_dir)
+    if create:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    elif not run_dir.is_dir():
+        raise RunFolderError(f"run folder not found: {run_dir}")
+    key = run_dir.resolve()
+    with _held_lock:
+        entry = _held.get(key)
+        if entry is None:
+            lock = FileLock(str(run_dir / LOCK), timeout=0)
+            try:
+                lock.acquire()
+            except Timeout:
+                raise RunFolderError(f"{run_dir} is in use by {_describe_holder(run_dir)}; wait for it to finish "
+                                     "(two processes must not write one run folder)") from None
+            entry = _held[key] = [lock, 0]
+            (run_dir / HOLDER).write_text(_holder(), encoding="utf-8")
+            recover(run_dir)
+        entry[1] += 1
+    try:
+        yield run_dir
+    finally:
+        with _held_lock:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _held[key]
+                (run_dir / HOLDER).unlink(missing_ok=True)
+                entry[0].release()
+
+
+def settle(run_dir: pathlib.Path) -> None:
+    """Before reading: finish a report a kill interrupted (needs the lock, briefly)."""
+    if (run_dir / STAGING).exists():
+        with locked(run_dir):
+            pass
+
+
+#: plantain's own bookkeeping files; a folder holding only these counts as empty.
+OWN_FILES = (LOCK, HOLDER, STAGING)
+
+
+def recover(run_dir: pathlib.Path) -> None:
+    """Finish what a killed report left: move a committed staging folder into place, or
+    drop an uncommitted one."""
+    staging = run_dir / STAGING
+    if not staging.is_dir() or staging.is_symlink():
+        return
+    commit = staging / COMMIT
+    if commit.is_file():
+        try:
+            names = json.loads(commit.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            names = None
+        if isinstance(names, list):
+            _move(staging, run_dir, [n for n in names if isinstance(n, str)])
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move(staging: pathlib.Path, run_dir: pathlib.Path, names: list[str]) -> None:
+    for name in names:
+        parts = pathlib.PurePosixPath(name).parts
+        src = staging.joinpath(*parts)
+        if not src.is_file():  # moved before the kill
+            continue
+        dst = inside(run_dir, *parts)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+
+
+@contextlib.contextmanager
+def staged(run_dir: pathlib.Path):
+    """Write a report's outputs into the yielded folder; on success they replace the
+    run folder's files together (files not written this time are left as they are)."""
+    staging = run_dir / STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    names = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+    from .fsutil import atomic_write_text
+
+    atomic_write_text(staging / COMMIT, json.dumps(names))  # from here on, a kill rolls forward
+    _move(staging, run_dir, names)
+    shutil.rmtree(staging, ignore_errors=True)
