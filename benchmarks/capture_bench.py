@@ -41,7 +41,7 @@ def overhead(transformer, kwargs: dict[str, Any], *, rounds: int, per: int, sums
     """
     import torch
 
-    from plantain_core.capture.hooks import hooks as capture
+    from plantain_core.capture import hooks as capture
 
     state: dict[str, Any] = {}
     rows_bytes: list[int] = []

@@ -77,7 +77,7 @@ def run(*, device: str = "cuda", sizes=(512, 1024), batch: int = 4, rounds: int 
         encoder: bool = True, encoder_overrides: dict | None = None) -> dict[str, Any]:
     import torch
 
-    from plantain_core.capture.hooks import hooks as capture
+    from plantain_core.capture import hooks as capture
     from plantain_core.models.hub import transformer_config
 
     if device.startswith("cuda") and not torch.cuda.is_available():

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from plantain_core.stats.engine import engine as stats
+from plantain_core.stats import engine as stats
 from plantain_core.stats.results import layout_summary, observed_over_null
 from plantain_core.stats.engine import StatsOptions, compute_layout_stats, count_mlp_units, sign_flip_null
 
