@@ -31,6 +31,8 @@ AGREE = 3.0
 #: a second reading of the shift counts when its trimmed deviance is within this many
 #: standard deviations of the best's (measured: docs/statistics.md, calibration)
 RIVAL = 3.0
+#: …and moves the units' specific t's by more than this (median)
+DISTINCT = 1.0
 #: C-steps of the LTS fit (each one cannot increase the trimmed sum; they settle in a few)
 C_STEPS = 50
 
@@ -137,7 +139,7 @@ def readings(fit: Fit) -> tuple[Reading, ...]:
         if obj - found[0][1] > RIVAL * math.sqrt(2 * h):
             break
         rival = _reading(fit, s)
-        if np.median(np.abs(fit.t(rival.shift) - t_best)) > 1.0:
+        if np.median(np.abs(fit.t(rival.shift) - t_best)) > DISTINCT:
             return best, rival
     return (best,)
 
