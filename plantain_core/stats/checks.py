@@ -71,11 +71,11 @@ EQUAL_LENGTH = ("A and B have the same token count in every pair: length cannot 
 CONSTANT_MODE = NO_VARIATION
 
 
-def specificity(diff: np.ndarray, tested: np.ndarray, signs: np.ndarray, exact: bool):
+def specificity(diff: np.ndarray, tested: np.ndarray, signs: np.ndarray, exact: bool, seed: int = 0):
     """(common mode, the test beyond it): under each reading of the shared shift, the
     Freedman–Lane test of every unit's intercept on x_u = s + c_u; a unit passes only
     beyond every reading."""
-    mode = common_mode(diff, tested)
+    mode = common_mode(diff, tested, seed)
     if mode.note is not None:
         u = diff.shape[1]
         nan = np.full(u, np.nan)
@@ -105,7 +105,7 @@ def review(st, delta: np.ndarray | None, bound: float = EQUIVALENCE_BOUND):
     n, tested = st.n_pairs, st.tested
     low, high = dz_interval(st.d, n)
     signs, exact = null_signs(n, st.flips, st.seed)
-    mode, specific = specificity(st.diff, tested, signs, exact)
+    mode, specific = specificity(st.diff, tested, signs, exact, st.seed)
     length = length_test(st.diff, tested, delta, signs, exact) if delta is not None else None
     return attrs.evolve(st, d_low=np.where(tested, low, np.nan), d_high=np.where(tested, high, np.nan),
                         tost_bound=float(bound), p_tost=np.where(tested, tost_p(st.t, n, bound), np.nan),
