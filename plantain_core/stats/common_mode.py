@@ -68,7 +68,7 @@ NO_VARIATION = ("the common mode is the same in every pair: a shift all units sh
 def common_mode(diff: np.ndarray, tested: np.ndarray, seed: int | None = 0) -> CommonMode:
     """The common mode and the shared shift's readings. With a ``seed``, each reading's
     variance is at least its bootstrap variance over pairs (SHIFT_BOOTS resamples of the N
-    pairs, the whole fit redone): the least-squares variance assumes independent units,
+    pairs, the fit redone from this reading): the least-squares variance assumes independent units,
     but the units share the common mode's noise, and with many units carrying own effects
     it was 3.5× too small (false specific hits at 40–50% own effects; docs/statistics.md)."""
     mode = _fit(diff, tested)
@@ -76,19 +76,21 @@ def common_mode(diff: np.ndarray, tested: np.ndarray, seed: int | None = 0) -> C
         return mode
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
     n = diff.shape[0]
-    near: list[list[float]] = [[] for _ in mode.readings]
-    for _ in range(SHIFT_BOOTS):
-        boot = _fit(diff[rng.integers(0, n, n)], tested)
-        if boot.note is not None:
-            continue
-        for k, r in enumerate(mode.readings):  # the resample's reading nearest this one
-            near[k].append(min((x.shift for x in boot.readings), key=lambda s, r=r: abs(s - r.shift)))
-    return attrs.evolve(mode, readings=tuple(
-        attrs.evolve(r, var=max(r.var, float(np.var(shifts, ddof=1)))) if len(shifts) > 2 else r
-        for r, shifts in zip(mode.readings, near)))
+    starts = tuple(r.shift for r in mode.readings)
+    shifts: list[tuple[float, ...]] = []
+    for _ in range(SHIFT_BOOTS):  # each reading refitted in the resample, started where the data's is
+        boot = _fit(diff[rng.integers(0, n, n)], tested, starts)
+        if boot.note is None:
+            shifts.append(tuple(r.shift for r in boot.readings))
+    if len(shifts) < 3:
+        return mode
+    spread = np.var(np.asarray(shifts), axis=0, ddof=1)
+    return attrs.evolve(mode, readings=tuple(attrs.evolve(r, var=max(r.var, float(v)))
+                                             for r, v in zip(mode.readings, spread)))
 
 
-def _fit(diff: np.ndarray, tested: np.ndarray) -> CommonMode:
+def _fit(diff: np.ndarray, tested: np.ndarray, starts: tuple[float, ...] | None = None) -> CommonMode:
+    """The common mode and its readings (or, given ``starts``, one reading from each start)."""
     n, u = diff.shape
     v = int(tested.sum())
     empty = CommonMode(np.zeros((n, u)), (), math.nan)
@@ -116,7 +118,11 @@ def _fit(diff: np.ndarray, tested: np.ndarray) -> CommonMode:
     ok = np.isfinite(a) & np.isfinite(b)
     centred = np.zeros((n, u))
     centred[:, tested] = c
-    return CommonMode(centred, readings(Fit(a[ok], b[ok], noise[ok])), share)
+    fit = Fit(a[ok], b[ok], noise[ok])
+    if starts is not None:
+        h = fit.a.size // 2 + 1
+        return CommonMode(centred, tuple(_reading(fit, _c_steps(fit, s, h)[0]) for s in starts), share)
+    return CommonMode(centred, readings(fit), share)
 
 
 @attrs.frozen(eq=False)
