@@ -80,7 +80,7 @@ def specificity(diff: np.ndarray, tested: np.ndarray, signs: np.ndarray, exact: 
         u = diff.shape[1]
         nan = np.full(u, np.nan)
         return mode, Adjusted(nan, nan, nan, nan, mode.note)
-    tests = [adjusted_test(diff, tested, mode.nuisance(k), signs, exact, CONSTANT_MODE, shift_var=r.var)
+    tests = [adjusted_test(diff, tested, mode.nuisance(k), signs, exact, CONSTANT_MODE, shift_var=r.var, seed=seed)
              for k, r in enumerate(mode.readings)]
     return mode, beyond_all(tests)
 
