@@ -104,20 +104,23 @@ def execute(probe, config: RunConfig, out=None, *, resume: bool = False, progres
     written; an interruption (Ctrl-C, SIGTERM) marks it interrupted and propagates.
     """
     from .report.analysis import analyze_run
-    from .capture.runner import check_family_kind, preflight, run_probe
+    from .capture.runner import check_loaded, checked_config, load_bundle, run_probe
 
     spec = probe.spec
-    if model is None:
-        preflight(config.for_spec(spec))
-    check_family_kind(probe, model if model is not None else config.for_spec(spec).model)
+    # checked once, before the run folder exists, and loaded once (inside the lock); the
+    # runner takes the bundle as it is
+    load_config = checked_config(probe, config.for_spec(spec)) if model is None else None
+    if model is not None:
+        check_loaded(probe, model)
     out = pathlib.Path(out) if out is not None else default_out(spec.name, config.model or spec.model.id, config.seed)
     share = current_share()
     if share is not None and not share.is_main:  # capture this process's pairs; the main process writes
-        run_probe(probe, out, config, resume=resume, progress=False, model=model)
+        run_probe(probe, out, config, resume=resume, progress=False, model=model or load_bundle(probe, load_config))
         return Outcome(out, config, {}, main=False)
     created = prepare_out(out, resume)
     try:
         with locked(out, create=True):  # a second process on this folder is refused, naming the holder
+            model = model or load_bundle(probe, load_config)
             manifest = run_probe(probe, out, config, resume=resume, progress=progress, model=model)
             # the resolved config, naming the probe as the user did (the manifest may shorten a path)
             config = RunConfig.from_dict(manifest["config"]).evolve(probe=config.probe)

@@ -240,3 +240,29 @@ def test_image_cache_key():
                 key_fields("plantain/tiny", "tiny-1", ImageSource(prompt="../../etc/passwd"), 128, 128),
                 key_fields("plantain/tiny", "tiny-1", base, 256, 128), key_fields("plantain/tiny", "tiny-1", base, 128, 256)]
     assert len({key} | {image_key(v) for v in variants}) == 1 + len(variants)
+
+
+def test_a_run_checks_and_loads_once(tmp_path, monkeypatch):
+    """execute() prepares the run once and hands the bundle down: one preflight, one model
+    load, the family's kinds checked once by name before the load and once on the bundle."""
+    from click.testing import CliRunner
+
+    import plantain_core.capture.runner as runner
+    from plantain_core.cli import main
+
+    calls = {"preflight": 0, "load_model": 0, "check_family_kind": 0}
+
+    def counted(name):
+        original = getattr(runner, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
+        monkeypatch.setattr(runner, name, wrapper)
+
+    for name in calls:
+        counted(name)
+    res = CliRunner().invoke(main, ["run", "measure", "--model", "tiny", "--units", "heads", "--flips", "20",
+                                    "--splits", "2", "--no-figures", "--no-progress", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert calls == {"preflight": 1, "load_model": 1, "check_family_kind": 2}

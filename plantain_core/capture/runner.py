@@ -145,6 +145,33 @@ def load_for(config: RunConfig, model=None, registry=None) -> LoadedModel:
                       offload=config.offload)
 
 
+def checked_config(probe, config: RunConfig, registry=None) -> RunConfig:
+    """``config`` as it will be loaded for ``probe`` (a split run's process on its own device),
+    checked before any load: the device and dtype, and the family's stimulus kinds where
+    the loader names its family. :func:`execute` calls it once, before the run folder exists."""
+    share = current_share()
+    if share is not None and config.device == "auto":  # each process of a split run on its own device (cuda:N)
+        config = config.evolve(device=share.device.split(":")[0] if share.device.startswith("cpu") else share.device)
+    preflight(config)
+    check_family_kind(probe, config.model, registry)
+    return config
+
+
+def load_bundle(probe, config: RunConfig, registry=None) -> LoadedModel:
+    """The model of ``config`` (as :func:`checked_config` returned it), loaded and checked
+    once loaded (a loader that names no family is judged here)."""
+    bundle = load_model(config.model, config.device, config.dtype, registry=registry, revision=config.revision,
+                        offload=config.offload)
+    check_loaded(probe, bundle)
+    return bundle
+
+
+def check_loaded(probe, bundle: LoadedModel) -> None:
+    """A loaded bundle fits ``probe``: its device takes its dtype, its family runs the kind."""
+    check_dtype_supported(bundle.device, bundle.dtype)
+    check_family_kind(probe, bundle)
+
+
 def check_family_kind(probe, model, registry=None) -> None:
     """Refuse, before any model is loaded, a probe whose stimulus kind ``model``'s family
     cannot run (``model``: a ``--model`` value or a loaded bundle)."""
@@ -176,7 +203,9 @@ def run_probe(probe, run_dir, config: RunConfig, *, resume: bool = False, progre
               model: LoadedModel | None = None, registry=None) -> dict[str, Any]:
     """Capture every pair of ``probe`` (a :class:`~plantain_core.spec.probes.Probe`) into
     ``run_dir`` under ``config``; return the manifest written there. ``model``: an
-    already loaded bundle to use instead of loading ``config.model``."""
+    already loaded bundle, taken as checked for this probe (:func:`load_bundle` and
+    :func:`check_loaded` do that; :func:`~plantain_core.execute.execute` calls them once),
+    instead of loading ``config.model`` here."""
     pairs = list(probe.pairs)
     if not pairs:
         raise PlantainError("no pairs to run")
@@ -207,12 +236,8 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
     share = current_share()
     if share is not None and config.length_control:
         raise PlantainError("--length-control runs a second probe into RUN_DIR/placebo; run it in one process")
-    check_family_kind(probe, model if isinstance(model, LoadedModel) else config.model, registry)
-    # each process of a split run on its own device (cuda:N), unless one was named
-    bundle = load_for(config.evolve(device=share.device.split(":")[0] if share.device.startswith("cpu") else share.device)
-                   if share is not None and config.device == "auto" else config, model, registry)
-    check_dtype_supported(bundle.device, bundle.dtype)
-    check_family_kind(probe, bundle)
+    bundle = model if isinstance(model, LoadedModel) else load_bundle(probe, checked_config(probe, config, registry),
+                                                                      registry)
     pipe = bundle.pipeline
     config = config.evolve(
         # what was loaded, so that the manifest's config loads it again
