@@ -55,7 +55,7 @@ _MOVED = {
     "early_exit": ('.models.early_exit',),
     "capture": ('.capture.hooks',),
     "passes": ('.capture.passes',),
-    "runner": ('.capture.runner',),
+    "runner": ('.capture.runner', '.capture.prepare'),
     "run_records": ('.capture.run_records',),
     "trajectory": ('.capture.trajectory',),
     "placebo": ('.capture.placebo', '.report.analysis'),

@@ -104,7 +104,8 @@ def execute(probe, config: RunConfig, out=None, *, resume: bool = False, progres
     written; an interruption (Ctrl-C, SIGTERM) marks it interrupted and propagates.
     """
     from .report.analysis import analyze_run
-    from .capture.runner import check_loaded, checked_config, load_bundle, run_probe
+    from .capture.prepare import check_loaded, checked_config, load_bundle
+    from .capture.runner import run_probe
 
     spec = probe.spec
     # checked once, before the run folder exists, and loaded once (inside the lock); the

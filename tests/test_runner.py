@@ -247,7 +247,7 @@ def test_a_run_checks_and_loads_once(tmp_path, monkeypatch):
     load, the family's kinds checked once by name before the load and once on the bundle."""
     from click.testing import CliRunner
 
-    import plantain_core.capture.runner as runner
+    import plantain_core.capture.prepare as runner
     from plantain_core.cli import main
 
     calls = {"preflight": 0, "load_model": 0, "check_family_kind": 0}

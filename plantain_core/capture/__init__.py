@@ -1,7 +1,7 @@
 """Running a probe's passes through a model and keeping one number per unit and pass:
 capture hooks on the attention projections (``hooks``; named so they are not confused
 with pluggy hooks), the transformer inputs of one stimulus (``passes``), conditioning
-images (``images``), the run loop that writes ``captures/*.npz`` and the manifest
+images (``images``), the checks and the one model load before a run (``prepare``), the run loop that writes ``captures/*.npz`` and the manifest
 (``runner``), its records (``run_records``), trajectory steps (``trajectory``), the
 length placebo's pairs (``placebo``) and a run split across processes (``distributed``).
 

@@ -61,7 +61,7 @@ class ModelCache:
         self.loads = 0
 
     def get(self, config: RunConfig):
-        from ..capture.runner import load_for
+        from ..capture.prepare import load_for
 
         key = model_key(config)
         if key != self.key:

@@ -203,7 +203,7 @@ def _probe_problems(probes, models, data, registry) -> list[tuple[str, str]]:
     stimulus kind the model's family cannot run: refused before any cell starts."""
     from ..models.loaders import canonical_model
     from ..spec.probes import load_probe
-    from ..capture.runner import check_family_kind
+    from ..capture.prepare import check_family_kind
 
     out, loaded = [], {}
     many = isinstance(data.get("probes"), list) and len(data["probes"]) > 1
