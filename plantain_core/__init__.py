@@ -17,7 +17,8 @@ import warnings
 
 import pluggy
 
-from .errors import PlantainError, PluginError, SpecError
+from .errors import (ConfoundWarning, PlantainError, PlantainWarning, PluginError, SmallSampleWarning, SpecError,
+                     SpecificityWarning, TruncationWarning)
 from .hookspecs import PROJECT
 from .report.interpretation import Interpretation, Section
 from .spec.probe_spec import ModelSettings, ProbeSpec
@@ -30,7 +31,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 #: Public names loaded on first use (they import numpy or more): name -> module.
 _LAZY = {
-    "probe": "api", "run": "api", "load_run": "api", "Run": "api", "Captures": "api",
+    "probe": "api", "run": "api", "load_run": "api", "Run": "api", "Captures": "api", "load_model": "api",
+    "compare": "api", "sweep": "api", "load_sweep": "api", "Sweep": "api",
     "Probe": "spec.probes", "RunConfig": "config", "ConfigError": "config", "InterpreterFailed": "execute",
     "ProbeResult": "report.analysis", "LayoutStats": "stats.engine", "BlockStats": "stats.engine",
     "read_pairs": "spec.pairfile", "RawPair": "spec.pairtable", "check_text": "spec.pairtable",
@@ -166,7 +168,7 @@ def _moved_attr(package: str, name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(__all__)
 
 
 __all__ = [
@@ -202,7 +204,17 @@ __all__ = [
     "TinyLoader",
     "TinyModel",
     "check_text",
+    "compare",
+    "load_model",
     "load_run",
+    "load_sweep",
+    "sweep",
+    "Sweep",
+    "PlantainWarning",
+    "ConfoundWarning",
+    "TruncationWarning",
+    "SmallSampleWarning",
+    "SpecificityWarning",
     "probe",
     "read_pairs",
     "run",

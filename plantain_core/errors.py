@@ -26,6 +26,27 @@ class PluginError(PlantainError):
     """A plugin failed to load or register, or two plugins claim one name."""
 
 
+class PlantainWarning(UserWarning):
+    """Something a run's reader must weigh: what the CLI prints as ``warning:``. A notebook
+    shows it; ``warnings.simplefilter("error", pt.PlantainWarning)`` makes it fatal."""
+
+
+class ConfoundWarning(PlantainWarning):
+    """A/B differ in something besides the condition (prompt length in every pair)."""
+
+
+class TruncationWarning(PlantainWarning):
+    """A prompt longer than the text encoder reads was cut."""
+
+
+class SmallSampleWarning(PlantainWarning):
+    """Too few pairs for a test to reach its level (no unit can pass p_fwer < 0.05)."""
+
+
+class SpecificityWarning(PlantainWarning):
+    """Raw hits that the data cannot tell unit-specific from the common mode."""
+
+
 def suggest(name: str, candidates) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest candidates, or ``""``."""
     close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=3, cutoff=0.6)

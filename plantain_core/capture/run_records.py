@@ -10,7 +10,7 @@ import pathlib
 import warnings
 from typing import Any
 
-from ..errors import PlantainError
+from ..errors import PlantainError, TruncationWarning
 from ..spec.stimuli import Stimulus
 
 
@@ -110,5 +110,5 @@ class ResumeRefused(PlantainError):
     """A resume (or causal check) would mix captures made under different conditions."""
 
 
-class PromptTruncated(UserWarning):
-    """A prompt longer than the text encoder reads (512 tokens on FLUX) was cut."""
+#: the 0.1 name of :class:`~plantain_core.errors.TruncationWarning`
+PromptTruncated = TruncationWarning

@@ -29,12 +29,28 @@ def cli(run_dir, no_figures, **stats):
 
     config = config_from_manifest(read_manifest(pathlib.Path(run_dir)), str(pathlib.Path(run_dir) / MANIFEST))
     config = config.evolve(**{STATS_OPTIONS[k]: v for k, v in stats.items() if v is not None})
-    summary = analyze_run(run_dir, config, figures=not no_figures)
+    summary = analyze_run(run_dir, config, figures=True if not no_figures else _kept_figures(run_dir, config))
     echo_summary(summary, run_dir, figures=not no_figures)
     if summary.get("interpreter_error"):
         from ..errors import PlantainError
 
         raise PlantainError(f"{summary['interpreter_error']}; the files were written without its analyses")
+
+
+def _kept_figures(run_dir, config) -> bool | str:
+    """``--no-figures`` draws none and deletes none: the card links the figures already there
+    when they were drawn with these statistics options (flips, splits, seed, thresholds) and
+    none otherwise, so no figure on the card shows another null than the card's numbers."""
+    import json
+    import pathlib
+
+    from ..stats.results import SUMMARY
+
+    try:
+        drawn = json.loads((pathlib.Path(run_dir) / SUMMARY).read_text(encoding="utf-8")).get("stats")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return False
+    return "keep" if drawn == config.stats_options().as_dict() else False
 
 
 def echo_summary(summary: dict, run_dir, *, figures: bool = True) -> None:
@@ -53,15 +69,12 @@ def echo_summary(summary: dict, run_dir, *, figures: bool = True) -> None:
         sig = s["significant"]
         click.echo(f"  {name} ({s['n_units']} units): " + "; ".join(parts) + f"; max |t| {mx_text}")
         click.echo(f"    FWER p<0.05: {sig['p_fwer_lt_0.05']}, BH q<0.05: {sig['q_lt_0.05']}, split-half r: {sh_text}")
-    from ..report.checks_section import length_sentence, small_n_line
+    from ..errors import ConfoundWarning, SmallSampleWarning
+    from ..report.advisories import advisories
 
-    for name, s in summary["layouts"].items():
-        warn = small_n_line(s, summary["n_pairs"])
-        if warn:
-            click.echo(f"  warning: {name}: {warn}")
-    tc = (summary.get("confounds") or {}).get("token_counts") or {}
-    if tc.get("constant_diff"):
-        click.echo(f"  warning: condition and prompt length are confounded ({length_sentence(tc)})")
+    for category, text in advisories(summary):  # the specificity sentence is the card's: the console keeps to these
+        if category in (SmallSampleWarning, ConfoundWarning):
+            click.echo(f"  warning: {text}")
     for note in summary.get("notes", []):
         click.echo(f"  note: {note}")
     click.echo(f"wrote summary.json, units.csv, blocks.csv, README.md{', figures/' if figures else ''} in {run_dir}")

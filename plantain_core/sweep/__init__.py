@@ -11,3 +11,16 @@ def __getattr__(name: str):  # the 0.1 module plantain_core.sweep (deprecated): 
     from .. import _moved_attr
 
     return _moved_attr(__name__, name)
+
+
+class _Callable(__import__("types").ModuleType):
+    """``pt.sweep(grid, out=...)`` is the API's sweep(): once this package is imported,
+    Python binds ``plantain_core.sweep`` to it, so the package answers the call itself."""
+
+    def __call__(self, *args, **kwargs):
+        from ..api import sweep
+
+        return sweep(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _Callable

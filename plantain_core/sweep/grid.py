@@ -97,13 +97,29 @@ def _describe(config: RunConfig) -> str:
     return f"({config.probe}, {config.model}, seed {config.seed})"
 
 
+#: what a grid given as a Python dict is called in messages and in sweep.json
+DICT_GRID = "grid="
+
+
 def load_grid(path, *, check_probes: bool = True, registry=None) -> SweepGrid:
-    """Read and validate a sweep file; every problem at once as a :class:`SpecError`.
-    ``check_probes``: resolve every probe (names and spec paths, relative to the file)."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise PlantainError(f"sweep file {path} not found")
-    data = read_toml(path)
+    """Read and validate a sweep file, or a dict with its keys (spec paths relative to the
+    working folder); every problem at once as a :class:`SpecError`. ``check_probes``:
+    resolve every probe (names and spec paths, relative to the file)."""
+    if isinstance(path, dict):
+        import toml
+
+        data, label, base = dict(path), DICT_GRID, pathlib.Path.cwd()
+        try:
+            raw = toml.dumps(data).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise PlantainError(f"grid=: not a table of sweep keys ({type(exc).__name__}: {exc})") from None
+        path = base / DICT_GRID
+    else:
+        path = pathlib.Path(path)
+        if not path.is_file():
+            raise PlantainError(f"sweep file {path} not found")
+        data, label, base = read_toml(path), str(path), path.parent
+        raw = path.read_bytes()
     problems: list[tuple[str, str]] = []
     axes: dict[str, tuple] = {}
     for key in data:
@@ -130,7 +146,7 @@ def load_grid(path, *, check_probes: bool = True, registry=None) -> SweepGrid:
         for i, value in enumerate(values):
             where = f"{key}[{i}]" if isinstance(data[key], list) and len(values) > 1 else key
             if field == "probe":
-                value = _probe_ref(value, path.parent)
+                value = _probe_ref(value, base)
                 if value is None:
                     problems.append((where, "expected a probe name or a spec path (a string)"))
                     continue
@@ -176,8 +192,8 @@ def load_grid(path, *, check_probes: bool = True, registry=None) -> SweepGrid:
         except ConfigError as exc:
             problems.append(("options", str(exc)))
     if problems:
-        raise SpecError([f"{path}: {key}: {msg}" if key else f"{path}: {msg}" for key, msg in problems])
-    grid = SweepGrid(path=path.resolve(), sha256=hashlib.sha256(path.read_bytes()).hexdigest(), axes=axes,
+        raise SpecError([f"{label}: {key}: {msg}" if key else f"{label}: {msg}" for key, msg in problems])
+    grid = SweepGrid(path=path.resolve(), sha256=hashlib.sha256(raw).hexdigest(), axes=axes,
                      options=dict(options))
     grid.cells()  # folder-name clashes are an error of the file too
     return grid

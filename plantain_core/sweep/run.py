@@ -52,10 +52,13 @@ def _spec_digests(cells) -> dict[str, str]:
 
 def run_sweep(path, out=None, options: SweepOptions = SweepOptions(), *,
               say: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the sweep file ``path`` into ``out`` (default ``sweeps/<file stem>``); return
+    """Run the sweep file ``path`` (or a dict of its keys) into ``out`` (default
+    ``sweeps/<file stem>``); return
     the counts per status, the model loads and the folder. ``say(line)`` hears one line
     per finished cell."""
     options.check()
+    if isinstance(path, dict) and out is None:
+        raise PlantainError("sweep(): a grid given as a dict needs out= (the sweep folder)")
     grid = load_grid(path)
     cells = grid.cells()
     out = _sweep_folder(out if out is not None else default_sweep_out(path))
