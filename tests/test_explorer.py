@@ -104,6 +104,19 @@ def test_a_run_page_has_one_cell_per_unit_and_a_click_shows_the_units_pairs(ray_
     assert 'id="step-box" hidden=""' in dom  # no slider without steps
 
 
+def test_past_max_values_a_layout_keeps_its_map_and_says_its_values_were_left_out(ray_run, browser, tmp_path):
+    heads, slices = (len(ray_run.units(name)) * 25 for name in ("heads", "slices16"))
+    view(ray_run.path, "--out", tmp_path / "small.html", "--max-values", heads + slices - 1)
+    unit = ray_run.units("slices16")["unit"][0]
+    state, dom = page(browser, tmp_path / "small.html", tmp_path, layout="slices16", click=unit)
+    assert state["panels"][0]["cells"] == len(ray_run.units("slices16")) and state["bars"] == 0
+    assert state["table"] == [["per-pair values were left out of this page (raise plantain view --max-values)"]]
+    assert f"per-pair values left out ({slices} values" in dom
+    state, _ = page(browser, tmp_path / "small.html", tmp_path, layout="heads", click=ray_run.units("heads")["unit"][1],
+                    hover=1)
+    check_unit(state, ray_run, "heads", ray_run.units("heads")["unit"][1])  # the first layout fitted
+
+
 def test_a_trajectory_page_has_one_slider_position_per_captured_step(browser, tmp_path):
     run = run_on_tiny("ray", tmp_path / "traj", layouts=["heads"], steps=4, capture_steps=[0, 2, 3], seed=1)
     view(run.path, "--out", tmp_path / "traj.html")
@@ -135,6 +148,9 @@ def test_a_sweep_page_has_one_panel_per_cell(browser, tmp_path):
     assert all(p["drawn"] and p["cells"] == len(second.units("heads")) for p in state["panels"])
     assert dom.count('class="panel"') == 2 and dom.count('class="group"') == 1 and "ray · tiny" in dom
     check_unit(state, second, "heads", unit)
+    abs_t = np.sort(np.abs(np.concatenate([pt.load_run(c).units("heads")["t"].to_numpy() for c in cells])))
+    clip = abs_t[int(np.ceil(0.99 * (len(abs_t) - 1)))]  # one colour scale for every panel
+    assert [p["zmax"] for p in state["panels"]] == [pytest.approx(clip, rel=1e-12)] * 2
 
 
 def test_strings_from_the_folder_stay_text(ray_run, browser, tmp_path):

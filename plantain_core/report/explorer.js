@@ -62,25 +62,28 @@
     return {z: z, unit: unit, text: text, width: width};
   }
 
-  /* Colour clipped at the 99th percentile of |value|, as the card's heatmap. */
-  function limit(z) {
+  /* Colour clipped at the 99th percentile of |value| over every panel shown, as the card's
+     heatmap clips; one scale for all panels, so a sweep's seeds compare by colour. */
+  function limit() {
     var a = [];
-    z.forEach(function (row) { row.forEach(function (v) { if (v !== null) a.push(Math.abs(v)); }); });
+    graphs.forEach(function (g) {
+      var values = g.cur ? g.cur.L[state.metric] || [] : [];
+      values.forEach(function (v) { if (v !== null) a.push(Math.abs(v)); });
+    });
     if (!a.length) return 1;
     a.sort(function (x, y) { return x - y; });
     return Math.max(a[Math.ceil(0.99 * (a.length - 1))], 1e-9);
   }
 
-  function drawPanel(i) {
-    var g = graphs[i], cur = current(DATA.panels[i]);
-    g.cur = cur;
+  function drawPanel(i, lim) {
+    var g = graphs[i], cur = g.cur;
     if (!cur) {
       g.note.textContent = "layout " + state.layout + " was not captured in this run";
       Plotly.purge(g.div);
       g.wired = false;
       return Promise.resolve();
     }
-    var L = cur.L, G = grid(L), lim = limit(G.z), sig = state.metric === "t_specific" ? "p_fwer_specific" : "p_fwer";
+    var L = cur.L, G = grid(L), sig = state.metric === "t_specific" ? "p_fwer_specific" : "p_fwer";
     var sx = [], sy = [], u, rows = [];
     g.note.textContent = L.omitted ? "per-pair values left out (" + L.omitted + " values; raise plantain view --max-values)" : "";
     for (u = 0; u < L.units.length; u++) {
@@ -111,7 +114,9 @@
     if (DATA.steps.length) {
       el("step-label").textContent = "step " + DATA.steps[state.step] + " (" + (state.step + 1) + " of " + DATA.steps.length + ")";
     }
-    return Promise.all(graphs.map(function (g, i) { return drawPanel(i); })).then(function () {
+    graphs.forEach(function (g, i) { g.cur = current(DATA.panels[i]); });
+    var lim = limit();
+    return Promise.all(graphs.map(function (g, i) { return drawPanel(i, lim); })).then(function () {
       var c = state.clicked;
       if (c && graphs[c.index].cur && graphs[c.index].cur.L.units.indexOf(c.unit) >= 0) {
         showUnit(c.index, graphs[c.index].cur.L.units.indexOf(c.unit));
@@ -170,6 +175,7 @@
           gd.calcdata[0][0].z.forEach(function (row) { row.forEach(function (v) { if (v !== null && isFinite(v)) values++; }); });
         }
         return {name: DATA.panels[i].name, layout: g.cur ? g.cur.name : null, cells: cells, finite: values,
+          zmax: d ? d.zmax : null,
           rows: Array.prototype.map.call(gd.querySelectorAll(".yaxislayer-above .ytick text"), function (t) {
             return t.textContent;
           }), drawn: !!gd.querySelector("g.hm image")};
