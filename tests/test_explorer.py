@@ -83,7 +83,7 @@ def ray_run(tmp_path_factory):
     return run_on_tiny("ray", tmp_path_factory.mktemp("view") / "ray", layouts=["heads", "slices16"], seed=2)
 
 
-def test_a_run_page_has_one_cell_per_unit_and_a_click_shows_the_units_pairs(ray_run, browser, tmp_path):
+def test_a_run_page_has_one_cell_per_unit_and_a_click_shows_the_units_pairs(browser, ray_run, tmp_path):
     path = ray_run.path / "explorer.html"
     assert not path.exists() and "explorer.html" not in files_to_publish(ray_run.path, False)  # run/report: none
     out = view(ray_run.path)
@@ -104,7 +104,7 @@ def test_a_run_page_has_one_cell_per_unit_and_a_click_shows_the_units_pairs(ray_
     assert 'id="step-box" hidden=""' in dom  # no slider without steps
 
 
-def test_past_max_values_a_layout_keeps_its_map_and_says_its_values_were_left_out(ray_run, browser, tmp_path):
+def test_past_max_values_a_layout_keeps_its_map_and_says_its_values_were_left_out(browser, ray_run, tmp_path):
     heads, slices = (len(ray_run.units(name)) * 25 for name in ("heads", "slices16"))
     view(ray_run.path, "--out", tmp_path / "small.html", "--max-values", heads + slices - 1)
     unit = ray_run.units("slices16")["unit"][0]
@@ -153,7 +153,7 @@ def test_a_sweep_page_has_one_panel_per_cell(browser, tmp_path):
     assert [p["zmax"] for p in state["panels"]] == [pytest.approx(clip, rel=1e-12)] * 2
 
 
-def test_strings_from_the_folder_stay_text(ray_run, browser, tmp_path):
+def test_strings_from_the_folder_stay_text(browser, ray_run, tmp_path):
     """A folder name and a block name that are markup are shown as text, never run."""
     folder = tmp_path / "<img src=x onerror=document.body.append('PWNED')>"
     shutil.copytree(ray_run.path, folder)
