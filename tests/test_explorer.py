@@ -164,3 +164,10 @@ def test_strings_from_the_folder_stay_text(browser, ray_run, tmp_path):
     assert "<img" not in dom.split("<body>")[1] and "PWNED" not in dom.replace("onerror=document.body.append('PWNED')", "")
     assert state["panels"][0]["name"] == folder.name and state["panels"][0]["rows"][0] == "<b>x</b>&amp;"
     assert script_json({"k": "</script><!--&"}) == '{"k":"\\u003c/script\\u003e\\u003c!--\\u0026"}'
+
+
+def test_a_sweep_with_no_complete_cell_is_refused_in_one_line(tmp_path):
+    (tmp_path / "sweep.json").write_text('{"cells": {"ray-tiny-seed0": {"status": "pending", "attempts": 0}}}')
+    result = CliRunner().invoke(main, ["view", str(tmp_path)])
+    assert result.exit_code == 1 and "has no complete cell yet" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "explorer.html").exists()

@@ -7,6 +7,7 @@ import pathlib
 
 import click
 
+from ..errors import PlantainError
 from ..report.explorer import EXPLORER, MAX_VALUES
 
 
@@ -21,6 +22,8 @@ def panels_of(path: pathlib.Path) -> tuple[list, str]:
         from ..sweep.report import _cells
 
         cells = sorted(_cells(path), key=lambda c: (c["probe"], c["config"].model, c["config"].seed, c["name"]))
+        if not cells:
+            raise PlantainError(f"{path} has no complete cell yet: finish the sweep (plantain sweep ... --out {path})")
         panels = []
         for cell in cells:
             config = cell["config"]
