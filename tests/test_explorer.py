@@ -160,13 +160,13 @@ def test_strings_from_the_folder_stay_text(browser, ray_run, tmp_path):
     csv = folder / "units.csv"
     csv.write_text(csv.read_text().replace(",joint[0],", ',"<b>x</b>&amp;",'))
     manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["config"]["model"] = "x</title><img src=x onerror=document.body.append('PWNED')>"
+    manifest["config"]["model"] = "x</title></script><img src=x onerror=document.body.append('PWNED')>"
     (folder / "manifest.json").write_text(json.dumps(manifest))
     view(folder)
     state, dom = page(browser, folder / "explorer.html", tmp_path)
     assert "<img" not in dom.split("</title>", 1)[1] and "PWNED" not in dom.replace("onerror=document.body.append('PWNED')", "")
     assert state["panels"][0]["name"] == folder.name and state["panels"][0]["rows"][0] == "<b>x</b>&amp;"
-    assert "<title>plantain run &lt;img src=x onerror=" in dom and "on x&lt;/title&gt;&lt;img" in dom
+    assert "<title>plantain run &lt;img src=x onerror=" in dom and "on x&lt;/title&gt;&lt;/script&gt;&lt;img" in dom
     assert script_json({"k": "</script><!--&"}) == '{"k":"\\u003c/script\\u003e\\u003c!--\\u0026"}'
 
 
