@@ -145,6 +145,7 @@ COMMANDS = {
     "causal": lambda run, other: ["causal", str(run), "--top", "1", "--controls", "1", "--doses", "1",
                                   "--no-figures", "--no-progress"],
     "compare": lambda run, other: ["compare", str(run), str(other)],
+    "view": lambda run, other: ["view", str(run)],
 }
 
 

@@ -36,6 +36,7 @@ COMMANDS = {
     "new": "new",
     "publish": "publish",
     "sweep": "sweep",
+    "view": "view",
 }
 
 
