@@ -92,7 +92,7 @@ def test_a_run_page_has_one_cell_per_unit_and_a_click_shows_the_units_pairs(brow
     assert "https://" not in text.split('<script type="application/json"')[1]  # the data and script fetch nothing
     for layout, metric, column in (("heads", "t", "t"), ("slices16", "d", "d"), ("heads", "t_specific", "t_specific")):
         units = ray_run.units(layout)
-        unit = units["unit"][int(np.nanargmax(np.abs(units["t"].to_numpy())) // 2)]
+        unit = units["unit"].iloc[int(np.nanargmax(np.abs(units["t"].to_numpy())) // 2)]
         state, dom = page(browser, path, tmp_path, layout=layout, metric=metric, click=unit, hover=1)
         assert state["layouts"] == ["heads", "slices16"] and state["slider"] is None
         (panel,) = state["panels"]
@@ -107,21 +107,21 @@ def test_a_run_page_has_one_cell_per_unit_and_a_click_shows_the_units_pairs(brow
 def test_past_max_values_a_layout_keeps_its_map_and_says_its_values_were_left_out(browser, ray_run, tmp_path):
     heads, slices = (len(ray_run.units(name)) * 25 for name in ("heads", "slices16"))
     view(ray_run.path, "--out", tmp_path / "small.html", "--max-values", heads + slices - 1)
-    unit = ray_run.units("slices16")["unit"][0]
+    unit = ray_run.units("slices16")["unit"].iloc[0]
     state, dom = page(browser, tmp_path / "small.html", tmp_path, layout="slices16", click=unit)
     assert state["panels"][0]["cells"] == len(ray_run.units("slices16")) and state["bars"] == 0
     assert state["table"] == [["per-pair values were left out of this page (raise plantain view --max-values)"]]
     assert f"per-pair values left out ({slices} values" in dom
-    state, _ = page(browser, tmp_path / "small.html", tmp_path, layout="heads", click=ray_run.units("heads")["unit"][1],
+    state, _ = page(browser, tmp_path / "small.html", tmp_path, layout="heads", click=ray_run.units("heads")["unit"].iloc[1],
                     hover=1)
-    check_unit(state, ray_run, "heads", ray_run.units("heads")["unit"][1])  # the first layout fitted
+    check_unit(state, ray_run, "heads", ray_run.units("heads")["unit"].iloc[1])  # the first layout fitted
 
 
 def test_a_trajectory_page_has_one_slider_position_per_captured_step(browser, tmp_path):
     run = run_on_tiny("ray", tmp_path / "traj", layouts=["heads"], steps=4, capture_steps=[0, 2, 3], seed=1)
     view(run.path, "--out", tmp_path / "traj.html")
     assert not (run.path / "explorer.html").exists()
-    unit = run.units("heads@step2")["unit"][5]
+    unit = run.units("heads@step2")["unit"].iloc[5]
     state, dom = page(browser, tmp_path / "traj.html", tmp_path, step=2, click=unit, hover=1)
     assert state["slider"] == {"min": 0, "max": 2, "positions": 3} and state["step"] == 2
     assert re.search(r'<input type="range" id="step" min="0" max="2"', dom)
@@ -142,7 +142,7 @@ def test_a_sweep_page_has_one_panel_per_cell(browser, tmp_path):
     cells = sorted(p for p in (tmp_path / "sweep").iterdir() if (p / "units.csv").is_file())
     assert len(cells) == 2
     second = pt.load_run(cells[1])
-    unit = second.units("heads")["unit"][3]
+    unit = second.units("heads")["unit"].iloc[3]
     state, dom = page(browser, tmp_path / "sweep" / "explorer.html", tmp_path, panel=1, click=unit, hover=1)
     assert [p["name"] for p in state["panels"]] == [f"seed {s}: {c.name}" for s, c in zip((0, 1), cells)]
     assert all(p["drawn"] and p["cells"] == len(second.units("heads")) for p in state["panels"])

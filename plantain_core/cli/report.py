@@ -21,9 +21,13 @@ STATS_OPTIONS = {"flips": "flips", "splits": "splits", "seed": "stats_seed", "th
 @click.option("--thresholds", type=THRESHOLDS, default=None, help="|t| thresholds for counts, e.g. 3,5 (default 3,5).")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures (faster).")
 def cli(run_dir, no_figures, **stats):
-    """Recompute summary.json, units.csv, blocks.csv, README.md and figures of RUN_DIR."""
+    """Recompute summary.json, units.csv, blocks.csv, README.md and figures of RUN_DIR
+    (or of a published run, hf://user/repo, in its downloaded copy)."""
     import pathlib
 
+    from ..rundir.hub import resolve_run_path
+
+    run_dir = str(resolve_run_path(run_dir))
     from ..report.analysis import MANIFEST, analyze_run, read_manifest
     from ..config import config_from_manifest
 

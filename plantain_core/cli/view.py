@@ -36,15 +36,20 @@ def panels_of(path: pathlib.Path) -> tuple[list, str]:
 
 
 @click.command("view")
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path))
+@click.argument("path")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
               help=f"Where to write the page (default: PATH/{EXPLORER}).")
 @click.option("--max-values", type=click.IntRange(min=0), default=MAX_VALUES, show_default=True,
               help="Most per-pair A − B values embedded in the page; past it a layout keeps its heatmap only.")
 def cli(path, out, max_values):
-    """Write one self-contained interactive HTML page of the run (or sweep) folder PATH."""
+    """Write one self-contained interactive HTML page of the run (or sweep) folder PATH
+    (or a published run: hf://user/repo)."""
     from ..report.explorer import write_explorer
+    from ..rundir.hub import resolve_run_path
 
+    path = resolve_run_path(path)
+    if not path.is_dir():
+        raise PlantainError(f"{path}: not a run or sweep folder")
     panels, title = panels_of(path)
     written = write_explorer(panels, out or path / EXPLORER, title, max_values)
     click.echo(f"wrote {written} ({written.stat().st_size:,} bytes, {len(panels)} run{'s' if len(panels) > 1 else ''}); "
