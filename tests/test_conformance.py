@@ -52,6 +52,20 @@ def test_the_example_family_equals_its_pipeline_call():
     assert report.max_rel <= 1e-5 and any(c.cfg for c in report.cases)
 
 
+def test_a_local_folder_runs_at_its_loaders_default_size_and_proves_itself(tmp_path):
+    """The real-checkpoint path: a saved pipeline loaded by a HubLoader runs at the loader's
+    ``default_size`` (it was always 1024 px) and equals its own pipeline there."""
+    from plantain_core.models.loaders import HubLoader
+    from plantain_plugins.families.flux1 import FLUX1
+
+    folder = tmp_path / "flux1-folder"
+    load_model("tiny-flux1", "cpu").pipeline.save_pretrained(folder)
+    bundle = HubLoader(FLUX1, r"flux", "me/flux", default_size=64).load(str(folder), "cpu", "fp32")
+    assert bundle.default_size == 64 and not bundle.is_tiny
+    report = prove_family(bundle, steps=(1, 2), guidance=(3.0,))
+    assert report.model == "flux1" and report.max_rel <= 1e-5
+
+
 # -- a k-diffusion pipeline: PixArt-Sigma, described plainly -----------------------------------------------
 class PixArtSigma(ModelFamily):
     """PixArt-Sigma as its pipeline describes it, and nothing more: no sigma recomputed,

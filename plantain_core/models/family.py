@@ -72,9 +72,12 @@ class ModelFamily:
     card_tag: str = ""
 
     def padding_note(self) -> str:
-        """The card's sentence on how the text stream is padded (a family with a text
-        attention mask says so)."""
-        return f"The text stream is padded to {self.text_tokens} tokens with no attention mask"
+        """The card's sentence (no final period; the card goes on ", so prompt length and padding
+        can move unit RMS") on how prompts fill the text stream and whether a mask hides the
+        padding. The default claims neither: a family says what its pipeline does (FLUX: padded
+        to 512 tokens with no attention mask)."""
+        return (f"The text stream holds up to {self.text_tokens} tokens; model family {self.name} does not say how "
+                "prompts are padded or whether an attention mask hides the padding")
 
     def __repr__(self) -> str:
         return f"<model family {self.name}>"
