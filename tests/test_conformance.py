@@ -243,3 +243,15 @@ def test_the_report_table_names_each_case():
     assert "1 of 2 cases fail" in text and "FAIL text-pair" in text and "ok   text-pair" in text
     with pytest.raises(ConformanceError):
         report.check()
+
+
+def test_the_default_padding_note_claims_nothing_a_family_did_not_say():
+    from plantain_plugins.families.flux1 import FLUX1
+    from plantain_plugins.families.sd3 import SD3
+
+    note = PixArtSigma().padding_note()  # PixArt masks its padding: the default must not deny it
+    assert "attention mask" in note and "no attention mask" not in note and "300" in note
+    assert "does not say" in note and "test-pixart-sigma" in note
+    # the families whose pipelines have no text mask still say so
+    assert FLUX1.padding_note() == "The text stream is padded to 512 tokens with no attention mask"
+    assert SD3.padding_note() == "The text stream is padded to 333 tokens with no attention mask"
