@@ -180,8 +180,10 @@ def test_a_plain_family_of_a_k_diffusion_pipeline_equals_it(name):
     depends on the steps set; the ancestral scheduler draws noise from the run's generator in
     every step; DPM-Solver keeps a history. Each through the kit, CFG included."""
     bundle = tiny_pixart(_schedulers()[name])
+    own = bundle.pipeline.scheduler
     report = prove_family(bundle, steps=(1, 3), guidance=(1.0, 3.0))
     assert report.max_rel <= 1e-5 and len(report.cases) == 8
+    assert bundle.pipeline.scheduler is own  # the loop's copy is the pipeline's only while noise is made
     assert {c.cfg for c in report.cases} == {False, True}
 
 

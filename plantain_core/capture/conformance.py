@@ -122,8 +122,8 @@ def prove_family(model, *, family=None, steps: Sequence[int] = (1, 3), guidance:
     """Prove a model family equal to its own pipeline's ``__call__`` (see the module docstring).
 
     ``model``: a loaded bundle (:class:`~plantain_core.models.loaders.LoadedModel`), a model
-    name (``tiny-sd3``: loaded on the CPU in fp32) or a registered family's name (its
-    embedded tiny model); ``family``: prove this family object on ``model``'s pipeline
+    name (``tiny-sd3``: loaded on the CPU in fp32) or a registered family or its name (its
+    embedded tiny model, e.g. ``"chroma"``); ``family``: prove this family object on ``model``'s pipeline
     instead of the bundle's own. ``steps``: step counts (1 is the probe pass; K > 1 the
     trajectory); ``guidance``: guidance scales (above 1 runs CFG where the family does, or
     embeds it); ``kinds``: stimulus kinds (default: every built-in kind the family runs).

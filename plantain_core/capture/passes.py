@@ -51,12 +51,15 @@ def pipeline_scheduler(pipe, scheduler):
     if scheduler is None:
         yield
         return
-    saved = pipe.__dict__.get("scheduler")
+    had, saved = "scheduler" in pipe.__dict__, pipe.__dict__.get("scheduler")
     pipe.__dict__["scheduler"] = scheduler
     try:
         yield
     finally:
-        pipe.__dict__["scheduler"] = saved
+        if had:
+            pipe.__dict__["scheduler"] = saved
+        else:
+            del pipe.__dict__["scheduler"]
 
 
 def auto_batch_size(bundle, tokens: int) -> int:
