@@ -6,7 +6,11 @@
   beside the installed ones, for the block;
 - :func:`write_plugin_dist`: lay out a module plus a ``.dist-info`` so entry-point
   discovery sees it exactly as an installed package (put its folder on ``sys.path``);
-- :func:`spec_data` / :func:`write_spec`: a valid spec as a dict or a file.
+- :func:`spec_data` / :func:`write_spec`: a valid spec as a dict or a file;
+- :func:`prove_family`: the conformance kit: a model family's captures against hooks on its
+  capture sites inside its own pipeline's ``__call__`` (1 and K steps, with and without CFG,
+  each kind it runs), a :class:`ConformanceReport` of the max relative difference per layout
+  and step (:mod:`plantain_core.capture.conformance`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ import textwrap
 from typing import Any
 
 import toml
+
+from .capture.conformance import TOLERANCE, Case, ConformanceError, ConformanceReport, prove_family
+
+__all__ = ["FAST", "TOLERANCE", "Case", "ConformanceError", "ConformanceReport", "plugins_registered", "prove_family",
+           "run_on_tiny", "spec_data", "write_plugin_dist", "write_spec"]
 
 #: Fast statistics for tests: small null and split counts (the numbers stay exact for a seed).
 FAST = {"flips": 50, "splits": 10}

@@ -2,8 +2,10 @@
 
 One probe pass = one transformer forward at the first step of a one-step schedule
 (timestep exactly as the pipeline's ``__call__`` computes it for
-``num_inference_steps=1``), guidance 1.0 (no CFG), initial noise seeded per pair so A
-and B share it. Prompts are encoded once each and conditioning images VAE-encoded once
+``num_inference_steps=1``, the latents scaled by that schedule's
+``scale_model_input``), guidance 1.0 (no CFG), initial noise seeded per pair so A
+and B share it (made while ``pipe.scheduler`` is the schedule's copy: ``prepare_latents``
+of k-diffusion pipelines multiplies by its ``init_noise_sigma``). Prompts are encoded once each and conditioning images VAE-encoded once
 each (:meth:`PassInputs.prepare`); :meth:`PassInputs.kwargs` then builds any batch of
 passes. What differs between pipelines (prompt encoding, noise, transformer arguments)
 is the model family's (:mod:`plantain_core.models.family`). The runner and the causal check
@@ -12,6 +14,7 @@ both build their passes here.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Sequence
 
 import attrs
@@ -34,10 +37,29 @@ def noise_seed(seed: int, pair_index: int) -> int:
 
 def cache_context(transformer, name: str):
     """The transformer's cache context (diffusers' CacheMixin: FLUX); a no-op where it has none (SD3)."""
-    import contextlib
-
     enter = getattr(transformer, "cache_context", None)
     return contextlib.nullcontext() if enter is None else enter(name)
+
+
+@contextlib.contextmanager
+def pipeline_scheduler(pipe, scheduler):
+    """``pipe.scheduler`` is ``scheduler`` (the loop's set copy) inside: ``__call__`` sets the
+    timesteps before ``prepare_latents``, which reads ``scheduler.init_noise_sigma`` (k-diffusion
+    schedulers; it depends on the timesteps set), so the family's ``noise`` must see that copy, not
+    the pipeline's own scheduler as the last image generation left it. Written to the instance
+    ``__dict__``: a plain assignment would rewrite the pipeline's config."""
+    if scheduler is None:
+        yield
+        return
+    had, saved = "scheduler" in pipe.__dict__, pipe.__dict__.get("scheduler")
+    pipe.__dict__["scheduler"] = scheduler
+    try:
+        yield
+    finally:
+        if had:
+            pipe.__dict__["scheduler"] = saved
+        else:
+            del pipe.__dict__["scheduler"]
 
 
 def auto_batch_size(bundle, tokens: int) -> int:
@@ -86,6 +108,7 @@ class PassInputs:
     seed: int
     size: tuple[int, int]
     guidance: float = 1.0  # embedded guidance of guidance-distilled families
+    scheduler: Any = None  # the one-step schedule's scheduler (scale_model_input, init_noise_sigma)
     _negative: tuple | None = None
     _latent_shape: tuple | None = None  # one stimulus's noisy latents, without the batch
 
@@ -101,8 +124,8 @@ class PassInputs:
         prompts = list(dict.fromkeys(s.prompt for i in indices for s in pairs[i].stimuli()))
         embeds, shared, cond = encode_stimuli(bundle, prompts, images)
         family = family_of(bundle)
-        _, timesteps = family.schedule(pipe, 1, family.latent_tokens(pipe, size), pipe._execution_device)
-        return cls(bundle, pairs, embeds, shared, cond, timesteps[0], int(seed), size, float(guidance))
+        scheduler, timesteps = family.schedule(pipe, 1, family.latent_tokens(pipe, size), pipe._execution_device)
+        return cls(bundle, pairs, embeds, shared, cond, timesteps[0], int(seed), size, float(guidance), scheduler)
 
     @property
     def pipe(self):
@@ -139,11 +162,14 @@ class PassInputs:
         """The prompt embeddings' dtype: the pipelines make their noise in it."""
         return next(iter(self.embeds.values()))["encoder_hidden_states"].dtype
 
-    def _noise(self, i: int):
+    def _noise(self, i: int, scheduler=None, generator=None):
+        """Pair ``i``'s (latents, ids), drawn by ``generator`` (default: a fresh one seeded for the
+        pair), with ``scheduler`` (default: the one-step schedule's) as the pipeline's."""
         import torch
 
-        gen = torch.Generator("cpu").manual_seed(noise_seed(self.seed, i))
-        return self.family.noise(self.pipe, gen, self.size, self._dtype, self.pipe._execution_device)
+        gen = torch.Generator("cpu").manual_seed(noise_seed(self.seed, i)) if generator is None else generator
+        with pipeline_scheduler(self.pipe, self.scheduler if scheduler is None else scheduler):
+            return self.family.noise(self.pipe, gen, self.size, self._dtype, self.pipe._execution_device)
 
     def text(self, items: Sequence[Item]) -> dict:
         """The text inputs of ``items``' prompts, batched, on the device."""
@@ -175,20 +201,30 @@ class PassInputs:
         import torch
 
         family, transformer = self.family, self.pipe.transformer
-        latents = [self._noise(i)[0] for i, _ in items]
+        latents = torch.cat([self._noise(i)[0] for i, _ in items], dim=0)
+        scaled = latents if self.scheduler is None else family.scale_model_input(self.scheduler, latents,
+                                                                                  self.timestep)
         cond = self.conditioning(items)
-        hidden = [family.model_input(lat, None if cond is None else cond[k:k + 1]).to(transformer.dtype)
-                  for k, lat in enumerate(latents)]
-        t = self.timestep.expand(len(items)).to(latents[0].dtype)
+        hidden = [family.model_input(scaled[k:k + 1], None if cond is None else cond[k:k + 1]).to(transformer.dtype)
+                  for k in range(len(items))]
+        t = family.loop_timestep(self.timestep, latents)
         return family.transformer_kwargs(self.pipe, torch.cat(hidden, dim=0), t, self.text(items), self.ids(items),
                                          self.guidance)
 
-    def noise(self, items: Sequence[Item]):
+    def noise(self, items: Sequence[Item], scheduler=None):
         """The initial latents of ``items`` (the per-pair seeded noise), batched, in the
-        prompt embeddings' dtype as the pipeline makes them."""
+        prompt embeddings' dtype as the pipeline makes them (``scheduler``: the loop's)."""
+        return self.start(items, scheduler)[0]
+
+    def start(self, items: Sequence[Item], scheduler=None) -> tuple[Any, list]:
+        """(the initial latents of ``items``, batched; each item's generator after drawing them):
+        ``__call__`` goes on drawing from the generator that made the noise where its scheduler
+        adds noise in ``step``."""
         import torch
 
-        return torch.cat([self._noise(i)[0] for i, _ in items], dim=0)
+        gens = [torch.Generator("cpu").manual_seed(noise_seed(self.seed, i)) for i, _ in items]
+        latents = [self._noise(i, scheduler, gen)[0] for (i, _), gen in zip(items, gens)]
+        return torch.cat(latents, dim=0), gens
 
     def negative_text(self, n: int) -> dict:
         """The empty prompt's text inputs for ``n`` rows, as __call__ encodes them for CFG."""

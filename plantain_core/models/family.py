@@ -11,7 +11,8 @@ whose ``family`` is that object. The core asks the family, never the pipeline cl
 - **probe passes** (``encode_prompts``, ``encode_image``, ``noise``, ``model_input``,
   ``transformer_kwargs``, ``prediction``): the transformer inputs of one stimulus, as the
   family's pipeline ``__call__`` builds them;
-- **trajectory steps** (``schedule``, ``uses_cfg``; the scheduler's own ``step``);
+- **trajectory steps** (``schedule``, ``uses_cfg``, and the scheduler protocol of ``__call__``'s
+  loop: ``scale_model_input``, ``loop_timestep``, ``guide``, ``step_kwargs``, ``step``);
 - **stimulus kinds** (``kinds``): a probe of another kind is refused before any work.
 
 docs/writing-a-model-plugin.md walks through a family; the built-in ones (FLUX.2, FLUX.1,
@@ -71,9 +72,12 @@ class ModelFamily:
     card_tag: str = ""
 
     def padding_note(self) -> str:
-        """The card's sentence on how the text stream is padded (a family with a text
-        attention mask says so)."""
-        return f"The text stream is padded to {self.text_tokens} tokens with no attention mask"
+        """The card's sentence (no final period; the card goes on ", so prompt length and padding
+        can move unit RMS") on how prompts fill the text stream and whether a mask hides the
+        padding. The default claims neither: a family says what its pipeline does (FLUX: padded
+        to 512 tokens with no attention mask)."""
+        return (f"The text stream holds up to {self.text_tokens} tokens; model family {self.name} does not say how "
+                "prompts are padded or whether an attention mask hides the padding")
 
     def __repr__(self) -> str:
         return f"<model family {self.name}>"
@@ -162,6 +166,42 @@ class ModelFamily:
     def uses_cfg(self, pipe, guidance: float) -> bool:
         """Does ``__call__`` run an unconditional pass (classifier-free guidance) at ``guidance``?"""
         return False
+
+    # The loop's scheduler protocol, one hook per call ``__call__`` makes between forwards
+    # (plantain_core.capture.trajectory runs them in this order; the probe pass runs the first two).
+    def scale_model_input(self, scheduler, latents, t):
+        """The latents as the transformer takes them at ``t``: ``scheduler.scale_model_input(latents,
+        t)`` as ``__call__`` calls it (k-diffusion schedulers, e.g. ``EulerDiscreteScheduler``,
+        divide by sqrt(sigma^2 + 1)); unchanged where the scheduler has no such method (FLUX's
+        flow matching). A pipeline that never calls it, whatever its scheduler, returns ``latents``."""
+        scale = getattr(scheduler, "scale_model_input", None)
+        return latents if scale is None else scale(latents, t)
+
+    def loop_timestep(self, t, latents):
+        """The ``timestep`` handed to :meth:`transformer_kwargs` from the scheduler's ``t`` (one
+        0-d entry of the timesteps) for the batch ``latents``, as ``__call__``'s loop builds it:
+        FLUX's ``t.expand(batch).to(latents.dtype)`` by default (PixArt keeps the scheduler's
+        dtype; a 16-bit cast turns 999 into 1000)."""
+        return t.expand(latents.shape[0]).to(latents.dtype)
+
+    def guide(self, cond, uncond, guidance: float, index: int):
+        """The prediction at step ``index`` from the conditional and the unconditional one when
+        :meth:`uses_cfg` holds: ``uncond + guidance * (cond - uncond)`` by default (a pipeline
+        with another formula, a renormalisation or a truncation says so here)."""
+        return uncond + guidance * (cond - uncond)
+
+    def step_kwargs(self, pipe, generator) -> dict:
+        """The extra keyword arguments of ``scheduler.step`` as ``__call__`` passes them, for a
+        stimulus whose noise ``generator`` drew (it goes on drawing where the scheduler adds noise).
+        Default: the pipeline's own ``prepare_extra_step_kwargs(generator, eta=0.0)`` where it has
+        one (``eta`` / ``generator`` as the scheduler takes them), else none (FLUX, SD3)."""
+        prepare = getattr(pipe, "prepare_extra_step_kwargs", None)
+        return {} if prepare is None else dict(prepare(generator, 0.0))
+
+    def step(self, scheduler, pred, t, latents, kwargs: dict):
+        """The latents after one step: ``scheduler.step(pred, t, latents, **kwargs)`` and whatever
+        else ``__call__`` does to the latents before the next forward (a dtype cast, ...)."""
+        return scheduler.step(pred, t, latents, **kwargs, return_dict=False)[0]
 
     # -- stimulus kinds -----------------------------------------------------------------------
     def check_kind(self, kind: str, has_images: bool, probe: str = "") -> None:
@@ -371,6 +411,11 @@ RETURNS = {
     "prediction": _check(_is_tensor, "a tensor"),
     "schedule": _scheduled,
     "uses_cfg": _check(lambda v: isinstance(v, bool), "True or False"),
+    "scale_model_input": _check(_is_tensor, "a tensor"),
+    "loop_timestep": _check(_is_tensor, "a tensor"),
+    "guide": _check(_is_tensor, "a tensor"),
+    "step_kwargs": _check(_str_dict, "a dict of keyword arguments"),
+    "step": _check(_is_tensor, "a tensor"),
     "padding_note": _check(lambda v: isinstance(v, str), "a string"),
 }
 

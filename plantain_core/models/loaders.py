@@ -140,6 +140,7 @@ class HubLoader:
 
     def __init__(self, family, hub_names: str, examples: str, default_size: int = 1024):
         self.family = family
+        self.default_size = int(default_size)  # height and width when a run names none
         self.description = f"{family.description} (a hub id like {examples}, or a local folder)"
         self._names = re.compile(hub_names, re.IGNORECASE)  # matched against the repository name
 
@@ -181,7 +182,7 @@ class HubLoader:
         return LoadedModel(
             pipeline=pipe, name=self.family.name, id=str(local or model),
             revision=hub.resolved_revision(model, revision), device=device, dtype=torch_dtype,
-            text_encoder_out_layers=self.family.text_encoder_out_layers(pipe), default_size=hub.DEFAULT_SIZE,
+            text_encoder_out_layers=self.family.text_encoder_out_layers(pipe), default_size=self.default_size,
             offload=offload, load_seconds=time.perf_counter() - start, family=self.family,
         )
 

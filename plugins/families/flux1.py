@@ -21,7 +21,7 @@ from plantain_core.errors import PlantainError
 from plantain_core.models.family import ALL_KINDS, ModelFamily, encode_in_chunks, flow_sigmas, fresh_schedule
 from plantain_core.models.layouts import BlockInfo, Site
 
-from .flux2 import embedded_guidance, joint_sites
+from .flux2 import embedded_guidance, joint_sites, no_mask_note
 
 
 
@@ -40,6 +40,9 @@ class Flux1Family(ModelFamily):
         "activations concatenated; heads are its attention part, slices16 covers both (the MLP slices are "
         "counted apart)",
     )
+
+    def padding_note(self) -> str:
+        return no_mask_note(self)
 
     def sites(self, transformer) -> list[Site]:
         sites = joint_sites(transformer)

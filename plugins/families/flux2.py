@@ -35,6 +35,9 @@ class Flux2Family(ModelFamily):
         "heads are its attention part, slices16 covers both (the MLP slices are counted apart)",
     )
 
+    def padding_note(self) -> str:
+        return no_mask_note(self)
+
     def sites(self, transformer) -> list[Site]:
         sites = joint_sites(transformer)
         for i, block in enumerate(getattr(transformer, "single_transformer_blocks", [])):
@@ -137,6 +140,11 @@ class Flux2DevFamily(Flux2Family):
         ids = pipe.tokenizer.apply_chat_template(messages, add_generation_prompt=False, tokenize=True, return_dict=True)
         first = ids["input_ids"][0]
         return list(first.tolist() if hasattr(first, "tolist") else first)
+
+
+def no_mask_note(family) -> str:
+    """The padding sentence of the FLUX and SD3 pipelines: fixed-length text, no attention mask."""
+    return f"The text stream is padded to {family.text_tokens} tokens with no attention mask"
 
 
 def joint_sites(transformer) -> list[Site]:

@@ -21,6 +21,8 @@ from plantain_core.errors import PlantainError
 from plantain_core.models.family import TEXT_KINDS, ModelFamily, encode_in_chunks, fresh_schedule
 from plantain_core.models.layouts import BlockInfo, Site
 
+from .flux2 import no_mask_note
+
 CLIP_TOKENS = 77
 T5_TOKENS = 256
 
@@ -40,6 +42,9 @@ class SD3Family(ModelFamily):
         "attn.to_add_out (text tokens); the last block is context-pre-only (image tokens only)",
         "attn2[i]: SD3.5 medium's second, image-only attention in its first blocks (attn2.to_out[0])",
     )
+
+    def padding_note(self) -> str:
+        return no_mask_note(self)  # CLIP's 77 + T5's 256 tokens, none masked
 
     def sites(self, transformer) -> list[Site]:
         sites: list[Site] = []

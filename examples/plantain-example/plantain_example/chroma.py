@@ -94,6 +94,10 @@ class ChromaFamily(ModelFamily):
         "padding token, but every text token is computed and counted",
     )
 
+    def padding_note(self) -> str:
+        return (f"Prompts are padded to {T5_TOKENS} T5 tokens; Chroma's attention mask hides all but the first "
+                "padding token, but every text token is computed and counted")
+
     # -- capture sites ------------------------------------------------------------------
     def sites(self, transformer):
         from plantain_core import BlockInfo, Site
