@@ -75,6 +75,13 @@ class ModelFamily:
         attention mask says so)."""
         return f"The text stream is padded to {self.text_tokens} tokens with no attention mask"
 
+    def presets(self) -> dict:
+        """``{hub id: transformer config dict}`` of the published checkpoints this family
+        ships, so ``plantain units <hub id>`` counts them offline (read with
+        :func:`plantain_core.models.hub.json_presets`); plantain's own FLUX and SD3 ones are
+        ``models/presets/*.json``."""
+        return {}
+
     def __repr__(self) -> str:
         return f"<model family {self.name}>"
 
@@ -372,6 +379,8 @@ RETURNS = {
     "schedule": _scheduled,
     "uses_cfg": _check(lambda v: isinstance(v, bool), "True or False"),
     "padding_note": _check(lambda v: isinstance(v, str), "a string"),
+    "presets": _check(lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(c, dict)
+                                                            for k, c in v.items()), "{hub id: config dict}"),
 }
 
 

@@ -153,8 +153,13 @@ class HubLoader:
         if hub.is_hub_id(model):
             return self._names.search(model.rsplit("/", 1)[-1]) is not None
         # a bare preset name (`plantain units FLUX.1-Kontext-dev`): the family is the one it names
-        preset = hub.find_preset(model) if "/" not in model and not os.path.exists(model) else None
-        return preset is not None and self._names.search(preset.stem) is not None
+        if "/" in model or os.path.exists(model):
+            return False
+        preset = hub.find_preset(model)
+        if preset is not None:
+            return self._names.search(preset.stem) is not None
+        found = hub.find_family_preset(model)  # a plugin family's preset names its family
+        return found is not None and found[1] == self.family.name
 
     def transformer_config(self, model: str) -> tuple[dict[str, Any], str]:
         from . import hub

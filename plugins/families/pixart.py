@@ -36,6 +36,9 @@ def clean_caption() -> bool:
 
     return bool(is_bs4_available() and is_ftfy_available())
 
+#: bundled transformer configs (sources in docs/models.md)
+PRESETS = {"PixArt-alpha/PixArt-Sigma-XL-2-1024-MS": "PixArt-Sigma-XL-2-1024-MS.json"}
+
 
 class PixArtSigmaFamily(ModelFamily):
     name = "pixart-sigma"
@@ -56,6 +59,13 @@ class PixArtSigmaFamily(ModelFamily):
     def padding_note(self) -> str:
         return (f"The T5 tokens (the cross-attention's keys and values) are padded to {T5_TOKENS} under an attention "
                 "mask, so padding is masked out")
+
+    def presets(self) -> dict:
+        import pathlib
+
+        from plantain_core.models.hub import json_presets
+
+        return json_presets(pathlib.Path(__file__).with_name("presets"), PRESETS)
 
     def sites(self, transformer) -> list[Site]:
         sites: list[Site] = []

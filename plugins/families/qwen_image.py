@@ -26,6 +26,9 @@ from plantain_core.models.layouts import BlockInfo, Site
 #: ``max_sequence_length`` of ``QwenImagePipeline.__call__``: the text stream's longest length.
 TEXT_TOKENS = 512
 
+#: bundled transformer configs (sources in docs/models.md)
+PRESETS = {"Qwen/Qwen-Image": "Qwen-Image.json"}
+
 
 class QwenImageFamily(ModelFamily):
     name = "qwen-image"
@@ -44,6 +47,13 @@ class QwenImageFamily(ModelFamily):
     def padding_note(self) -> str:
         return ("The text stream is each prompt's own length (the template's system turn dropped, at most "
                 f"{TEXT_TOKENS} tokens), unpadded")
+
+    def presets(self) -> dict:
+        import pathlib
+
+        from plantain_core.models.hub import json_presets
+
+        return json_presets(pathlib.Path(__file__).with_name("presets"), PRESETS)
 
     def sites(self, transformer) -> list[Site]:
         sites: list[Site] = []

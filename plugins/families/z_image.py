@@ -15,7 +15,7 @@ main layers). Each stream is padded by the transformer to a multiple of 32 token
 a learned pad token that attends and is attended (as in ``__call__``; the units count
 those tokens). The main layers put the image first, unlike the text-first single blocks
 of FLUX, and the transformer takes no ``encoder_hidden_states``: only ``--token-scope
-all`` is supported (``slices16`` reads image streams and so has no context-refiner units).
+all`` is supported.
 
 Passes follow ``ZImagePipeline.__call__``: the prompt in the Qwen3 chat template (thinking
 turn on, as the pipeline asks) through the text encoder's second-to-last hidden state,
@@ -39,6 +39,9 @@ TEXT_TOKENS = 512
 GROUPS = (("noise_refiner", "noise_refiner", "image"), ("context_refiner", "context_refiner", "text"),
           ("layer", "layers", "single"))
 
+#: bundled transformer configs (sources in docs/models.md)
+PRESETS = {"Tongyi-MAI/Z-Image-Turbo": "Z-Image-Turbo.json"}
+
 
 class ZImageFamily(ModelFamily):
     name = "z-image"
@@ -53,13 +56,19 @@ class ZImageFamily(ModelFamily):
         "noise_refiner[i]: refiner blocks over the image tokens alone; context_refiner[i]: refiner blocks over the "
         "caption tokens alone; layer[i]: the main layers over image then caption tokens; heads are slices of "
         "attention.to_out[0]'s input",
-        "each stream is padded to a multiple of 32 tokens with a learned pad token; only --token-scope all; "
-        "slices16 reads image streams, so the context refiners have no slices16 units",
+        "each stream is padded to a multiple of 32 tokens with a learned pad token; only --token-scope all",
     )
 
     def padding_note(self) -> str:
         return (f"The caption is each prompt's own length (at most {TEXT_TOKENS} tokens), padded by the transformer "
                 "to a multiple of 32 with a learned pad token that is not masked")
+
+    def presets(self) -> dict:
+        import pathlib
+
+        from plantain_core.models.hub import json_presets
+
+        return json_presets(pathlib.Path(__file__).with_name("presets"), PRESETS)
 
     def sites(self, transformer) -> list[Site]:
         sites: list[Site] = []
