@@ -159,10 +159,11 @@ def _cached_hub_config(repo_id: str) -> str | None:
     return hit if isinstance(hit, str) else None
 
 
-def download_hint(model: str) -> str:
+def download_hint(model: str, tiny: str = "tiny") -> str:
+    """How to get ``model``; ``tiny``: the embedded tiny model of its family to try instead."""
     return (
         f"download it first with `hf download {model}` (or `huggingface-cli download {model}`; "
-        f"gated models need `hf auth login`), pass a local diffusers folder, or use --model tiny"
+        f"gated models need `hf auth login`), pass a local diffusers folder, or use --model {tiny}"
     )
 
 
@@ -185,9 +186,10 @@ def _short(exc: BaseException) -> str:
     return text[:200] or type(exc).__name__
 
 
-def load_pipeline(class_name: str, model: str, revision: str | None, dtype):
+def load_pipeline(class_name: str, model: str, revision: str | None, dtype, tiny: str = "tiny"):
     """``<class_name>.from_pretrained`` (a diffusers pipeline class) with every "not here"
-    failure turned into one PlantainError that says how to get the model."""
+    failure turned into one PlantainError that says how to get the model (or its family's
+    tiny model ``tiny``)."""
     import diffusers
 
     pipeline_class = getattr(diffusers, class_name)
@@ -201,7 +203,7 @@ def load_pipeline(class_name: str, model: str, revision: str | None, dtype):
     cached = local is not None or _is_cached(model, revision)
     if not cached and _offline():
         raise PlantainError(f"model {model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
-                            + download_hint(model))
+                            + download_hint(model, tiny))
     try:
         pipe = pipeline_class.from_pretrained(str(local or model), revision=revision, dtype=dtype)
     except Exception as exc:
@@ -210,9 +212,9 @@ def load_pipeline(class_name: str, model: str, revision: str | None, dtype):
         if not isinstance(exc, (OSError, ValueError)) and not type(exc).__module__.startswith("huggingface_hub"):
             raise
         if cached:
-            raise PlantainError(f"cannot load model {model!r}: {_short(exc)}; " + download_hint(model)) from None
+            raise PlantainError(f"cannot load model {model!r}: {_short(exc)}; " + download_hint(model, tiny)) from None
         raise PlantainError(f"model {model!r} is not in the local Hugging Face cache and could not be downloaded "
-                            f"({_short(exc)}); " + download_hint(model)) from None
+                            f"({_short(exc)}); " + download_hint(model, tiny)) from None
     if not isinstance(pipe, pipeline_class):
         raise PlantainError(f"model {model!r} loads as {type(pipe).__name__}, not {class_name}")
     return pipe

@@ -174,7 +174,7 @@ class HubLoader:
         start = time.perf_counter()
         device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device)
-        pipe = hub.load_pipeline(self.family.pipeline_class, model, revision, torch_dtype)
+        pipe = hub.load_pipeline(self.family.pipeline_class, model, revision, torch_dtype, tiny_of(self.family))
         offload = bool(offload) and not device.startswith("cpu")
         if offload:
             # Components move to the accelerator only while they run: only the largest must fit.
@@ -189,6 +189,18 @@ class HubLoader:
             text_encoder_out_layers=self.family.text_encoder_out_layers(pipe), default_size=hub.DEFAULT_SIZE,
             offload=offload, load_seconds=time.perf_counter() - start, family=self.family,
         )
+
+
+def tiny_of(family) -> str:
+    """The ``--model`` name of a registered tiny model of ``family`` (``tiny``, FLUX.2 Klein's,
+    where the family has none): what an offline error suggests instead of the real model."""
+    from ..plugins import get_registry
+
+    for name, entry in get_registry().models.items():
+        tiny = getattr(entry.obj, "tiny", None)
+        if isinstance(tiny, TinyModel) and tiny.stem == name and getattr(tiny.family, "name", None) == family.name:
+            return name
+    return "tiny"
 
 
 @contextlib.contextmanager
