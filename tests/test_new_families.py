@@ -251,3 +251,14 @@ def test_sweep_plan_uses_the_benchmark_rate_only_for_the_model_it_measured(tmp_p
     rates = {c["model"]: c["passes_per_second"] for c in plan_sweep(sweep)["cells"]}
     assert rates["tiny"] is not None and rates["tiny-weights1"] == rates["tiny"]
     assert rates["tiny-qwen-image"] is None and rates["tiny-pixart-sigma"] is None
+
+
+@pytest.mark.parametrize("model, scope, message", [
+    ("tiny-z-image", "image", "this model family runs --token-scope all only"),
+    ("tiny-pixart-sigma", "text", "no block has units of layout 'heads' under token scope 'text'"),
+])
+def test_token_scopes_a_family_cannot_read_are_refused_with_one_error(model, scope, message, tmp_path):
+    result = CliRunner().invoke(main, ["run", "ray", "--model", model, "--token-scope", scope, "--units", "heads",
+                                       "--out", str(tmp_path / "run"), "--no-progress", "--no-figures"])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert result.output.startswith("Error:") and len(result.output.strip().splitlines()) == 1  # no traceback
