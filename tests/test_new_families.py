@@ -27,8 +27,6 @@ from plantain_core.spec.probes import Probe
 from plantain_plugins.families.builtin import TINY_PIXART_SIGMA, TINY_QWEN_IMAGE, TINY_Z_IMAGE
 
 FAMILIES = {"tiny-qwen-image": TINY_QWEN_IMAGE, "tiny-z-image": TINY_Z_IMAGE, "tiny-pixart-sigma": TINY_PIXART_SIGMA}
-#: max relative difference plantain vs the pipeline's own __call__, per (model, case): the report's figures
-FIGURES: dict = {}
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
@@ -125,7 +123,6 @@ def test_one_step_captures_equal_hooks_inside_the_pipeline_call(bundle, tmp_path
             steps = 2 if bundle.name == "tiny-qwen-image" else 1
             ref = _pipeline_heads(bundle, stim.prompt, 5, i, steps=steps)[0]
             worst = max(worst, _compare(rows[i], units, ref))
-    FIGURES[(bundle.name, "1 step")] = worst
     print(f"\n{bundle.name} 1 step: max rel diff {worst:.2e}")
     assert worst <= 1e-5
     assert not np.allclose(a, b)
@@ -146,7 +143,6 @@ def test_trajectory_equals_hooks_inside_the_pipeline_call(bundle, tmp_path, guid
         assert len(per_step) == 3  # one forward per step: CFG rows ride in the same batch
         for step, ref in enumerate(per_step):
             worst = max(worst, _compare(a[i, step], units, ref))
-    FIGURES[(bundle.name, f"3 steps, guidance {guidance}")] = worst
     print(f"\n{bundle.name} 3 steps guidance {guidance}: max rel diff {worst:.2e}")
     assert worst <= 1e-5
 
@@ -262,3 +258,19 @@ def test_token_scopes_a_family_cannot_read_are_refused_with_one_error(model, sco
                                        "--out", str(tmp_path / "run"), "--no-progress", "--no-figures"])
     assert result.exit_code == 1 and message in result.output, result.output
     assert result.output.startswith("Error:") and len(result.output.strip().splitlines()) == 1  # no traceback
+
+
+@pytest.mark.parametrize("model", sorted(FAMILIES))
+def test_tiny_builders_are_seeded_and_leave_the_callers_rng_alone(model):
+    tiny = FAMILIES[model]
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    first, again, other = tiny.build(0), tiny.build(0), tiny.build(1)
+    assert torch.equal(torch.rand(3), before)
+    for name in ("transformer", "text_encoder", "vae"):
+        a, b, c = (dict(getattr(p, name).state_dict()) for p in (first, again, other))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point() and a[k].numel() > 1)
+    assert type(first).__name__ == tiny.family.pipeline_class
+    assert type(first.transformer).__name__ == tiny.family.transformer_class
