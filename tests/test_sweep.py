@@ -291,7 +291,7 @@ def test_sweep_report_correlates_probes_and_models(reported):
     assert corr["r"][i][j] == pytest.approx(np.corrcoef(tmap("measure"), tmap("ray"))[0, 1], abs=1e-5)
     card = (out / "README.md").read_text()
     for section in ("## Cells", "## Replication over noise seeds", "## Probe × probe", "## Model × model", "## Steps",
-                    "[ray-tiny-seed0-heads](ray-tiny-seed0-heads/README.md)", "say nothing about FLUX or any"):
+                    "[ray-tiny-seed0-heads](ray-tiny-seed0-heads/README.md)", "say nothing about FLUX.2 [klein] or any"):
         assert section in card, section
     assert (out / "figures" / "correlation_0.png").stat().st_size > 0
 

@@ -59,7 +59,9 @@ def token_range(stream: str, scope: str, n_tokens: int, text_len: int | None) ->
     if stream != "single" or scope == "all":
         return 0, n_tokens
     if text_len is None:
-        raise RuntimeError("single-block capture without a transformer forward (text length unknown)")
+        raise RuntimeError(f"--token-scope {scope} on a single-stream site needs the text length, read from the "
+                           "transformer's encoder_hidden_states argument, which this forward did not get (Z-Image's "
+                           "transformer takes cap_feats): this model family runs --token-scope all only")
     return (text_len, n_tokens) if scope == "image" else (0, text_len)
 
 

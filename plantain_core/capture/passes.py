@@ -150,11 +150,15 @@ class PassInputs:
         return self.pairs[item[0]].stimuli()[item[1]].image
 
     def groups(self, items: Sequence[Item]) -> list[list[Item]]:
-        """``items`` split by conditioning shape: the transformer takes one set of position ids per call."""
+        """``items`` split by conditioning shape (the transformer takes one set of position ids
+        per call) and by text length: families whose prompts keep their own length (Qwen-Image,
+        Z-Image) would otherwise be padded to the batch's longest, and the padding captured."""
         out: dict[Any, list[Item]] = {}
         for item in items:
             img = self.image_of(item)
-            out.setdefault(None if img is None else tuple(self.cond[img][0].shape), []).append(item)
+            prompt = self.pairs[item[0]].stimuli()[item[1]].prompt
+            text_len = self.embeds[prompt]["encoder_hidden_states"].shape[1]
+            out.setdefault((None if img is None else tuple(self.cond[img][0].shape), text_len), []).append(item)
         return list(out.values())
 
     @property

@@ -73,7 +73,8 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="plantain")
 def main():
-    """Paired-stimulus, per-unit attention probes for FLUX.2 Klein."""
+    """Paired-stimulus, per-unit attention probes for diffusion transformers (FLUX.2, FLUX.1, SD3, Qwen-Image,
+    Z-Image, PixArt-Sigma, and the families plugins add)."""
 
 
 main.params.append(debug_param)

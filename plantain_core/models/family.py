@@ -79,6 +79,13 @@ class ModelFamily:
         return (f"The text stream holds up to {self.text_tokens} tokens; model family {self.name} does not say how "
                 "prompts are padded or whether an attention mask hides the padding")
 
+    def presets(self) -> dict:
+        """``{hub id: transformer config dict}`` of the published checkpoints this family
+        ships, so ``plantain units <hub id>`` counts them offline (read with
+        :func:`plantain_core.models.hub.json_presets`); plantain's own FLUX and SD3 ones are
+        ``models/presets/*.json``."""
+        return {}
+
     def __repr__(self) -> str:
         return f"<model family {self.name}>"
 
@@ -417,6 +424,8 @@ RETURNS = {
     "step_kwargs": _check(_str_dict, "a dict of keyword arguments"),
     "step": _check(_is_tensor, "a tensor"),
     "padding_note": _check(lambda v: isinstance(v, str), "a string"),
+    "presets": _check(lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(c, dict)
+                                                            for k, c in v.items()), "{hub id: config dict}"),
 }
 
 

@@ -34,6 +34,41 @@ def find_preset(model: str) -> pathlib.Path | None:
     return None
 
 
+def json_presets(folder, files: dict[str, str]) -> dict[str, dict]:
+    """``{hub id: config}`` from ``{hub id: JSON file name in folder}``: what a family's
+    :meth:`~plantain_core.models.family.ModelFamily.presets` returns for configs it ships."""
+    folder = pathlib.Path(folder)
+    return {hub_id: read_json(folder / name, "preset") for hub_id, name in files.items()}
+
+
+def family_presets() -> dict[str, tuple[str, dict]]:
+    """``{hub id: (family name, config)}`` over every installed family's presets (the first
+    family to name a hub id keeps it)."""
+    from ..errors import plugin_call
+    from .lookup import families
+
+    out: dict[str, tuple[str, dict]] = {}
+    for family in families():
+        method = getattr(family, "presets", None)
+        found = plugin_call(f"model family {family.name!r}: presets()", method) if callable(method) else {}
+        if not isinstance(found, dict):
+            raise PlantainError(f"model family {family.name!r}: presets() must return {{hub id: config dict}}")
+        for hub_id, config in found.items():
+            if isinstance(hub_id, str) and isinstance(config, dict):
+                out.setdefault(hub_id, (family.name, config))
+    return out
+
+
+def find_family_preset(model: str) -> tuple[str, str, dict] | None:
+    """(hub id, family name, config) of an installed family's preset for a hub id or its
+    repository name, case-insensitively."""
+    name = model.strip().rstrip("/").lower()
+    for hub_id, (family, config) in family_presets().items():
+        if name in (hub_id.lower(), hub_id.rsplit("/", 1)[-1].lower()):
+            return hub_id, family, config
+    return None
+
+
 def is_hub_id(model: str) -> bool:
     return bool(_HUB_ID.match(model)) and not os.path.exists(model)
 
@@ -102,12 +137,16 @@ def transformer_config(model: str) -> tuple[dict[str, Any], str]:
     preset = find_preset(model)
     if preset is not None:
         return json.loads(preset.read_text(encoding="utf-8")), f"preset {preset.stem}"
+    found = find_family_preset(model)
+    if found is not None:
+        return dict(found[2]), f"preset {found[0]} (model family {found[1]})"
     cached = _cached_hub_config(model) if is_hub_id(model) else None
     if cached is not None:
         return json.loads(pathlib.Path(cached).read_text(encoding="utf-8")), cached
     raise PlantainError(
         f"no transformer config for {model!r}: not a local folder with transformer/config.json, "
-        f"not in the hub cache, and no bundled preset; presets: {', '.join(preset_names())}, or a tiny model"
+        f"not in the hub cache, and no bundled preset; presets: {', '.join(preset_names() + sorted(family_presets()))}, "
+        "or a tiny model"
     )
 
 
@@ -120,10 +159,11 @@ def _cached_hub_config(repo_id: str) -> str | None:
     return hit if isinstance(hit, str) else None
 
 
-def download_hint(model: str) -> str:
+def download_hint(model: str, tiny: str = "tiny") -> str:
+    """How to get ``model``; ``tiny``: the embedded tiny model of its family to try instead."""
     return (
         f"download it first with `hf download {model}` (or `huggingface-cli download {model}`; "
-        f"gated models need `hf auth login`), pass a local diffusers folder, or use --model tiny"
+        f"gated models need `hf auth login`), pass a local diffusers folder, or use --model {tiny}"
     )
 
 
@@ -146,9 +186,10 @@ def _short(exc: BaseException) -> str:
     return text[:200] or type(exc).__name__
 
 
-def load_pipeline(class_name: str, model: str, revision: str | None, dtype):
+def load_pipeline(class_name: str, model: str, revision: str | None, dtype, tiny: str = "tiny"):
     """``<class_name>.from_pretrained`` (a diffusers pipeline class) with every "not here"
-    failure turned into one PlantainError that says how to get the model."""
+    failure turned into one PlantainError that says how to get the model (or its family's
+    tiny model ``tiny``)."""
     import diffusers
 
     pipeline_class = getattr(diffusers, class_name)
@@ -162,7 +203,7 @@ def load_pipeline(class_name: str, model: str, revision: str | None, dtype):
     cached = local is not None or _is_cached(model, revision)
     if not cached and _offline():
         raise PlantainError(f"model {model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
-                            + download_hint(model))
+                            + download_hint(model, tiny))
     try:
         pipe = pipeline_class.from_pretrained(str(local or model), revision=revision, dtype=dtype)
     except Exception as exc:
@@ -171,9 +212,9 @@ def load_pipeline(class_name: str, model: str, revision: str | None, dtype):
         if not isinstance(exc, (OSError, ValueError)) and not type(exc).__module__.startswith("huggingface_hub"):
             raise
         if cached:
-            raise PlantainError(f"cannot load model {model!r}: {_short(exc)}; " + download_hint(model)) from None
+            raise PlantainError(f"cannot load model {model!r}: {_short(exc)}; " + download_hint(model, tiny)) from None
         raise PlantainError(f"model {model!r} is not in the local Hugging Face cache and could not be downloaded "
-                            f"({_short(exc)}); " + download_hint(model)) from None
+                            f"({_short(exc)}); " + download_hint(model, tiny)) from None
     if not isinstance(pipe, pipeline_class):
         raise PlantainError(f"model {model!r} loads as {type(pipe).__name__}, not {class_name}")
     return pipe

@@ -98,6 +98,8 @@ def block_streams(block: BlockInfo, layout: str, scope: str) -> tuple[str, ...]:
     the block has no units there)."""
     if "single" in block.streams:
         return ("single",)
+    if len(block.streams) == 1 and scope == "all":  # a one-stream block (Z-Image's caption refiner) is read whole
+        return block.streams
     return tuple(s for s in joint_streams(layout, scope) if s in block.streams)
 
 

@@ -154,8 +154,13 @@ class HubLoader:
         if hub.is_hub_id(model):
             return self._names.search(model.rsplit("/", 1)[-1]) is not None
         # a bare preset name (`plantain units FLUX.1-Kontext-dev`): the family is the one it names
-        preset = hub.find_preset(model) if "/" not in model and not os.path.exists(model) else None
-        return preset is not None and self._names.search(preset.stem) is not None
+        if "/" in model or os.path.exists(model):
+            return False
+        preset = hub.find_preset(model)
+        if preset is not None:
+            return self._names.search(preset.stem) is not None
+        found = hub.find_family_preset(model)  # a plugin family's preset names its family
+        return found is not None and found[1] == self.family.name
 
     def transformer_config(self, model: str) -> tuple[dict[str, Any], str]:
         from . import hub
@@ -170,7 +175,7 @@ class HubLoader:
         start = time.perf_counter()
         device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device)
-        pipe = hub.load_pipeline(self.family.pipeline_class, model, revision, torch_dtype)
+        pipe = hub.load_pipeline(self.family.pipeline_class, model, revision, torch_dtype, tiny_of(self.family))
         offload = bool(offload) and not device.startswith("cpu")
         if offload:
             # Components move to the accelerator only while they run: only the largest must fit.
@@ -185,6 +190,18 @@ class HubLoader:
             text_encoder_out_layers=self.family.text_encoder_out_layers(pipe), default_size=self.default_size,
             offload=offload, load_seconds=time.perf_counter() - start, family=self.family,
         )
+
+
+def tiny_of(family) -> str:
+    """The ``--model`` name of a registered tiny model of ``family`` (``tiny``, FLUX.2 Klein's,
+    where the family has none): what an offline error suggests instead of the real model."""
+    from ..plugins import get_registry
+
+    for name, entry in get_registry().models.items():
+        tiny = getattr(entry.obj, "tiny", None)
+        if isinstance(tiny, TinyModel) and tiny.stem == name and getattr(tiny.family, "name", None) == family.name:
+            return name
+    return "tiny"
 
 
 @contextlib.contextmanager

@@ -28,6 +28,16 @@ def builtin_families() -> list[ModelFamily]:
     return [entry.obj for entry in builtin_registry().families.values()]
 
 
+def model_label(name) -> str:
+    """The model a family imitates, named for sentences such as "a tiny model's numbers say
+    nothing about X": its description up to the first parenthesis (``FLUX.2 [klein]``,
+    ``Qwen-Image``); ``the model it imitates`` for an unknown family (an untrusted name). A record
+    without one predates families: FLUX.2 Klein's, as :func:`family_of` reads it."""
+    name = name or DEFAULT_FAMILY
+    found = next((f for f in families() + builtin_families() if f.name == name), None)
+    return str(found.description).split(" (", 1)[0] if found is not None else "the model it imitates"
+
+
 def family_of(bundle) -> ModelFamily:
     """The family of a loaded bundle, guarded (:func:`guarded`); a loader that names none
     gets FLUX.2 Klein's, the only shape plantain knew before families existed."""

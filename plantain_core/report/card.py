@@ -72,18 +72,20 @@ def front_matter(summary, manifest, spec_data) -> str:
 
 
 def describe_layout(name: str, s: Mapping[str, Any]) -> str:
+    """What a unit of ``name`` is, in words every family shares: which projections a family
+    hooks (stream names) is its own note, printed after these lines."""
     u = s["n_units"]
     if name == "heads":
         return (f"`heads`: {u:,} true attention heads. A unit is the feature slice [h·d, (h+1)·d) of one head in the "
-                "input of the attention output projection; in joint blocks it covers the image stream (`to_out[0]`) "
-                "and the text stream (`to_add_out`) together.")
+                "input of the attention output projection; where a block has an image and a text stream, the unit "
+                "covers both projections together (the model family's note below names them).")
     if name == "slices16":
         mlp = s.get("mlp_units")
         mlp_text = (f" **{mlp:,} of these {u:,} units are MLP channels of single blocks, not attention heads** "
-                    "(a single block's `to_out` input is attention output followed by MLP activations); "
-                    f"{u - mlp:,} are 16-feature pieces of attention heads.") if mlp is not None else ""
-        return (f"`slices16`: {u:,} 16-feature slices of the whole input of joint `to_out[0]` and single-block "
-                f"`to_out`, the unit the seed cards call \"heads\".{mlp_text}")
+                    "(a single block's output projection takes the attention output followed by the MLP's "
+                    f"activations); {u - mlp:,} are 16-feature pieces of attention heads.") if mlp else ""
+        return (f"`slices16`: {u:,} 16-feature slices of the whole input of each attention output projection (the "
+                f"image stream's where a block has two), the unit the seed cards call \"heads\".{mlp_text}")
     return f"`{name}`: {u:,} units."
 
 
@@ -366,8 +368,10 @@ def limitations_section(summary, manifest, m, causal: bool = False) -> list[str]
     padding = family.padding_note() if family else "The text stream is padded to 512 tokens with no attention mask"
     out = ["## Limitations", ""]
     if m["tiny"]:
+        from ..models.lookup import model_label
+
         out.append("- **This run used an embedded tiny model with random weights: its numbers say nothing about "
-                   "FLUX or any trained model.** It exists to test the pipeline.")
+                   f"{model_label(m['family'])} or any trained model.** It exists to test the pipeline.")
     out += [
         "- The probe is correlational: a unit whose RMS differs between A and B is not shown to cause anything"
         + (" (the causal check above tests the selected units directly)." if causal else
@@ -375,8 +379,7 @@ def limitations_section(summary, manifest, m, causal: bool = False) -> list[str]
         f"- {n} pairs; " + ("one inference step at one noise level" if manifest.get("steps", 1) == 1 else
                              f"one trajectory of {manifest.get('steps')} steps per stimulus (one noise draw per pair)")
         + "; RMS magnitude only (not direction or attention pattern).",
-        f"- {padding}, so prompt length and padding can move "
-        "unit RMS" + ("; see the confounds above." if summary.get("confounds") else
+        f"- {padding}. Prompt length can move unit RMS" + ("; see the confounds above." if summary.get("confounds") else
                       "; this run recorded no token counts to check it."),
         "- The null p99 comes from a finite number of sign patterns, and observed / null p99 is large whenever the "
         "null p99 is small — and small when a strong effect shared by many units inflates the null counts too; "
@@ -384,6 +387,6 @@ def limitations_section(summary, manifest, m, causal: bool = False) -> list[str]
     ]
     s16 = summary.get("layouts", {}).get("slices16")
     if s16 is not None:
-        mlp = f" ({s16['mlp_units']:,} of {s16['n_units']:,} are MLP channels)" if s16.get("mlp_units") is not None else ""
+        mlp = f" ({s16['mlp_units']:,} of {s16['n_units']:,} are MLP channels)" if s16.get("mlp_units") else ""
         out.append(f"- `slices16` units are not attention heads{mlp}. Use `heads` for claims about attention heads.")
     return out + [""]

@@ -263,8 +263,10 @@ def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: boo
             "moves activations off their usual range; patching asks whether B's activations of these units are "
             "enough to move A's output toward B's."]
     if tiny:
-        out.append("- **This ran on an embedded tiny model with random weights: it says nothing about FLUX or any "
-                   "trained model.**")
+        from ..models.lookup import model_label
+
+        out.append("- **This ran on an embedded tiny model with random weights: it says nothing about "
+                   f"{model_label(model.get('family') if isinstance(model, dict) else None)} or any trained model.**")
     out.append("")
     for note in data.get("notes") or []:
         out += [f"_Note: {note}._", ""]

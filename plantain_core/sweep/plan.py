@@ -5,7 +5,8 @@ Per cell: the transformer passes its run makes (2 per pair and captured trajecto
 doubled by classifier-free guidance where ``guidance`` > 1; the length placebo's 2 per
 pair; the denoising passes that generate its conditioning images), then the total and
 device-hours at a pass rate: ``--passes-per-second`` (measured on the device to be used),
-or, for the tiny models, the rate ``python -m benchmarks`` measured on this checkout.
+or, for the tiny model ``python -m benchmarks`` measured (FLUX.2 Klein's ``tiny``), its rate on
+this checkout; other families' models have no rate until one is passed.
 Rates depend on the model, resolution and device; a plan is as good as the rate it uses.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 from .grid import load_grid
 
-LATEST = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "latest.json"
+LATEST = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "latest.json"
 
 
 def cell_passes(probe, config) -> dict[str, int]:
@@ -31,16 +32,33 @@ def cell_passes(probe, config) -> dict[str, int]:
 
 
 def benchmark_rate(model: str | None) -> tuple[float | None, str | None]:
-    """passes/s from this checkout's benchmark results, for the tiny models only."""
+    """passes/s from this checkout's benchmark results, for the tiny model the benchmark
+    measured (its loader: ``tiny`` and ``tiny-weightsN`` are FLUX.2 Klein's) and no other:
+    another family's tiny model has other sizes and another rate, and no rate is better
+    than a wrong one (the plan then asks for ``--passes-per-second``)."""
     if not model or not model.lower().split("/")[-1].startswith("tiny") or not LATEST.is_file():
         return None, None
     try:
-        row = json.loads(LATEST.read_text(encoding="utf-8"))["figures"]["throughput"]["plantain_passes_per_s"]
+        figures = json.loads(LATEST.read_text(encoding="utf-8"))["figures"]["throughput"]
+        row = figures["plantain_passes_per_s"]
         rate = float(row["wall"]["median"] if isinstance(row, dict) and "wall" in row else
                      row["median"] if isinstance(row, dict) else row)
+        measured = str(figures.get("model", "tiny"))
     except (KeyError, TypeError, ValueError, OSError):
         return None, None
-    return rate, "benchmarks/results/latest.json (throughput, tiny, CPU)"
+    if _loader_name(model) != _loader_name(measured):
+        return None, None
+    return rate, f"benchmarks/results/latest.json (throughput, {measured}, CPU)"
+
+
+def _loader_name(model: str) -> str | None:
+    from ..errors import PlantainError
+    from ..models.loaders import resolve_loader
+
+    try:
+        return resolve_loader(model)[0]
+    except PlantainError:
+        return None
 
 
 def plan_sweep(path, passes_per_second: float | None = None) -> dict[str, Any]:

@@ -303,8 +303,22 @@ def render(name: str, summary: dict, figs: dict[str, str]) -> str:
         lines.append("")
     if figs:
         lines += ["## Figures", ""] + [f"![{k}]({v})" for k, v in figs.items()] + [""]
-    if any(str(c["model"]).split("/")[-1].startswith("tiny") for c in cells):
-        lines += ["**Cells on embedded tiny models have random weights: their numbers say nothing about FLUX or any "
-                  "trained model.**",
+    tiny = sorted({_imitated(c["model"]) for c in cells if str(c["model"]).split("/")[-1].startswith("tiny")})
+    if tiny:
+        lines += [f"**Cells on embedded tiny models have random weights: their numbers say nothing about "
+                  f"{' or '.join(tiny)} or any trained model.**",
                   ""]
     return "\n".join(lines)
+
+
+def _imitated(model) -> str:
+    """The model a tiny cell's model imitates (its family's, by its loader)."""
+    from ..errors import PlantainError
+    from ..models.loaders import resolve_loader
+    from ..models.lookup import model_label
+
+    try:
+        family = getattr(resolve_loader(str(model))[1], "family", None)
+    except PlantainError:
+        family = None
+    return model_label(getattr(family, "name", None))
