@@ -222,3 +222,22 @@ def test_report_no_figures_keeps_the_figures_and_links_them_only_when_still_true
     assert sorted(p.name for p in (run.path / "figures").glob("*.png")) == figures
     assert not any(f"figures/{f}" in run.card_path.read_text() for f in figures)
     assert json.loads((run.path / "summary.json").read_text())["stats"]["flips"] == 30
+
+
+def test_figures_and_card_a_reader_can_use(tmp_path, model):
+    """The heatmap marks FWER hits and shows its clip value, a tiny card warns before any
+    number, and a layout with hits gets a verdict (issue: figures a reader can use)."""
+    from plantain_core.report.analysis import analyze_run  # noqa: F401 (figures come from the run)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pt.PlantainWarning)
+        run = pt.run("ray", model=model, out=tmp_path / "r", layouts=["heads"], figures=True, **FAST)
+    card = run.card_path.read_text()
+    warn_at = card.index("random weights")
+    assert warn_at < card.index("## Question") < card.index("## Results")
+    hits = run.summary["layouts"]["heads"]["significant"]["p_fwer_lt_0.05"]
+    assert hits > 0 and "**Verdict:" in card
+    import matplotlib.image
+
+    png = matplotlib.image.imread(run.path / "figures" / "heads_t_heatmap.png")
+    assert png.shape[1] == 1000  # 10 in at 100 dpi: the title and colourbar fit (constrained layout)

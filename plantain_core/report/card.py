@@ -296,7 +296,26 @@ def default_interpretation(name, s, direction) -> str:
     p99 = first["null_p99"] or 0
     if sig["p_fwer_lt_0.05"] == 0 and first["observed"] <= p99:
         text += " These counts are within the range of the sign-flip null: no evidence that A and B differ here."
-    return text
+    return text + verdict(s)
+
+
+def verdict(s) -> str:
+    """One sentence that says what the FWER hits amount to: none, a few named units, a
+    subset, or most units (where a shared shift is the simpler reading)."""
+    hits, u = s["significant"]["p_fwer_lt_0.05"], s["n_units"]
+    if not hits:
+        return ""
+    top, t = s.get("max_abs_t_unit"), s.get("max_abs_t")
+    strongest = f"; the strongest is `{top}` (|t| = {t:.1f})" if top is not None and t is not None else ""
+    share = hits / u if u else 0.0
+    if share <= 0.05 or hits <= 5:
+        return (f" **Verdict: a few units respond** ({hits:,} of {u:,} pass the family-wise test{strongest}): a "
+                "localized effect, each unit listed in units.csv with its p_fwer.")
+    if share < 0.5:
+        return (f" **Verdict: a subset of units responds** ({hits:,} of {u:,}, {pct(hits, u)}{strongest}).")
+    return (f" **Verdict: most units respond** ({hits:,} of {u:,}, {pct(hits, u)}{strongest}): a shift shared by "
+            "the whole layout is the simpler reading; the specificity check below says which units stand out "
+            "beyond it.")
 
 
 def render_card(run_name: str, summary: Mapping[str, Any], manifest: Mapping[str, Any], config, interpretation,
@@ -308,6 +327,8 @@ def render_card(run_name: str, summary: Mapping[str, Any], manifest: Mapping[str
     m = model_info(manifest)
     direction = summary.get("direction") or ["A", "B"]
     lines = [front_matter(summary, manifest, spec_data), f"# {title}", ""]
+    if m["tiny"]:  # before any number, so no reader takes them for a trained model's
+        lines += [tiny_warning(m), ""]
     lines += [f"A paired-stimulus, per-unit attention probe of `{m['name'] if m['tiny'] else m['id']}` made with plantain. "
               f"{spec_data.get('description', '').strip()}".strip(), ""]
     lines += ["## Question", "",
@@ -362,16 +383,18 @@ def confounds_section(summary, m) -> list[str]:
     return out + [""]
 
 
+def tiny_warning(m) -> str:
+    from ..models.lookup import model_label
+
+    return ("> **This run used an embedded tiny model with random weights: its numbers say nothing about "
+            f"{model_label(m['family'])} or any trained model.** It exists to test the pipeline.")
+
+
 def limitations_section(summary, manifest, m, causal: bool = False) -> list[str]:
     n = summary.get("n_pairs")
     family = recorded_family(m["family"])
     padding = family.padding_note() if family else "The text stream is padded to 512 tokens with no attention mask"
     out = ["## Limitations", ""]
-    if m["tiny"]:
-        from ..models.lookup import model_label
-
-        out.append("- **This run used an embedded tiny model with random weights: its numbers say nothing about "
-                   f"{model_label(m['family'])} or any trained model.** It exists to test the pipeline.")
     out += [
         "- The probe is correlational: a unit whose RMS differs between A and B is not shown to cause anything"
         + (" (the causal check above tests the selected units directly)." if causal else

@@ -61,12 +61,24 @@ def attention_width(st: LayoutStats) -> int | None:
     return max(joint) + 1 if joint else None
 
 
+def block_positions(st: LayoutStats) -> tuple[np.ndarray, np.ndarray]:
+    """Each unit's (row, column) in :func:`block_matrix`."""
+    rows: dict[str, int] = {}
+    filled: dict[str, int] = {}
+    r, c = [], []
+    for blk in st.blocks_of_units:
+        r.append(rows.setdefault(blk, len(rows)))
+        c.append(filled.get(blk, 0))
+        filled[blk] = c[-1] + 1
+    return np.array(r), np.array(c)
+
+
 def heatmap(st: LayoutStats, path: pathlib.Path) -> None:
     names, mat = block_matrix(st)
     fin = np.abs(mat[np.isfinite(mat)])
     lim = float(np.percentile(fin, 99)) if fin.size else 1.0
     lim = max(lim, st.thresholds[0], 1e-9)
-    fig = _new_figure(10, 1.2 + 0.22 * len(names))
+    fig = _new_figure(10, 1.5 + 0.22 * len(names))
     ax = fig.add_subplot()
     import matplotlib
 
@@ -74,6 +86,12 @@ def heatmap(st: LayoutStats, path: pathlib.Path) -> None:
     im = ax.imshow(np.ma.masked_invalid(mat), aspect="auto", interpolation="nearest", cmap=cmap, vmin=-lim, vmax=lim)
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.xaxis.set_major_locator(_integer_ticks())
+    hits = np.flatnonzero(np.asarray(st.p_fwer) < 0.05)  # NaN: never a hit
+    if hits.size:
+        rows, cols = block_positions(st)
+        ax.scatter(cols[hits], rows[hits], s=10 if mat.shape[1] > 40 else 22, marker="o", facecolors="none",
+                   edgecolors="k", linewidths=0.8, label=f"p_fwer < 0.05 ({hits.size:,} units)")
+        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False, borderaxespad=0.1)
     attention = attention_width(st)
     if attention is not None and attention < mat.shape[1]:  # slices16: where single blocks' MLP channels begin
         ax.axvline(attention - 0.5, color="k", lw=1.2)
@@ -81,44 +99,53 @@ def heatmap(st: LayoutStats, path: pathlib.Path) -> None:
                       "are MLP channels, not attention)")
     else:
         ax.set_xlabel("unit index within block")
-    ax.set_title(f"{st.layout}: per-unit paired t (grey: untested or padding; colour clipped at ±{lim:.1f})", fontsize=9)
-    fig.colorbar(im, ax=ax, label="t", shrink=0.8)
+    ax.set_title(f"{st.layout}: per-unit paired t (grey: untested or padding; circled: p_fwer < 0.05)", fontsize=9,
+                 loc="right")
+    bar = fig.colorbar(im, ax=ax, label=f"t (colour clipped at ±{lim:.3g})", shrink=0.8, extend="both")
+    ticks = [t for t in bar.get_ticks() if abs(t) < 0.8 * lim]
+    bar.set_ticks(sorted({*ticks, -lim, lim}), labels=[f"{t:.3g}" for t in sorted({*ticks, -lim, lim})])
     _save(fig, path)
 
 
 def null_histogram(st: LayoutStats, path: pathlib.Path) -> None:
     abs_t = np.abs(st.t)
     k = len(st.thresholds)
-    fig = _new_figure(4.2 * k, 3.2)
+    fig = _new_figure(4.2 * k, 3.4)
     for j, thr in enumerate(st.thresholds):
         ax = fig.add_subplot(1, k, j + 1)
         null = st.null_counts[:, j]
         observed = int(np.count_nonzero(abs_t[np.isfinite(abs_t)] > thr))
         hi = int(null.max())
         bins = np.arange(0, hi + 2) - 0.5 if hi < 60 else 40
-        ax.hist(null, bins=bins, color="#7a8ca8")
+        heights, _, _ = ax.hist(null, bins=bins, color="#7a8ca8", zorder=1)
         p99 = float(np.percentile(null, 99))
-        ax.axvline(p99, color="k", ls="--", lw=1, label=f"null p99 = {p99:.4g}")
         right = max(hi, p99) * 1.15 + 1
-        if observed <= right * 3:
-            ax.axvline(observed, color="#c0392b", lw=2, label=f"observed = {observed}")
+        on_axis = observed <= right * 3
+        if on_axis:
+            ax.axvline(observed, color="#c0392b", lw=2.5, zorder=2)
             ax.set_xlim(-0.5, max(right, observed * 1.05 + 1))
-        else:  # keep the null readable; mark the observed count at the edge
+        else:  # keep the null readable; the observed count is off to the right
             ax.set_xlim(-0.5, right)
-            ax.annotate(f"observed = {observed} →", xy=(0.98, 0.9), xycoords="axes fraction", ha="right",
-                        color="#c0392b", fontsize=9)
+        # drawn over the observed line, dashed, so equal values both show
+        ax.axvline(p99, color="k", ls=(0, (3, 2)), lw=1.2, zorder=3)
+        ax.set_ylim(0, max(heights.max(), 1) * 1.45)  # headroom: the key never covers a bar or a line's top
+        note = "every pattern: 0 units" if hi == 0 else f"null max = {hi:,}"
+        key = (f"observed = {observed:,}{'' if on_axis else ' (off the axis →)'}\n"
+               f"null p99 = {p99:.4g} (dashed)\n{note}")
+        ax.text(0.98, 0.97, key, transform=ax.transAxes, ha="right", va="top", fontsize=7, color="#222",
+                bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "#c0392b" if observed > p99
+                      else "#999", "alpha": 0.95}, zorder=4)
         ax.set_xlabel(f"units with |t| > {thr:g}")
         ax.set_ylabel("sign-flip patterns")
         ax.xaxis.set_major_locator(_integer_ticks())
         ax.yaxis.set_major_locator(_integer_ticks())
-        ax.legend(fontsize=7, loc="upper center")
     how = "exact enumeration" if st.exact else "random sign flips"
-    fig.suptitle(f"{st.layout}: null counts over {st.flips_used} patterns ({how})", fontsize=9)
+    fig.suptitle(f"{st.layout}: null counts over {st.flips_used} patterns ({how}); red: observed", fontsize=9)
     _save(fig, path)
 
 
 def split_scatter(st: LayoutStats, path: pathlib.Path) -> None:
-    fig = _new_figure(4.5, 4.2)
+    fig = _new_figure(5.0, 4.6)
     ax = fig.add_subplot()
     if st.split_example is None:
         ax.text(0.5, 0.5, st.split_note or "no split-half data", ha="center", va="center", wrap=True)
@@ -131,8 +158,8 @@ def split_scatter(st: LayoutStats, path: pathlib.Path) -> None:
         ax.plot([-lim, lim], [-lim, lim], color="#c0392b", lw=0.8, ls="--", label="y = x")
         r_med = float(np.nanmedian(st.split_r))
         r_this = float(np.corrcoef(t1[ok], t2[ok])[0, 1]) if ok.sum() > 2 else float("nan")
-        ax.set_title(f"{st.layout}: t in two halves of the pairs\n(median r over {st.split_r.size} splits = {r_med:.3f}; "
-                     f"shown: the split closest to it, r = {r_this:.3f})", fontsize=8)
+        ax.set_title(f"{st.layout}: t in two halves of the pairs\nmedian r over {st.split_r.size} splits = {r_med:.3f}\n"
+                     f"shown: the split closest to it, r = {r_this:.3f}", fontsize=8)
         ax.set_xlabel("t, half 1")
         ax.set_ylabel("t, half 2")
         ax.axhline(0, color="#999", lw=0.5)
@@ -194,14 +221,28 @@ def stimulus_sheet(run_dir, pairs, images: dict) -> str | None:
     if not cells:
         return None
     cells = cells[:THUMBS]
-    fig = _new_figure(1.6 * len(cells), 1.9)
+    single = len(cells) == 1
+    side = 3.2 if single else 1.6
+    shown = [p for p in pairs[:3]]
+    fig = _new_figure(max(side * len(cells), 6.4), side + 0.5 + 0.16 * (2 * len(shown) + 1))
+    grid = fig.add_gridspec(2, len(cells), height_ratios=[side, 0.16 * (2 * len(shown) + 1)])
     for k, (img, label) in enumerate(cells):
-        ax = fig.add_subplot(1, len(cells), k + 1)
+        ax = fig.add_subplot(grid[0, k])
         thumb = img.copy()
-        thumb.thumbnail((160, 160))
+        thumb.thumbnail((320, 320) if single else (160, 160))
         ax.imshow(np.asarray(thumb))
-        ax.set_title(label if len(cells) > 1 or len(pairs) < 2 else "every pass", fontsize=7)
+        if single and len(pairs) > 1:
+            label = f"the reference image, in every pass ({img.width}×{img.height} px as the model saw it)"
+        ax.set_title(label, fontsize=7)
         ax.set_axis_off()
+    caption = fig.add_subplot(grid[1, :])
+    caption.set_axis_off()
+    lines = [f"{len(pairs)} pairs; the first {len(shown)}:" if len(pairs) > len(shown) else f"{len(pairs)} pairs:"]
+    for p in shown:
+        for side_name, stim in zip("AB", p.stimuli()):
+            text = " ".join(str(stim.prompt).split())
+            lines.append(f"{p.id} {side_name}: {text[:110] + '…' if len(text) > 110 else text}")
+    caption.text(0, 1, "\n".join(lines), va="top", ha="left", fontsize=7, family="monospace", wrap=True)
     _save(fig, pathlib.Path(run_dir) / STIMULI)
     return STIMULI
 
