@@ -83,6 +83,7 @@ FIELDS: dict[str, Check] = {
     "seed": INT, "height": INT, "width": INT, "batch_size": INT, "steps": INT, "guidance": NUM,
     "cfg": BOOL, "guidance_embedded": BOOL,
     "token_scope": STR, "spec_sha256": STR, "spec_file": STR,
+    "inputs": dict_of(STR),
     "layouts": list_of(STR), "pair_ids": list_of(STR),
     "spec": obj({"name": STR, "title": STR, "description": STR, "generator": STR, "interpreter": STR,
                  "direction": list_of(STR), "tags": list_of(STR), "model": DICT, "stimuli": DICT}),
