@@ -28,6 +28,7 @@ import numpy as np
 from .config import RunConfig, config_from_manifest
 from .errors import PlantainError
 from .report.analysis import CAPTURES, MANIFEST, load_captures, read_manifest
+from .rundir.manifest import check_unit_rows
 from .spec.probes import Probe, load_probe
 from .stats.engine import top_by_abs_t
 from .stats.results import CHECK_COLUMNS, SUMMARY, UNITS_COLUMNS, UNITS_CSV
@@ -117,6 +118,7 @@ class Run:
         except (ValueError, TypeError, UnicodeDecodeError, pd.errors.ParserError) as exc:
             raise PlantainError(f"{path}: not a plantain units table ({type(exc).__name__}: {str(exc)[:200]}); "
                                 f"run plantain report {self.path}") from None
+        check_unit_rows(path, table["layout"].value_counts().to_dict(), self.manifest, self.path)
         return table[table["layout"] == layout].reset_index(drop=True)
 
     def top(self, k: int = 10, layout: str | None = None):

@@ -203,3 +203,34 @@ def test_a_complete_sweep_cell_whose_inputs_changed_is_not_skipped(tmp_path, edi
     assert f"{target.name} changed since the run started" in res.output
     (cell,) = [p for p in out.iterdir() if (p / "manifest.json").is_file()]
     assert json.loads((cell / "manifest.json").read_text())["status"] == "complete"  # refused, not rewritten
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_a_units_table_cut_short_is_refused_wherever_it_is_read(tmp_path, steps):
+    """load_run().units(), top() and plantain compare check units.csv against the manifest's unit
+    count as the sweep report does (issue 26 item 5): 16 heads of the tiny model, per step."""
+    import plantain_core as pt
+    from plantain_core.errors import PlantainError
+    from plantain_core.report.compare import compare_runs
+
+    spec = write_spec(tmp_path / "specs", "probe", spec_data("probe", n_pairs=N_PAIRS))
+    runs = []
+    for name in ("one", "two"):
+        result = invoke("run", spec, *FAST, "--steps", steps, "--out", tmp_path / name)
+        assert result.exit_code == 0, result.output
+        runs.append(tmp_path / name)
+    run = pt.load_run(runs[0])
+    layout = "heads" if steps == 1 else "heads@step1"
+    assert len(run.units(layout)) == 16 and len(run.top(3, layout)) == 3  # whole tables read as before
+    assert compare_runs(runs)["layouts"]
+    table = runs[0] / "units.csv"
+    lines = table.read_text().splitlines(keepends=True)
+    assert len(lines) == 1 + 16 * steps
+    table.write_text("".join(lines[:6]))  # the header and 5 of the rows
+    cut = lines[1].split(",")[0]  # the layout the kept rows belong to
+    for read in (lambda: pt.load_run(runs[0]).units(layout), lambda: pt.load_run(runs[0]).top(3, layout),
+                 lambda: compare_runs(runs)):
+        with pytest.raises(PlantainError) as err:
+            read()
+        assert str(err.value) == (f"{table}: layout {cut!r} has 5 rows, the run has 16 units; rerun "
+                                  f"`plantain report {runs[0]}`")

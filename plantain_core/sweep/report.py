@@ -30,6 +30,7 @@ import numpy as np
 from ..causal.effects import _f
 from ..errors import PlantainError
 from ..rundir.folder import check_run_folder, inside, locked, staged
+from ..rundir.manifest import check_unit_rows
 from .state import SWEEP_JSON
 
 CARD = "README.md"
@@ -65,12 +66,7 @@ def _cells(sweep_dir: pathlib.Path) -> list[dict[str, Any]]:
             continue
         config = RunConfig.from_dict(manifest.get("config"), where=f"{cell_dir}/manifest.json: config")
         units = _read_units(cell_dir / "units.csv")
-        for layout, info in (manifest.get("layout_info") or {}).items():
-            want = info.get("units") if isinstance(info, dict) else None
-            got = len(units.get(layout, {}).get("unit", []))
-            if want is not None and got != want:  # cut short or edited: the card would drop units silently
-                raise PlantainError(f"{cell_dir / 'units.csv'}: layout {layout!r} has {got} rows, the run has {want} "
-                                    f"units; rerun `plantain report {cell_dir}`")
+        check_unit_rows(cell_dir / "units.csv", {k: len(v["unit"]) for k, v in units.items()}, manifest, cell_dir)
         out.append({"name": name, "dir": cell_dir, "manifest": manifest, "config": config,
                     "probe": (manifest.get("spec") or {}).get("name") or config.probe, "units": units})
     return out
