@@ -234,3 +234,24 @@ def test_a_units_table_cut_short_is_refused_wherever_it_is_read(tmp_path, steps)
             read()
         assert str(err.value) == (f"{table}: layout {cut!r} has 5 rows, the run has 16 units; rerun "
                                   f"`plantain report {runs[0]}`")
+
+
+def test_a_causal_check_on_another_model_says_so_where_it_makes_the_claim(tmp_path):
+    """Issue 26 item 4: the sentence that says what was re-run names the model it ran on."""
+    spec = write_spec(tmp_path / "specs", "probe", spec_data("probe", n_pairs=N_PAIRS))
+    run = tmp_path / "run"
+    assert invoke("run", spec, *FAST, "--out", run).exit_code == 0
+    args = ("--top", "2", "--controls", "2", "--doses", "2", "--no-progress", "--exhaustive")
+
+    def claim() -> str:
+        section = (run / "README.md").read_text().split("## Causal check", 1)[1]
+        return next(line for line in section.splitlines() if line.startswith("Do the units"))
+
+    result = invoke("causal", run, *args, "--model", "tiny-weights1")
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "causal.json").read_text())["check_model"]["id"] == "plantain/tiny-weights1"
+    assert ("re-ran the 4 pairs on **another model than the run's, `plantain/tiny-weights1 @ tiny-1-weights1`** "
+            "(the run was captured on `plantain/tiny @ tiny-1`; the run's noise seeds, 128×128") in claim()
+    result = invoke("causal", run, *args)
+    assert result.exit_code == 0, result.output
+    assert "re-ran the 4 pairs on the run's own model, `plantain/tiny @ tiny-1` (the run's noise seeds" in claim()
