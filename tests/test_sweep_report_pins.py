@@ -182,10 +182,10 @@ def test_cells_that_differ_in_more_than_the_seed_never_combine(tmp_path, what, o
         assert rep["seeds"] == [0, 1]
         t, _ = _reference(group, _all_patterns(n), True)  # each side's own captures only
         assert _combined_t(rep) == pytest.approx(sorted(t, key=lambda x: -abs(x)), rel=1e-5)
-        assert rep["not_combined"] == f"not combined with other cells of this probe and model: seeds 0, 1 differ in {said}"
+        assert rep["not_combined"] == f"not combined with other cells of this probe and model: those at seeds 0, 1 differ in {said}"
     assert summary["probe_correlations"] == [] and summary["model_correlations"] == []
     card = render("sw", summary, {})
-    assert f"_Not combined with other cells of this probe and model: seeds 0, 1 differ in {said}._" in card
+    assert f"_Not combined with other cells of this probe and model: those at seeds 0, 1 differ in {said}._" in card
     # one seed on each side: two rows of one seed, never "seeds 0, 0"
     reps = summarize([first[0], second[0]])["replication"]
     assert sorted(r["cells"] for r in reps) == [["first0"], ["second0"]] and all(r["seeds"] == [0] for r in reps)

@@ -135,7 +135,8 @@ def _groups(cells: list[dict]) -> list[tuple[list[dict], str | None]]:
         cond = _condition(members[0])
         others = [(m, _differences(cond, _condition(m[0]))) for m, _ in groups if m is not members
                   and (m[0]["probe"], m[0]["config"].model) == (cond["probe"], cond["model"])]
-        why = [f"seeds {', '.join(str(c['config'].seed) for c in m)} differ in {', '.join(diff)}"
+        why = [f"those at seed{'s' if len(m) > 1 else ''} {', '.join(str(c['config'].seed) for c in m)} differ in "
+               f"{', '.join(diff)}"
                for m, diff in others if diff]
         if why and note is None:
             note = "not combined with other cells of this probe and model: " + "; ".join(why)
