@@ -73,7 +73,7 @@ def test_resume_refuses_a_changed_image_file_naming_it(tmp_path):
     interrupt_after_first_batch(out)
     Image.fromarray(np.zeros((128, 128, 3), dtype=np.uint8)).save(spec.parent / "after.png")
     line = one_error(invoke("run", spec, "--out", out, "--resume", "--no-progress"))
-    assert "the conditioning image file after.png changed since the run started" in line
+    assert f"cannot resume {out}: after.png changed since the run started" in line
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"  # untouched
 
 

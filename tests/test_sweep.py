@@ -408,7 +408,7 @@ def test_a_changed_spec_is_not_taken_for_a_complete_cell(tmp_path):
     res = runner.invoke(main, ["sweep", str(grid), "--out", str(out), "--no-figures"])
     assert "already complete" not in res.output  # the edited spec is not the one its results came from
     assert res.exit_code == 1, res.output
-    assert "cannot resume" in res.output and "the run was started with other settings (spec_sha256: was" in res.output
+    assert "cannot resume" in res.output and "mine.toml changed since the run started (sha256 was" in res.output
 
 
 def test_a_truncated_units_csv_stops_the_sweep_report(tmp_path, reported):

@@ -145,3 +145,78 @@ def test_cells_with_other_pairs_never_combine(tmp_path):
     assert "combined" not in rep and "pair ids" in rep["combined_note"]
     assert "Combined over seeds: none (the cells' captures disagree on units or pair ids" in render("sw", {
         "cells": [], "replication": [rep], "probe_correlations": [], "model_correlations": []}, {})
+
+
+def _apart(tmp_path, seed: int, data, name: str, **config):
+    """A cell in its own folder (two cells may share a seed), its config evolved by ``config``."""
+    cell = _cell(tmp_path / name, seed, *data)
+    cell["config"] = cell["config"].evolve(**config)
+    cell["name"] = name
+    return cell
+
+
+def _combined_t(rep) -> list[float]:
+    return [r["t"] for r in rep["combined"]["top"]]
+
+
+@pytest.mark.parametrize("what,one,other,said", [
+    ("size", {"height": 128, "width": 128}, {"height": 256, "width": 256}, "size"),
+    ("layouts", {"layouts": ("heads",)}, {"layouts": ("heads", "slices16")}, "layouts"),
+    ("dtype", {"dtype": "fp32"}, {"dtype": "bf16"}, "dtype"),
+    ("spec", {}, {}, "spec file"),  # two different specs, both named p
+])
+def test_cells_that_differ_in_more_than_the_seed_never_combine(tmp_path, what, one, other, said):
+    """Issue 26 item 3: a size, layouts, dtype or spec axis is not a replication over seeds,
+    whatever the seeds (here the same seeds on both sides, and one seed only on each)."""
+    n, u = 6, 5
+    data = _seeds(n, u, 4, seed=2)
+    first = [_apart(tmp_path, s, d, f"first{s}", **one) for s, d in zip((0, 1), data[:2])]
+    second = [_apart(tmp_path, s, d, f"second{s}", **other) for s, d in zip((0, 1), data[2:])]
+    if what == "spec":
+        for cell, digest in zip(first + second, ("a", "a", "b", "b")):
+            cell["manifest"]["spec_sha256"] = digest * 64
+    summary = summarize(first + second)
+    reps = sorted(summary["replication"], key=lambda r: r["cells"])
+    assert [r["cells"] for r in reps] == [["first0", "first1"], ["second0", "second1"]]
+    for rep, group in zip(reps, (data[:2], data[2:])):
+        assert rep["seeds"] == [0, 1]
+        t, _ = _reference(group, _all_patterns(n), True)  # each side's own captures only
+        assert _combined_t(rep) == pytest.approx(sorted(t, key=lambda x: -abs(x)), rel=1e-5)
+        assert rep["not_combined"] == f"not combined with other cells of this probe and model: those at seeds 0, 1 differ in {said}"
+    assert summary["probe_correlations"] == [] and summary["model_correlations"] == []
+    card = render("sw", summary, {})
+    assert f"_Not combined with other cells of this probe and model: those at seeds 0, 1 differ in {said}._" in card
+    # one seed on each side: two rows of one seed, never "seeds 0, 0"
+    reps = summarize([first[0], second[0]])["replication"]
+    assert sorted(r["cells"] for r in reps) == [["first0"], ["second0"]] and all(r["seeds"] == [0] for r in reps)
+    assert all("combined" in r for r in reps)  # each its own cell's test, not an average of the two
+
+
+def test_two_cells_at_the_same_seed_never_combine_as_a_replication(tmp_path):
+    """The same conditions and the same seed are the same captures twice: not two seeds."""
+    n, u = 6, 5
+    data = _seeds(n, u, 3, seed=3)
+    cells = [_apart(tmp_path, 0, data[0], "a0"), _apart(tmp_path, 0, data[1], "b0"), _apart(tmp_path, 1, data[2], "c1")]
+    reps = summarize(cells)["replication"]
+    assert sorted(r["cells"] for r in reps) == [["a0"], ["b0"], ["c1"]]
+    for rep in reps:
+        assert rep["seeds"] == [rep["seeds"][0]] and len(rep["hits_per_seed"]) == 1
+        assert rep["not_combined"] == "not combined: cells a0, b0 ran the same conditions at the same seed"
+    # and the cells that differ in the seed alone still combine
+    (rep,) = summarize([cells[0], cells[2]])["replication"]
+    assert rep["seeds"] == [0, 1] and "not_combined" not in rep
+    t, _ = _reference([data[0], data[2]], _all_patterns(n), True)
+    assert _combined_t(rep) == pytest.approx(sorted(t, key=lambda x: -abs(x)), rel=1e-5)
+
+
+def test_a_generated_image_read_from_the_cache_is_the_same_condition(tmp_path):
+    n, u = 6, 5
+    data = _seeds(n, u, 2, seed=4)
+    cells = [_apart(tmp_path, s, d, f"c{s}") for s, d in zip((0, 1), data)]
+    for cell, cached in zip(cells, (False, True)):
+        cell["manifest"]["images"] = [{"source": "generated", "key": "k" * 64, "sha256": "e" * 64, "cached": cached}]
+    (rep,) = summarize(cells)["replication"]
+    assert rep["seeds"] == [0, 1]
+    cells[1]["manifest"]["images"][0]["sha256"] = "f" * 64  # another image: another condition
+    reps = summarize(cells)["replication"]
+    assert len(reps) == 2 and all("differ in conditioning images" in r["not_combined"] for r in reps)

@@ -11,6 +11,7 @@ import pathlib
 from typing import Any, Mapping
 
 from ..errors import PlantainError
+from ..rundir.manifest import check_unit_rows
 from ..stats.across_steps import STEPS_CSV
 from ..stats.results import CHECK_COLUMNS, UNITS_COLUMNS, UNITS_CSV
 
@@ -50,20 +51,12 @@ def units_table(run_dir: pathlib.Path, manifest: Mapping[str, Any], config):
         raise PlantainError(f"{path}: columns {list(table.columns)[:18]}, expected {list(UNITS_COLUMNS + CHECK_COLUMNS)}; "
                             f"run plantain report {run_dir}")
     steps = config.captured_steps if config.steps > 1 else None
-    info = manifest.get("layout_info") or {}
-    expected = {}
-    for name in config.layouts:
-        count = (info.get(name) or {}).get("units")
-        for label in ([name] if steps is None else [f"{name}@step{s}" for s in steps]):
-            expected[label] = count
+    expected = [name if steps is None else f"{name}@step{s}" for name in config.layouts for s in (steps or [None])]
     got = table["layout"].value_counts().to_dict()
     if set(got) != set(expected):
         raise PlantainError(f"{path}: holds layouts {sorted(got)}, the manifest records {sorted(expected)}; "
                             f"run plantain report {run_dir}")
-    for label, count in expected.items():
-        if isinstance(count, int) and not isinstance(count, bool) and got[label] != count:
-            raise PlantainError(f"{path}: {got[label]} rows for layout {label!r}, the manifest records {count} units; "
-                                f"the table is damaged: run plantain report {run_dir}")
+    check_unit_rows(path, got, manifest, run_dir)
     if steps is not None:
         base_step = table["layout"].str.rsplit("@step", n=1, expand=True)
         table.insert(1, "step", base_step[1].astype(int))

@@ -1,10 +1,13 @@
 """What a run records about its inputs, safely for publishing: the probe and image files
-by name and sha256 (no local paths), the conditioning images checked on resume, and the
-prompts' token counts with the 512-token cut.
+by name and sha256 (no local paths), every file the run reads (its identity, checked on
+resume and by a sweep), the conditioning images checked on resume, and the prompts'
+token counts with the 512-token cut.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pathlib
 import warnings
@@ -40,6 +43,84 @@ def stimulus_record(stim: Stimulus, spec_dir) -> dict[str, Any]:
     if image and "path" in image:
         image = {"path": local_name(image["path"], spec_dir)}
     return {"prompt": stim.prompt, "image": image}
+
+
+def pair_records(pairs, spec_dir) -> list[dict[str, Any]]:
+    """The manifest's ``pairs``: each pair's prompts, image names and meta, as JSON data
+    (what a manifest read back from disk compares equal to)."""
+    records = [{"id": p.id, "a": stimulus_record(p.a, spec_dir), "b": stimulus_record(p.b, spec_dir), "meta": p.meta}
+               for p in pairs]
+    return json.loads(json.dumps(records))
+
+
+def _pairs_files(table) -> list[str]:
+    """Every ``pairs_file`` value of a stimulus table, nested tables included (a
+    generator may keep its pair list deeper)."""
+    if not isinstance(table, dict):
+        return []
+    found = [v for k, v in table.items() if k == "pairs_file" and isinstance(v, str)]
+    return found + [f for v in table.values() if isinstance(v, dict) for f in _pairs_files(v)]
+
+
+def input_files(probe) -> dict[str, str]:
+    """Every file a run of ``probe`` reads, by the name its manifest may publish (relative
+    to the spec's folder), to its sha256: the spec file, its pairs file, every image file
+    of its pairs. They are the run's identity with its settings: a resume refuses, and a
+    sweep does not take as complete, a run any of whose files changed since."""
+    from ..spec.pairfile import pairs_file_path
+
+    spec = probe.spec
+    paths = [pathlib.Path(spec.path)] if spec.path else []
+    paths += [path for value in _pairs_files(spec.stimuli)
+              if (path := pairs_file_path(value, spec.spec_dir)) is not None]
+    paths += [pathlib.Path(s.image.path) for p in probe.pairs for s in p.stimuli()
+              if s.image is not None and s.image.path is not None]
+    out: dict[str, str] = {}
+    for path in paths:
+        name = local_name(str(path), spec.spec_dir)
+        if name in out:
+            continue
+        try:
+            out[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:  # a file that cannot be read fails the run where it is read, naming it
+            continue
+    return out
+
+
+def check_inputs(run_dir: pathlib.Path, old: Any, new: dict[str, str], doing: str = "resume") -> None:
+    """Refuse a run whose files (:func:`input_files`) are not those it started with,
+    naming the first that changed. A manifest from before inputs were recorded has none
+    to compare (``old`` None)."""
+    if not isinstance(old, dict):
+        return
+    for name in sorted(set(old) | set(new)):
+        was, now = old.get(name), new.get(name)
+        if was == now:
+            continue
+        if was is None:
+            what = f"it now reads {name}, which it did not read when it started"
+        elif now is None:
+            what = f"{name}, which it read when it started, is no longer read or readable"
+        else:
+            what = f"{name} changed since the run started (sha256 was {str(was)[:12]}…, now {now[:12]}…)"
+        raise ResumeRefused(f"cannot {doing} {run_dir}: {what}; captures made with both would be mixed. Restore it, "
+                            "or start a new --out")
+
+
+def check_pairs(run_dir: pathlib.Path, old: Any, new: list[dict[str, Any]], doing: str = "resume") -> None:
+    """Refuse a run whose pairs (prompts, image names, meta) are not those it started
+    with, naming the first pair that differs; a plugin's generator reads what no file
+    names."""
+    if not isinstance(old, list) or old == new:
+        return
+    for was, now in zip(old, new):
+        if was != now:
+            pair = now.get("id") if isinstance(now, dict) else None
+            raise ResumeRefused(f"cannot {doing} {run_dir}: pair {pair!r} is not the one the run started with (its "
+                                "prompts, images or meta differ); captures made with both would be mixed. Restore "
+                                "the spec's pairs, or start a new --out")
+    raise ResumeRefused(f"cannot {doing} {run_dir}: the probe now has {len(new)} pairs, the run started with "
+                        f"{len(old)}; start a new --out")
 
 
 def image_record(rec: dict, spec_dir) -> dict:

@@ -33,7 +33,8 @@ from .distributed import current_share
 from .images import get_images
 from .passes import NOISE_SEED_STRIDE, PassInputs, auto_batch_size, noise_seed
 from .prepare import checked_config, load_bundle
-from .run_records import ResumeRefused, check_images, image_record, stimulus_record, stored_probe, token_records
+from .run_records import (ResumeRefused, check_images, check_inputs, check_pairs, image_record, input_files,
+                          pair_records, stored_probe, token_records)
 
 __all__ = ["noise_seed", "run_probe", "spec_sha256"]
 
@@ -105,6 +106,9 @@ def _check_resume(run_dir: pathlib.Path, old: dict, new: dict, config: RunConfig
     was, now = (old.get("spec") or {}).get("name"), (new.get("spec") or {}).get("name")
     if was != now:
         raise PlantainError(f"cannot resume {run_dir}: it holds a run of probe {was!r}, not {now!r}")
+    # everything the run reads, named: the spec, its pairs file, its image files, then the pairs themselves
+    check_inputs(run_dir, old.get("inputs"), new["inputs"])
+    check_pairs(run_dir, old.get("pairs"), new["pairs"])
     diffs = config.capture_differences(config_from_manifest(old, f"{run_dir}/manifest.json"))
     diffs += [f"{k}: was {old.get(k)!r}, now {new.get(k)!r}" for k in RESUME_KEYS
               if k != "pair_ids" and old.get(k) != new.get(k)]
@@ -191,6 +195,7 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
         "providers": providers,
         "spec": spec.as_dict(),
         "spec_sha256": spec_sha256(spec),
+        "inputs": input_files(probe),
         "model": bundle.describe(),
         "device": bundle.device,
         "dtype": bundle.dtype_name,
@@ -212,8 +217,7 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
         "batch_size": config.batch_size,
         "images": [],
         "spec_file": pathlib.Path(spec.path).name if spec.path else None,
-        "pairs": [{"id": p.id, "a": stimulus_record(p.a, spec.spec_dir), "b": stimulus_record(p.b, spec.spec_dir),
-                   "meta": p.meta} for p in pairs],
+        "pairs": pair_records(pairs, spec.spec_dir),
         "pair_ids": pair_ids,
         "token_counts": [],
         "timings": {"load": round(bundle.load_seconds, 4)},
@@ -304,13 +308,11 @@ class _Capture:
         passes = [(i, side) for i in pending for side in (0, 1)]
         start = time.perf_counter()
         size = (config.height, config.width)
-        resuming_with_images = bool(manifest["images"])
-        if resuming_with_images:  # a changed image is refused before the folder is touched
-            images = self._images(size)
-        if self.writes:
+        if not manifest["images"] and self.writes:  # the folder reads as a run while its images are made
             atomic_write_json(self.run_dir / "manifest.json", manifest)
-        if not resuming_with_images:
-            images = self._images(size)
+        images = self._images(size)  # a changed image is refused before the folder is touched
+        if self.writes:  # every image the captures depend on is recorded before the first is flushed
+            atomic_write_json(self.run_dir / "manifest.json", manifest)
         inputs = PassInputs.prepare(self.bundle, pairs, pending, config.seed, size, images, config.guidance)
         timings["prepare"] = round(time.perf_counter() - start, 4)
 

@@ -194,18 +194,33 @@ def _units_listed(name: str, by: str, head: Mapping[str, Any]) -> list[str]:
     return out + ["</details>", ""]
 
 
+def _named(model: Mapping[str, Any]) -> str:
+    name = model.get("id") or model.get("name") or "an unrecorded model"
+    return f"{name} @ {model['revision']}" if model.get("revision") else str(name)
+
+
+def _on_model(model: Mapping[str, Any], check: Mapping[str, Any]) -> tuple[str, str]:
+    """Where the claim is made, the model the check ran on, and when it is not the run's,
+    so: (the model, a note that opens the parenthesis after it)."""
+    if (check.get("id"), check.get("revision")) == (model.get("id"), model.get("revision")):
+        return f"on the run's own model, `{_named(check)}`", ""
+    return f"on **another model than the run's, `{_named(check)}`**", f"the run was captured on `{_named(model)}`; "
+
+
 def causal_markdown(data: Mapping[str, Any], *, stale: bool = False, figure: bool = False) -> str:
     """The "Causal check" section for one ``causal.json`` content."""
     n = data.get("n_pairs")
     model = data.get("model") or {}
-    tiny = is_tiny_record(model)
+    check = data.get("check_model") if isinstance(data.get("check_model"), dict) else model
+    tiny = is_tiny_record(check)
+    on, was = _on_model(model, check)
     out = ["## Causal check", ""]
     if stale:
         out += ["_Warning: causal.json was computed from other captures than this run's current ones; rerun "
                 "`plantain causal`._", ""]
     out += [
         f"Do the units this probe flags carry the A/B difference into the model's output? `plantain causal` re-ran "
-        f"the {n} pairs (same model, noise seeds, {data.get('height')}×{data.get('width')}, token scope "
+        f"the {n} pairs {on} ({was}the run's noise seeds, {data.get('height')}×{data.get('width')}, token scope "
         f"{data.get('token_scope')}) with an intervention on the top K units by |t| and on the top K by the "
         "attribution screen, tested the top units by "
         f"{' and by '.join('attribution' if r == 'attribution' else '|t|' for r in data.get('rankings') or ['t'])} "

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import PlantainError
 from ..rundir.folder import check_run_folder, settle
+from ..rundir.manifest import check_unit_rows
 
 Q_LEVEL = 0.05
 
@@ -55,7 +56,9 @@ def read_run(run_dir: pathlib.Path) -> dict[str, Any]:
     from .analysis import read_manifest
     from ..config import config_from_manifest
 
-    scope = config_from_manifest(read_manifest(run_dir), str(run_dir / "manifest.json")).token_scope
+    manifest = read_manifest(run_dir)
+    check_unit_rows(units_path, {k: len(v) for k, v in layouts.items()}, manifest, run_dir)
+    scope = config_from_manifest(manifest, str(run_dir / "manifest.json")).token_scope
     return {"dir": str(run_dir), "probe": str(summary.get("probe")), "model": str(model.get("id") or model.get("name")),
             "revision": model.get("revision"), "token_scope": str(scope), "layouts": layouts}
 

@@ -83,6 +83,7 @@ FIELDS: dict[str, Check] = {
     "seed": INT, "height": INT, "width": INT, "batch_size": INT, "steps": INT, "guidance": NUM,
     "cfg": BOOL, "guidance_embedded": BOOL,
     "token_scope": STR, "spec_sha256": STR, "spec_file": STR,
+    "inputs": dict_of(STR),
     "layouts": list_of(STR), "pair_ids": list_of(STR),
     "spec": obj({"name": STR, "title": STR, "description": STR, "generator": STR, "interpreter": STR,
                  "direction": list_of(STR), "tags": list_of(STR), "model": DICT, "stimuli": DICT}),
@@ -112,3 +113,26 @@ def check_manifest(manifest: Any, where: str = "manifest.json") -> dict:
         if key.endswith("_version"):
             STR(value, f"{where}: {key}")
     return manifest
+
+
+def unit_rows(manifest: dict) -> dict[str, int]:
+    """How many rows per layout a run's units.csv has, by its manifest: each captured
+    layout's unit count (``layout_info``), per captured step in a trajectory run
+    (``heads@step3``). Empty when the manifest records no unit counts."""
+    info = manifest.get("layout_info") or {}
+    steps = [s.get("index") for s in manifest.get("trajectory") or []] if (manifest.get("steps") or 1) > 1 else []
+    out = {}
+    for name, lay in info.items():
+        if isinstance(lay, dict) and lay.get("units") is not None:
+            out.update({f"{name}@step{s}": lay["units"] for s in steps} if steps else {name: lay["units"]})
+    return out
+
+
+def check_unit_rows(path, found: dict[str, int], manifest: dict, run_dir) -> None:
+    """A units table read back (``found``: rows per layout) against the manifest's unit
+    counts: a table cut short or edited would drop units from whatever reads it silently."""
+    for layout, want in unit_rows(manifest).items():
+        got = found.get(layout, 0)
+        if got != want:
+            raise PlantainError(f"{path}: layout {layout!r} has {got} rows, the run has {want} units; rerun "
+                                f"`plantain report {run_dir}`")

@@ -49,6 +49,11 @@ def _locate(value: Any, key: str, spec_dir) -> tuple[pathlib.Path | None, list[P
     return path, []
 
 
+def pairs_file_path(value: Any, spec_dir) -> pathlib.Path | None:
+    """The file a ``pairs_file`` value names, or None where the spec could not use it."""
+    return _locate(value, "pairs_file", spec_dir)[0]
+
+
 def read_pairs_file(value: Any, fields: tuple[str, ...], *, key: str, spec_dir) -> tuple[list[RawPair], list[Problem]]:
     """The pairs of ``pairs_file`` ``value`` (relative to ``spec_dir``) and the problems found."""
     path, problems = _locate(value, key, spec_dir)

@@ -30,6 +30,7 @@ import numpy as np
 from ..causal.effects import _f
 from ..errors import PlantainError
 from ..rundir.folder import check_run_folder, inside, locked, staged
+from ..rundir.manifest import check_unit_rows
 from .state import SWEEP_JSON
 
 CARD = "README.md"
@@ -65,12 +66,7 @@ def _cells(sweep_dir: pathlib.Path) -> list[dict[str, Any]]:
             continue
         config = RunConfig.from_dict(manifest.get("config"), where=f"{cell_dir}/manifest.json: config")
         units = _read_units(cell_dir / "units.csv")
-        for layout, info in (manifest.get("layout_info") or {}).items():
-            want = info.get("units") if isinstance(info, dict) else None
-            got = len(units.get(layout, {}).get("unit", []))
-            if want is not None and got != want:  # cut short or edited: the card would drop units silently
-                raise PlantainError(f"{cell_dir / 'units.csv'}: layout {layout!r} has {got} rows, the run has {want} "
-                                    f"units; rerun `plantain report {cell_dir}`")
+        check_unit_rows(cell_dir / "units.csv", {k: len(v["unit"]) for k, v in units.items()}, manifest, cell_dir)
         out.append({"name": name, "dir": cell_dir, "manifest": manifest, "config": config,
                     "probe": (manifest.get("spec") or {}).get("name") or config.probe, "units": units})
     return out
@@ -93,11 +89,59 @@ def _read_units(path: pathlib.Path) -> dict[str, dict[str, np.ndarray | list[str
     return {k: {"unit": v["unit"], "t": np.asarray(v["t"]), "p_fwer": np.asarray(v["p_fwer"])} for k, v in rows.items()}
 
 
-def _group_key(cell) -> tuple:
-    """Cells that replicate one another: one probe, model, steps and token scope, and the
-    same pairs in the same order (a cell whose pairs differ is another experiment)."""
-    c = cell["config"]
-    return (cell["probe"], c.model, c.steps, c.token_scope, tuple(map(str, cell["manifest"].get("pair_ids") or ())))
+#: What a cell's manifest records of its inputs beyond the config: two cells replicate one
+#: another only when these agree too (the same spec file, pairs, images and units).
+IDENTITY_KEYS = ("spec_sha256", "inputs", "pairs", "pair_ids", "images", "layout_info")
+#: How the card names a difference between two cells' conditions.
+SAID = {"height": "size", "width": "size", "spec_sha256": "spec file", "inputs": "input files (spec, pairs file, "
+        "images)", "pairs": "pairs", "pair_ids": "pair ids", "images": "conditioning images", "layout_info": "units"}
+
+
+def _condition(cell) -> dict[str, Any]:
+    """Everything a cell's numbers depend on but its seeds: its config but the noise and
+    statistics seeds (and the probe as typed, which the spec's name and hashes stand for)
+    and what its manifest records of its inputs."""
+    config = {k: v for k, v in cell["config"].as_dict().items() if k not in ("seed", "stats_seed", "probe")}
+    recorded = {k: cell["manifest"].get(k) for k in IDENTITY_KEYS}
+    if isinstance(recorded["images"], list):  # whether an image came from the cache is no condition
+        recorded["images"] = [{k: v for k, v in r.items() if k != "cached"} if isinstance(r, dict) else r
+                              for r in recorded["images"]]
+    return {"probe": cell["probe"], **config, **recorded}
+
+
+def _differences(one: dict, other: dict) -> list[str]:
+    return list(dict.fromkeys(SAID.get(k, k.replace("_", " ")) for k in one if one[k] != other.get(k)))
+
+
+def _groups(cells: list[dict]) -> list[tuple[list[dict], str | None]]:
+    """Cells that replicate one another over noise seeds (everything but the seed equal,
+    each seed once), each with the card's note on why it was not combined with the cells
+    of the same probe and model that it differs from."""
+    by: dict[str, list[dict]] = defaultdict(list)
+    for cell in cells:
+        by[json.dumps(_condition(cell), sort_keys=True, default=str)].append(cell)
+    groups = []
+    for members in by.values():
+        members.sort(key=lambda c: c["config"].seed)
+        seeds = [c["config"].seed for c in members]
+        if len(set(seeds)) == len(seeds):
+            groups.append((members, None))
+            continue
+        # the same conditions and the same seed: the same captures, which must not count twice
+        twice = ", ".join(c["name"] for c in members if seeds.count(c["config"].seed) > 1)
+        groups += [([c], f"not combined: cells {twice} ran the same conditions at the same seed") for c in members]
+    out = []
+    for members, note in groups:
+        cond = _condition(members[0])
+        others = [(m, _differences(cond, _condition(m[0]))) for m, _ in groups if m is not members
+                  and (m[0]["probe"], m[0]["config"].model) == (cond["probe"], cond["model"])]
+        why = [f"those at seed{'s' if len(m) > 1 else ''} {', '.join(str(c['config'].seed) for c in m)} differ in "
+               f"{', '.join(diff)}"
+               for m, diff in others if diff]
+        if why and note is None:
+            note = "not combined with other cells of this probe and model: " + "; ".join(why)
+        out.append((members, note))
+    return out
 
 
 def combined_test(cells: list[dict], layout: str):
@@ -120,13 +164,11 @@ def combined_test(cells: list[dict], layout: str):
 
 def summarize(cells: list[dict]) -> dict[str, Any]:
     """Everything the card shows, JSON-ready."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for cell in cells:
-        groups[_group_key(cell)].append(cell)
     replication, tmaps = [], {}
-    for key, members in groups.items():
-        probe, model, steps, scope, pair_ids = key
-        members.sort(key=lambda c: c["config"].seed)
+    for members, note in _groups(cells):
+        config = members[0]["config"]
+        probe, model, steps, scope = members[0]["probe"], config.model, config.steps, config.token_scope
+        pair_ids = members[0]["manifest"].get("pair_ids") or ()
         layouts = [name for name in members[0]["units"] if all(name in m["units"] for m in members)]
         for layout in layouts:
             units = members[0]["units"][layout]["unit"]
@@ -137,7 +179,10 @@ def summarize(cells: list[dict]) -> dict[str, Any]:
                      "seeds": [m["config"].seed for m in members], "n_pairs": len(pair_ids), "n_units": len(units),
                      "hits_per_seed": [int(np.sum(m["units"][layout]["p_fwer"] < ALPHA)) for m in members],
                      "units_by_seeds_significant": {str(k): int(np.sum(hits == k)) for k in range(len(members) + 1)},
-                     "in_every_seed": [units[i] for i in np.flatnonzero(hits == len(members))][:50]}
+                     "in_every_seed": [units[i] for i in np.flatnonzero(hits == len(members))][:50],
+                     "height": config.height, "width": config.width, "cells": [m["name"] for m in members]}
+            if note:
+                entry["not_combined"] = note
             combined = combined_test(members, layout) if "@" not in layout else None
             if combined is None and "@" not in layout:
                 entry["combined_note"] = "the cells' captures disagree on units or pair ids: not combined"
@@ -251,7 +296,9 @@ def render(name: str, summary: dict, figs: dict[str, str]) -> str:
     lines += [f"| [{c['name']}]({c['name']}/README.md) | {c['probe']} | {c['model']} | {c['seed']} | {c['steps']} | "
               f"{c['n_pairs']} |" for c in cells]
     lines += ["", "## Replication over noise seeds (the same pairs)", "",
-              "Per probe, model, layout and set of pairs (cells whose pair ids differ are reported apart): how many "
+              "Per probe, model and layout, over cells whose conditions are equal in everything but the noise seed "
+              "(spec file and every file it reads, pairs, size, layouts, dtype, steps, token scope, capture and "
+              "statistics settings; cells that differ in any are reported apart, saying in what): how many "
               "units are FWER hits (p_fwer < 0.05) in how many of the noise seeds, and a combined test: each pair's "
               "captures averaged over the seeds, then the same sign-flip max-|t| test as one run, with the flips and "
               "statistics seed of the lowest-seed cell (the pairs are the replicates; the noise seed is averaged out, "
@@ -262,8 +309,11 @@ def render(name: str, summary: dict, figs: dict[str, str]) -> str:
     for r in summary["replication"]:
         dist = ", ".join(f"{k} of {len(r['seeds'])} seeds: {v}" for k, v in r["units_by_seeds_significant"].items())
         pairs = f"; {r['n_pairs']} pairs" if "n_pairs" in r else ""
-        lines += [f"**{r['probe']} on {r['model']}**, `{r['layout']}` (seeds {', '.join(map(str, r['seeds']))}{pairs}): "
-                  f"FWER hits per seed {r['hits_per_seed']}; units by seeds significant: {dist}.", ""]
+        size = f"; {r['height']}×{r['width']}" if r.get("height") else ""
+        lines += [f"**{r['probe']} on {r['model']}**, `{r['layout']}` (seeds {', '.join(map(str, r['seeds']))}{pairs}"
+                  f"{size}): FWER hits per seed {r['hits_per_seed']}; units by seeds significant: {dist}.", ""]
+        if r.get("not_combined"):
+            lines += [f"_{r['not_combined'][0].upper()}{r['not_combined'][1:]}._", ""]
         if r.get("combined_note"):
             lines += [f"Combined over seeds: none ({r['combined_note']}).", ""]
         comb = r.get("combined")

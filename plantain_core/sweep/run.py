@@ -41,13 +41,20 @@ def _sweep_folder(out) -> pathlib.Path:
     return check_run_folder(out)
 
 
-def _spec_digests(cells) -> dict[str, str]:
-    """Each probe's spec sha256 as it resolves now: a cell made from another version of
-    its spec is not complete (its rerun is refused by the run's resume check)."""
+def _identities(cells) -> dict[str, dict]:
+    """Each probe's identity as it resolves now (its spec's sha256, every file it reads,
+    its pairs): a cell made from other inputs is not complete (its rerun is refused by
+    the run's resume check, naming the file)."""
     from ..spec.probes import load_probe
+    from ..capture.run_records import input_files, pair_records
     from ..capture.runner import spec_sha256
 
-    return {ref: spec_sha256(load_probe(ref).spec) for ref in {c.config.probe for c in cells}}
+    out = {}
+    for ref in {c.config.probe for c in cells}:
+        probe = load_probe(ref)
+        out[ref] = {"spec_sha256": spec_sha256(probe.spec), "inputs": input_files(probe),
+                    "pairs": pair_records(probe.pairs, probe.spec.spec_dir)}
+    return out
 
 
 def run_sweep(path, out=None, options: SweepOptions = SweepOptions(), *,
@@ -64,7 +71,7 @@ def run_sweep(path, out=None, options: SweepOptions = SweepOptions(), *,
     out = _sweep_folder(out if out is not None else default_sweep_out(path))
     say = say or (lambda line: None)
     with locked(out, create=True):  # one driver per sweep folder
-        state = SweepState.open(out, grid, cells, _spec_digests(cells))
+        state = SweepState.open(out, grid, cells, _identities(cells))
         skipped = [c.name for c in cells if state.cells[c.name]["status"] == "complete"]
         todo = [c for c in cells if c.name not in skipped]
         if skipped:

@@ -31,10 +31,11 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def cell_status(cell_dir: pathlib.Path, config: RunConfig, spec_sha256: str | None = None) -> str:
+def cell_status(cell_dir: pathlib.Path, config: RunConfig, identity: dict[str, Any] | None = None) -> str:
     """``complete`` when the cell's run folder finished under ``config`` (and, given, the
-    spec with this sha256), ``partial`` when it holds a run to resume (whose own resume
-    check refuses what changed), ``pending`` when there is none."""
+    probe's ``identity`` now: manifest keys ``spec_sha256``, ``inputs``, ``pairs`` and
+    their values), ``partial`` when it holds a run to resume (whose own resume check
+    refuses what changed, naming it), ``pending`` when there is none."""
     path = cell_dir / "manifest.json"
     if not path.is_file():
         return "pending"
@@ -43,8 +44,8 @@ def cell_status(cell_dir: pathlib.Path, config: RunConfig, spec_sha256: str | No
         recorded = RunConfig.from_dict(manifest["config"])
     except Exception:  # unreadable: the run's own resume check will say why
         return "partial"
-    if spec_sha256 is not None and manifest.get("spec_sha256") != spec_sha256:
-        return "partial"  # the probe's spec changed since: never reuse its results
+    if any(manifest.get(key) != value for key, value in (identity or {}).items()):
+        return "partial"  # the probe's spec, a file it reads or its pairs changed since: never reuse its results
     # the run resolves what the grid leaves open (dtype, size, batch size): compare what the grid sets
     if any(getattr(config, f) is not None and getattr(config, f) != getattr(recorded, f)
            for f in RunConfig.fields() if f != "probe"):
@@ -79,9 +80,9 @@ class SweepState:
 
     @classmethod
     def open(cls, out: pathlib.Path, grid: SweepGrid, cells: list[Cell],
-             spec_sha256: dict[str, str] | None = None) -> "SweepState":
+             identities: dict[str, dict] | None = None) -> "SweepState":
         """Create ``sweep.json``, or check the grid's cells against the one there.
-        ``spec_sha256``: per probe reference, its spec's sha256 now."""
+        ``identities``: per probe reference, its identity now (:func:`cell_status`)."""
         path = out / SWEEP_JSON
         if path.exists() and not path.is_file():
             raise PlantainError(f"{path} is not a file; use another --out")
@@ -123,7 +124,7 @@ class SweepState:
                 "sweep_sha256": grid.sha256, "cells": cells_data}
         state = cls(out, data)
         for cell in cells:
-            done = cell_status(out / cell.name, cell.config, (spec_sha256 or {}).get(cell.config.probe)) == "complete"
+            done = cell_status(out / cell.name, cell.config, (identities or {}).get(cell.config.probe)) == "complete"
             state.cells[cell.name]["status"] = "complete" if done else "pending"
         state.save()
         return state
