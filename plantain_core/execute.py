@@ -54,7 +54,11 @@ def build_config(probe: str, given: Mapping[str, Any], out: str | os.PathLike | 
                                 f"{str(exc)[:200]}); start a new run in another --out") from None
         if not isinstance(manifest, dict):
             raise PlantainError(f"cannot resume {out}: {MANIFEST} is not a plantain manifest")
-        recorded = config_from_manifest(manifest, str(manifest_path))
+        from .capture.run_records import with_local_model
+
+        # the manifest names a local model folder only; its path is kept beside it, unpublished
+        recorded = with_local_model(pathlib.Path(out), config_from_manifest(manifest, str(manifest_path)),
+                                    given.get("model"))
         config = recorded.evolve(probe=probe, **dict(given))
         diffs = config.capture_differences(recorded)
         if diffs:  # refused before a model is loaded (or downloaded)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import warnings
 from typing import Any
 
@@ -24,6 +25,74 @@ def stored_probe(reference: str) -> str:
         return reference
     rel = os.path.relpath(p)
     return p.name if rel.startswith("..") else rel
+
+
+#: In the run folder, never published: the local model folder's full path, for --resume
+#: and ``plantain causal`` (the manifest names the folder only).
+LOCAL = ".plantain.local.json"
+
+
+def stored_config(config):
+    """The config as a manifest records it: the probe as :func:`stored_probe` says, a
+    local model folder by its name (its path goes to :data:`LOCAL`)."""
+    from ..models.loaders import is_local_model, local_model_name
+
+    model = local_model_name(config.model) if config.model and is_local_model(config.model) else config.model
+    return config.evolve(probe=stored_probe(config.probe), model=model)
+
+
+def write_local(run_dir: pathlib.Path, config) -> None:
+    from ..models.loaders import is_local_model
+    from ..rundir.fsutil import atomic_write_json
+
+    if config.model and is_local_model(config.model):
+        atomic_write_json(run_dir / LOCAL, {"model": os.path.realpath(os.path.expanduser(config.model))})
+
+
+def local_model(run_dir: pathlib.Path) -> str | None:
+    """The local model folder a run recorded in :data:`LOCAL`, or None."""
+    import json
+
+    path = pathlib.Path(run_dir) / LOCAL
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("model") if path.is_file() else None
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return value if isinstance(value, str) and os.path.isabs(value) else None
+
+
+def with_local_model(run_dir: pathlib.Path, recorded, given=None):
+    """``recorded`` (a config rebuilt from a manifest) with the local model folder put
+    back: the folder ``given`` (a --model value) when it has the recorded name and, where
+    the run recorded its path, is that same folder; else the recorded path. A --model of
+    another folder is left for the resume check to refuse."""
+    from ..models.loaders import is_local_model, local_model_name
+
+    path = local_model(run_dir)
+    if given and is_local_model(given):
+        same_name = local_model_name(given) == recorded.model
+        same_path = path is None or os.path.realpath(os.path.expanduser(given)) == path
+        return recorded.evolve(model=given) if same_name and same_path else recorded
+    if path is not None and recorded.model == local_model_name(path):
+        return recorded.evolve(model=path)
+    return recorded
+
+
+def spec_record(spec) -> dict[str, Any]:
+    """The spec as a manifest records it (``spec.as_dict()``) with every image path that
+    leaves the spec's folder (absolute, ``~``, ``..``; read only with
+    ``allow_outside_images``) cut to its file name: the sha256 in ``images`` identifies it."""
+    def scrub(value, key=""):
+        if isinstance(value, dict):
+            return {k: scrub(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v, key) for v in value]
+        if isinstance(value, str) and key.endswith("image"):
+            p = pathlib.PurePath(value.replace("\\", "/"))
+            if value.startswith("~") or p.is_absolute() or ".." in p.parts or re.match(r"[A-Za-z]:", value):
+                return p.name
+        return value
+    return scrub(spec.as_dict())
 
 
 def local_name(path: str, spec_dir) -> str:

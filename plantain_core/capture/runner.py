@@ -13,6 +13,7 @@ import datetime
 import hashlib
 import io
 import json
+import os
 import pathlib
 import sys
 import time
@@ -33,7 +34,8 @@ from .distributed import current_share
 from .images import get_images
 from .passes import NOISE_SEED_STRIDE, PassInputs, auto_batch_size, noise_seed
 from .prepare import checked_config, load_bundle
-from .run_records import ResumeRefused, check_images, image_record, stimulus_record, stored_probe, token_records
+from .run_records import (ResumeRefused, check_images, image_record, local_model, spec_record, stimulus_record, stored_config,
+                          token_records, write_local)
 
 __all__ = ["noise_seed", "run_probe", "spec_sha256"]
 
@@ -105,7 +107,11 @@ def _check_resume(run_dir: pathlib.Path, old: dict, new: dict, config: RunConfig
     was, now = (old.get("spec") or {}).get("name"), (new.get("spec") or {}).get("name")
     if was != now:
         raise PlantainError(f"cannot resume {run_dir}: it holds a run of probe {was!r}, not {now!r}")
-    diffs = config.capture_differences(config_from_manifest(old, f"{run_dir}/manifest.json"))
+    # the manifest names a local model folder only; the folder itself is checked against LOCAL
+    diffs = stored_config(config).capture_differences(config_from_manifest(old, f"{run_dir}/manifest.json"))
+    path = local_model(run_dir)
+    if path is not None and config.model and os.path.realpath(os.path.expanduser(config.model)) != path:
+        diffs.append(f"--model: was the folder {path}, now {config.model}")
     diffs += [f"{k}: was {old.get(k)!r}, now {new.get(k)!r}" for k in RESUME_KEYS
               if k != "pair_ids" and old.get(k) != new.get(k)]
     if old.get("pair_ids") != new.get("pair_ids"):
@@ -187,9 +193,9 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
         "torch_version": torch.__version__,
         "diffusers_version": diffusers.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "config": config.evolve(probe=stored_probe(config.probe)).as_dict(),
+        "config": stored_config(config).as_dict(),
         "providers": providers,
-        "spec": spec.as_dict(),
+        "spec": spec_record(spec),
         "spec_sha256": spec_sha256(spec),
         "model": bundle.describe(),
         "device": bundle.device,
@@ -241,6 +247,8 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
         for key, value in old.items():  # keys others added (statistics options) survive a resume
             manifest.setdefault(key, value)
 
+    if share is None or share.is_main:
+        write_local(run_dir, config)
     capture = _Capture(bundle, pairs, built, manifest, run_dir, spec.spec_dir, share)
     try:
         manifest = capture.run(arrays, done, progress)
