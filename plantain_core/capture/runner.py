@@ -131,12 +131,13 @@ def _check_finite(rows: np.ndarray, layout, passes) -> None:
 
 
 def run_probe(probe, run_dir, config: RunConfig, *, resume: bool = False, progress: bool = True,
-              model: LoadedModel | None = None, registry=None) -> dict[str, Any]:
+              model: LoadedModel | None = None, registry=None, figures: bool = True) -> dict[str, Any]:
     """Capture every pair of ``probe`` (a :class:`~plantain_core.spec.probes.Probe`) into
     ``run_dir`` under ``config``; return the manifest written there. ``model``: an
     already loaded bundle, taken as checked for this probe (:func:`load_bundle` and
     :func:`check_loaded` do that; :func:`~plantain_core.execute.execute` calls them once),
-    instead of loading ``config.model`` here."""
+    instead of loading ``config.model`` here. ``figures=False`` (``--no-figures``) draws
+    no ``figures/stimuli.png``."""
     pairs = list(probe.pairs)
     if not pairs:
         raise PlantainError("no pairs to run")
@@ -146,10 +147,11 @@ def run_probe(probe, run_dir, config: RunConfig, *, resume: bool = False, progre
     run_dir = pathlib.Path(run_dir)
     share = current_share()  # a run split across processes: only the main one writes the folder
     with locked(run_dir, create=True) if share is None or share.is_main else contextlib.nullcontext():
-        return _run_probe(probe, run_dir, config, resume, progress, model, registry)
+        return _run_probe(probe, run_dir, config, resume, progress, model, registry, figures)
 
 
-def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress, model, registry) -> dict[str, Any]:
+def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress, model, registry,
+               figures) -> dict[str, Any]:
     import diffusers
     import torch
 
@@ -160,6 +162,9 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
     manifest_path = run_dir / "manifest.json"
     old = _read_old_manifest(run_dir, resume)
     config = config.for_spec(spec)
+    from ..spec.probes import check_images_inside
+
+    check_images_inside(probe, config.allow_outside_images)  # the runner called directly, too
     if registry is None:
         from ..plugins import get_registry
 
@@ -249,7 +254,7 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
 
     if share is None or share.is_main:
         write_local(run_dir, config)
-    capture = _Capture(bundle, pairs, built, manifest, run_dir, spec.spec_dir, share)
+    capture = _Capture(bundle, pairs, built, manifest, run_dir, spec.spec_dir, share, figures)
     try:
         manifest = capture.run(arrays, done, progress)
         if config.length_control:
@@ -284,6 +289,7 @@ class _Capture:
     run_dir: pathlib.Path
     spec_dir: pathlib.Path | None
     share: Any = None  # plantain_core.capture.distributed.Share of a run split across processes
+    figures: bool = True  # draw figures/stimuli.png (not under --no-figures)
 
     @property
     def writes(self) -> bool:
@@ -383,7 +389,7 @@ class _Capture:
         records = [image_record(rec, self.spec_dir) for _, rec in images.values()]
         check_images(self.run_dir, self.manifest["images"], records)
         self.manifest["images"] = records
-        if images and self.writes:
+        if images and self.writes and self.figures:
             from ..report.figures import stimulus_sheet
 
             stimulus_sheet(self.run_dir, self.pairs, images)
