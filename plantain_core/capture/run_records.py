@@ -61,6 +61,15 @@ def local_model(run_dir: pathlib.Path) -> str | None:
     return value if isinstance(value, str) and os.path.isabs(value) else None
 
 
+def local_model_differs(run_dir: pathlib.Path, config) -> list[str]:
+    """``--model: was the folder X, now Y`` when a resumed run names another local folder
+    than the one it recorded (the manifest's name alone cannot tell two folders apart)."""
+    path = local_model(run_dir)
+    if path is None or not config.model or os.path.realpath(os.path.expanduser(config.model)) == path:
+        return []
+    return [f"--model: was the folder {path}, now {config.model}"]
+
+
 def with_local_model(run_dir: pathlib.Path, recorded, given=None):
     """``recorded`` (a config rebuilt from a manifest) with the local model folder put
     back: the folder ``given`` (a --model value) when it has the recorded name and, where
@@ -69,7 +78,7 @@ def with_local_model(run_dir: pathlib.Path, recorded, given=None):
     from ..models.loaders import is_local_model, local_model_name
 
     path = local_model(run_dir)
-    if given and is_local_model(given):
+    if given and (is_local_model(given) or os.path.isdir(os.path.expanduser(str(given)))):
         same_name = local_model_name(given) == recorded.model
         same_path = path is None or os.path.realpath(os.path.expanduser(given)) == path
         return recorded.evolve(model=given) if same_name and same_path else recorded

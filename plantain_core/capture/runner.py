@@ -13,7 +13,6 @@ import datetime
 import hashlib
 import io
 import json
-import os
 import pathlib
 import sys
 import time
@@ -29,13 +28,14 @@ from ..models.loaders import LoadedModel
 from ..rundir.folder import check_run_folder, locked
 from ..rundir.fsutil import atomic_write_bytes, atomic_write_json
 from ..rundir.manifest import check_manifest
+from ..spec.probes import check_images_inside
 from ..spec.stimuli import IMAGE_GUIDANCE, IMAGE_STEPS
 from .distributed import current_share
 from .images import get_images
 from .passes import NOISE_SEED_STRIDE, PassInputs, auto_batch_size, noise_seed
 from .prepare import checked_config, load_bundle
-from .run_records import (ResumeRefused, check_images, image_record, local_model, spec_record, stimulus_record, stored_config,
-                          token_records, write_local)
+from .run_records import (ResumeRefused, check_images, image_record, local_model_differs, spec_record, stimulus_record,
+                          stored_config, token_records, write_local)
 
 __all__ = ["noise_seed", "run_probe", "spec_sha256"]
 
@@ -109,9 +109,7 @@ def _check_resume(run_dir: pathlib.Path, old: dict, new: dict, config: RunConfig
         raise PlantainError(f"cannot resume {run_dir}: it holds a run of probe {was!r}, not {now!r}")
     # the manifest names a local model folder only; the folder itself is checked against LOCAL
     diffs = stored_config(config).capture_differences(config_from_manifest(old, f"{run_dir}/manifest.json"))
-    path = local_model(run_dir)
-    if path is not None and config.model and os.path.realpath(os.path.expanduser(config.model)) != path:
-        diffs.append(f"--model: was the folder {path}, now {config.model}")
+    diffs += local_model_differs(run_dir, config)
     diffs += [f"{k}: was {old.get(k)!r}, now {new.get(k)!r}" for k in RESUME_KEYS
               if k != "pair_ids" and old.get(k) != new.get(k)]
     if old.get("pair_ids") != new.get("pair_ids"):
@@ -162,8 +160,6 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
     manifest_path = run_dir / "manifest.json"
     old = _read_old_manifest(run_dir, resume)
     config = config.for_spec(spec)
-    from ..spec.probes import check_images_inside
-
     check_images_inside(probe, config.allow_outside_images)  # the runner called directly, too
     if registry is None:
         from ..plugins import get_registry

@@ -23,7 +23,7 @@ _TEXT_SPECIAL = re.compile(r"([\\`*_\[\]<>#!|~&$])")
 _PROSE_SPECIAL = re.compile(r"([\\<>&\[\]!|$])")
 _SPACES = re.compile(r"\s+")
 #: A line that would start a block: heading, quote, list item, thematic break, setext underline.
-_BLOCK_START = re.compile(r"^(?:[-+=#>~]|\*(?=\s|$)|`{3}|[*_\s]+$|\d{1,9}(?=[.)]))")
+_BLOCK_START = re.compile(r"^(?:[-+*](?=\s|$)|[-=_*\s]+$|[#>]|[~`]{3}|\d{1,9}(?=[.)](?:\s|$)))")
 
 
 def _one_line(text) -> str:
