@@ -259,6 +259,12 @@ def test_a_local_model_folder_is_named_not_pathed_and_resumes(tmp_path, model_fo
     _interrupt(out)
     again = invoke("run", spec, "--model", model_folder, "--resume", "--out", out)
     assert again.exit_code == 0, again.output
+    # plantain causal finds the folder the same way, and names it as the manifest does
+    causal = invoke("causal", out, "--top", "2", "--controls", "2", "--doses", "2", "--no-progress", "--exhaustive")
+    assert causal.exit_code == 0, causal.output
+    data = json.loads((out / "causal.json").read_text())
+    assert data["check_model"]["id"] == "klein-folder" and str(model_folder.parent) not in json.dumps(data)
+    assert not any("this check used" in n for n in data.get("notes") or [])
     # another folder of the same name is not the same model
     other_real = tmp_path / "copy" / "klein-folder"
     import shutil
