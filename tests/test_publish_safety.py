@@ -246,6 +246,7 @@ def test_a_local_model_folder_is_named_not_pathed_and_resumes(tmp_path, model_fo
 
     assert "base_model" not in ModelCard.load(out / "README.md").data.to_dict()
     assert "`klein-folder` (a local diffusers folder)" in texts["README.md"]
+    assert "with `--model` the path of the local diffusers folder `klein-folder` the run loaded" in texts["README.md"]
     # the folder's path stays in the run folder, unpublished, so --resume (with or without --model) finds it
     assert json.loads((out / ".plantain.local.json").read_text()) == {"model": str(model_folder.resolve())}
     dry = invoke("publish", out, "someone/card", "--dry-run")

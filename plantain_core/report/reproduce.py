@@ -13,14 +13,11 @@ import re
 from typing import Any, Mapping
 
 from ..config import RunConfig
+from ..models.loaders import is_local_model
 from .markup import md_code, md_text
 
 PARTS = (("spec", "spec"), ("generator", "generator"), ("interpreter", "interpreter"),
          ("model_loader", "model loader"))
-
-
-def _is_local_path(value: str | None) -> bool:
-    return bool(value) and (value.startswith(("/", ".", "~")) or pathlib.Path(value).is_absolute())
 
 
 def publishable(config: RunConfig, manifest: Mapping[str, Any]) -> tuple[RunConfig, str, list[str]]:
@@ -34,7 +31,9 @@ def publishable(config: RunConfig, manifest: Mapping[str, Any]) -> tuple[RunConf
     if source.get("plugin") in (None, "local"):
         probe = f"{name}.toml"
         notes.append(f"beside the spec file {md_code(probe)} (sha256 below)")
-    if _is_local_path(config.model):
+    model = manifest.get("model") if isinstance(manifest.get("model"), Mapping) else {}
+    # the manifest names a local folder only (runs made before it did hold its path)
+    if config.model and (model.get("local") is True or is_local_model(config.model)):
         folder = pathlib.PurePath(config.model).name
         notes.append(f"with `--model` the path of the local diffusers folder {md_code(folder)} the run loaded")
         config = config.evolve(model=folder)
