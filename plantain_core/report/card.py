@@ -110,8 +110,9 @@ def stimulus_text(manifest, spec_data) -> list[str]:
         img = next(i for i in images if i)
         if len(distinct) == 1 and img.get("prompt"):
             lines.append(f"Every pass is conditioned on one fixed reference image generated once from the prompt "
-                         f"\"{md_text(img['prompt'])}\" at {md_text(img.get('steps', manifest.get('image_steps', 14)))} steps, "
-                         f"guidance {md_text(img.get('guidance', manifest.get('image_guidance', 4.0)))}, seed "
+                         f"\"{md_text(img['prompt'])}\" at "
+                         f"{md_text(img.get('steps', manifest.get('image_steps', 14)))} steps, guidance "
+                         f"{md_text(img.get('guidance', manifest.get('image_guidance', 4.0)))}, seed "
                          f"{md_text(img.get('seed', '?'))}.")
         elif len(distinct) == 1:
             lines.append(f"Every pass is conditioned on one fixed reference image read from {md_code(img.get('path'))}.")
@@ -191,11 +192,12 @@ def method_section(summary, manifest, spec_data, sheet: str | None = None) -> li
     if notes:
         out.append(f"- Model family {md_code(m['family'])}: " + "; ".join(md_text(n) for n in notes) + ".")
     elif isinstance(m["family"], str) and recorded_family(m["family"]) is None:
-        out.append(f"- Model family {md_code(m['family'], 60)} (as recorded; not installed where this card was written, so what its "
-                   "units are is not described here).")
+        out.append(f"- Model family {md_code(m['family'], 60)} (as recorded; not installed where this card was "
+                   "written, so what its units are is not described here).")
     out += [
         "",
-        f"Per unit, with D = A − B over the N = {summary.get('n_pairs')} pairs (A = \"{md_text(a_name)}\", B = \"{md_text(b_name)}\"): "
+        f"Per unit, with D = A − B over the N = {summary.get('n_pairs')} pairs (A = \"{md_text(a_name)}\", "
+        f"B = \"{md_text(b_name)}\"): "
         "paired t = mean(D) / (sd(D)/√N), Cohen's d_z = mean(D)/sd(D), a parametric two-sided p (t, N−1 df), "
         "Benjamini–Hochberg q, and a max-|t| sign-flip permutation p that controls the family-wise error. "
         "Positive t means a larger RMS under A.",
@@ -278,7 +280,8 @@ def default_interpretation(name, s, direction) -> str:
     text = "; ".join(parts) + "."
     if first["observed"]:
         text += (f" Of the units above |t| > {first['threshold']:g}, {first['positive']:,} are larger under "
-                 f"\"{md_text(direction[0])}\" and {first['observed'] - first['positive']:,} under \"{md_text(direction[1])}\".")
+                 f"\"{md_text(direction[0])}\" and {first['observed'] - first['positive']:,} under "
+                 f"\"{md_text(direction[1])}\".")
     sig = s["significant"]
     text += (f" {_units(sig['p_fwer_lt_0.05'])} the max-|t| family-wise test at 0.05 and "
              f"{sig['q_lt_0.05']:,} {_have(sig['q_lt_0.05'])} BH q < 0.05.")
