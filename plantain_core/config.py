@@ -39,7 +39,7 @@ FLAGS = {
     "batch_size": "--batch-size", "seed": "--seed", "flips": "--flips", "splits": "--splits",
     "thresholds": "--thresholds", "stats_seed": "plantain report --seed", "offload": "--cpu-offload",
     "length_control": "--length-control", "steps": "--steps", "capture_steps": "--capture-steps",
-    "guidance": "--guidance",
+    "guidance": "--guidance", "allow_outside_images": "--allow-outside-images",
 }
 #: Fields that change the captured numbers: a resumed run must agree on every one.
 CAPTURE_FIELDS = ("model", "revision", "dtype", "layouts", "token_scope", "height", "width", "batch_size", "seed",
@@ -220,6 +220,9 @@ class RunConfig:
     steps: int = attrs.field(default=1, converter=_int("steps", 1, MAX_STEPS))
     capture_steps: tuple[int, ...] | None = attrs.field(default=None, converter=_capture_steps)
     guidance: float = attrs.field(default=1.0, converter=_guidance)
+    #: read image files from outside the spec's folder (absolute, ``~`` or ``..`` paths in a
+    #: spec or pairs file); refused by default, as a spec may come from anyone
+    allow_outside_images: bool = attrs.field(default=False, converter=_bool("allow_outside_images"))
 
     def __attrs_post_init__(self):
         if self.length_control and self.steps > 1:
@@ -316,7 +319,7 @@ class RunConfig:
                 continue
             if value == getattr(default, field) and field not in ("model", "seed"):
                 continue
-            if field in ("offload", "length_control"):
+            if field in ("offload", "length_control", "allow_outside_images"):
                 args.append(FLAGS[field])
             else:
                 args += [FLAGS[field], _show(value)]

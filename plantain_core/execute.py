@@ -54,7 +54,11 @@ def build_config(probe: str, given: Mapping[str, Any], out: str | os.PathLike | 
                                 f"{str(exc)[:200]}); start a new run in another --out") from None
         if not isinstance(manifest, dict):
             raise PlantainError(f"cannot resume {out}: {MANIFEST} is not a plantain manifest")
-        recorded = config_from_manifest(manifest, str(manifest_path))
+        from .capture.run_records import with_local_model
+
+        # the manifest names a local model folder only; its path is kept beside it, unpublished
+        recorded = with_local_model(pathlib.Path(out), config_from_manifest(manifest, str(manifest_path)),
+                                    given.get("model"))
         config = recorded.evolve(probe=probe, **dict(given))
         diffs = config.capture_differences(recorded)
         if diffs:  # refused before a model is loaded (or downloaded)
@@ -107,7 +111,10 @@ def execute(probe, config: RunConfig, out=None, *, resume: bool = False, progres
     from .capture.prepare import check_loaded, checked_config, load_bundle
     from .capture.runner import run_probe
 
+    from .spec.probes import check_images_inside
+
     spec = probe.spec
+    check_images_inside(probe, config.allow_outside_images)  # before a folder or a model is touched
     # checked once, before the run folder exists, and loaded once (inside the lock); the
     # runner takes the bundle as it is
     load_config = checked_config(probe, config.for_spec(spec)) if model is None else None
@@ -122,7 +129,7 @@ def execute(probe, config: RunConfig, out=None, *, resume: bool = False, progres
     try:
         with locked(out, create=True):  # a second process on this folder is refused, naming the holder
             model = model or load_bundle(probe, load_config)
-            manifest = run_probe(probe, out, config, resume=resume, progress=progress, model=model)
+            manifest = run_probe(probe, out, config, resume=resume, progress=progress, model=model, figures=figures)
             # the resolved config, naming the probe as the user did (the manifest may shorten a path)
             config = RunConfig.from_dict(manifest["config"]).evolve(probe=config.probe)
             summary = analyze_run(out, config, figures=figures)

@@ -219,8 +219,9 @@ def test_local_folder_loads_through_klein_loader(bundle, tmp_path):
     pairs = _text_pairs()
     local = run_probe(_spec(), pairs, tmp_path / "local", model=str(folder), device="cpu", dtype="fp32",
                       height=128, width=128, batch_size=2, progress=False)
-    assert local["model"] == {"name": "flux2-klein", "id": str(folder.resolve()), "revision": None,
-                              "family": "flux2-klein", "tiny": False}
+    # a local folder is recorded by its name only (its path stays out of what is published)
+    assert local["model"] == {"name": "flux2-klein", "id": "klein-folder", "revision": None,
+                              "family": "flux2-klein", "tiny": False, "local": True}
     run_probe(_spec(), pairs, tmp_path / "tiny", model=bundle, batch_size=2, progress=False)
     for name in LAYOUTS:
         np.testing.assert_array_equal(_load(tmp_path / "local", name)["a"], _load(tmp_path / "tiny", name)["a"])

@@ -28,13 +28,15 @@ from ..models.loaders import LoadedModel
 from ..rundir.folder import check_run_folder, locked
 from ..rundir.fsutil import atomic_write_bytes, atomic_write_json
 from ..rundir.manifest import check_manifest
+from ..spec.probes import check_images_inside
 from ..spec.stimuli import IMAGE_GUIDANCE, IMAGE_STEPS
 from .distributed import current_share
 from .images import get_images
 from .passes import NOISE_SEED_STRIDE, PassInputs, auto_batch_size, noise_seed
 from .prepare import checked_config, load_bundle
 from .run_records import (ResumeRefused, check_images, check_inputs, check_pairs, image_record, input_files,
-                          pair_records, stored_probe, token_records)
+                          local_model_differs, pair_records, spec_record, stored_config, token_records,
+                          write_local)
 
 __all__ = ["noise_seed", "run_probe", "spec_sha256"]
 
@@ -109,7 +111,9 @@ def _check_resume(run_dir: pathlib.Path, old: dict, new: dict, config: RunConfig
     # everything the run reads, named: the spec, its pairs file, its image files, then the pairs themselves
     check_inputs(run_dir, old.get("inputs"), new["inputs"])
     check_pairs(run_dir, old.get("pairs"), new["pairs"])
-    diffs = config.capture_differences(config_from_manifest(old, f"{run_dir}/manifest.json"))
+    # the manifest names a local model folder only; the folder itself is checked against LOCAL
+    diffs = stored_config(config).capture_differences(config_from_manifest(old, f"{run_dir}/manifest.json"))
+    diffs += local_model_differs(run_dir, config)
     diffs += [f"{k}: was {old.get(k)!r}, now {new.get(k)!r}" for k in RESUME_KEYS
               if k != "pair_ids" and old.get(k) != new.get(k)]
     if old.get("pair_ids") != new.get("pair_ids"):
@@ -129,12 +133,13 @@ def _check_finite(rows: np.ndarray, layout, passes) -> None:
 
 
 def run_probe(probe, run_dir, config: RunConfig, *, resume: bool = False, progress: bool = True,
-              model: LoadedModel | None = None, registry=None) -> dict[str, Any]:
+              model: LoadedModel | None = None, registry=None, figures: bool = True) -> dict[str, Any]:
     """Capture every pair of ``probe`` (a :class:`~plantain_core.spec.probes.Probe`) into
     ``run_dir`` under ``config``; return the manifest written there. ``model``: an
     already loaded bundle, taken as checked for this probe (:func:`load_bundle` and
     :func:`check_loaded` do that; :func:`~plantain_core.execute.execute` calls them once),
-    instead of loading ``config.model`` here."""
+    instead of loading ``config.model`` here. ``figures=False`` (``--no-figures``) draws
+    no ``figures/stimuli.png``."""
     pairs = list(probe.pairs)
     if not pairs:
         raise PlantainError("no pairs to run")
@@ -144,10 +149,11 @@ def run_probe(probe, run_dir, config: RunConfig, *, resume: bool = False, progre
     run_dir = pathlib.Path(run_dir)
     share = current_share()  # a run split across processes: only the main one writes the folder
     with locked(run_dir, create=True) if share is None or share.is_main else contextlib.nullcontext():
-        return _run_probe(probe, run_dir, config, resume, progress, model, registry)
+        return _run_probe(probe, run_dir, config, resume, progress, model, registry, figures)
 
 
-def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress, model, registry) -> dict[str, Any]:
+def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress, model, registry,
+               figures) -> dict[str, Any]:
     import diffusers
     import torch
 
@@ -158,6 +164,7 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
     manifest_path = run_dir / "manifest.json"
     old = _read_old_manifest(run_dir, resume)
     config = config.for_spec(spec)
+    check_images_inside(probe, config.allow_outside_images)  # the runner called directly, too
     if registry is None:
         from ..plugins import get_registry
 
@@ -191,9 +198,9 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
         "torch_version": torch.__version__,
         "diffusers_version": diffusers.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "config": config.evolve(probe=stored_probe(config.probe)).as_dict(),
+        "config": stored_config(config).as_dict(),
         "providers": providers,
-        "spec": spec.as_dict(),
+        "spec": spec_record(spec),
         "spec_sha256": spec_sha256(spec),
         "inputs": input_files(probe),
         "model": bundle.describe(),
@@ -245,7 +252,9 @@ def _run_probe(probe, run_dir: pathlib.Path, config: RunConfig, resume, progress
         for key, value in old.items():  # keys others added (statistics options) survive a resume
             manifest.setdefault(key, value)
 
-    capture = _Capture(bundle, pairs, built, manifest, run_dir, spec.spec_dir, share)
+    if share is None or share.is_main:
+        write_local(run_dir, config)
+    capture = _Capture(bundle, pairs, built, manifest, run_dir, spec.spec_dir, share, figures)
     try:
         manifest = capture.run(arrays, done, progress)
         if config.length_control:
@@ -280,6 +289,7 @@ class _Capture:
     run_dir: pathlib.Path
     spec_dir: pathlib.Path | None
     share: Any = None  # plantain_core.capture.distributed.Share of a run split across processes
+    figures: bool = True  # draw figures/stimuli.png (not under --no-figures)
 
     @property
     def writes(self) -> bool:
@@ -377,7 +387,7 @@ class _Capture:
         records = [image_record(rec, self.spec_dir) for _, rec in images.values()]
         check_images(self.run_dir, self.manifest["images"], records)
         self.manifest["images"] = records
-        if images and self.writes:
+        if images and self.writes and self.figures:
             from ..report.figures import stimulus_sheet
 
             stimulus_sheet(self.run_dir, self.pairs, images)

@@ -95,12 +95,13 @@ def _load_run_model(manifest, model, options: CausalOptions, registry):
     bundle = load_model(name, options.device, options.dtype or manifest.get("dtype"), registry=registry,
                         revision=None if tiny or model else recorded.get("revision"), offload=options.offload)
     notes = []
-    if (bundle.id, bundle.revision) != (recorded.get("id"), recorded.get("revision")):
+    loaded = bundle.describe()["id"]  # a local folder by its name, as the manifest records it
+    if (loaded, bundle.revision) != (recorded.get("id"), recorded.get("revision")):
         if not model:
             raise PlantainError(f"the run was captured on {recorded.get('id')} @ {recorded.get('revision')}, but "
-                                f"{bundle.id} @ {bundle.revision} was loaded; pass --model to use another copy")
+                                f"{loaded} @ {bundle.revision} was loaded; pass --model to use another copy")
         notes.append(f"the run was captured on {recorded.get('id')} @ {recorded.get('revision')}; this check used "
-                     f"{bundle.id} @ {bundle.revision}")
+                     f"{loaded} @ {bundle.revision}")
     return bundle, notes
 
 
@@ -188,7 +189,10 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    bundle, more = _load_run_model(manifest, model or options.model, options, registry)
+    from ..capture.run_records import local_model
+
+    # a local model folder: the manifest names it, the run folder's unpublished LOCAL has its path
+    bundle, more = _load_run_model(manifest, model or options.model or local_model(run_dir), options, registry)
     notes += more
     timings["load"] = time.perf_counter() - start
     transformer = bundle.pipeline.transformer

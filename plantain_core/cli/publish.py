@@ -3,7 +3,10 @@ repository on the Hugging Face Hub through ``huggingface_hub``."""
 
 from __future__ import annotations
 
+import os
 import pathlib
+import re
+import tempfile
 
 import click
 
@@ -32,6 +35,46 @@ def files_to_publish(run_dir: pathlib.Path, with_captures: bool) -> list[str]:
     return names
 
 
+#: Folders whose paths are local to one machine: a published file naming one leaks it.
+LOCAL_ROOTS = ("/home/", "/Users/", "/root/", "/tmp/", "/var/folders/", "/private/", "/mnt/", "/media/", "/scratch/")
+TEXT_SUFFIXES = (".md", ".json", ".csv")
+
+
+def local_paths(run_dir: pathlib.Path, names: list[str]) -> list[tuple[str, str]]:
+    """(file, path) for each text file of ``names`` that names a local path: this
+    machine's home, working, temporary or run folder, the run's local model folder, or a
+    path under a folder that is local on any machine (``/home/``, ``/Users/``, ``/tmp/``, ...)."""
+    from ..capture.run_records import local_model
+
+    roots = {os.path.expanduser("~"), os.getcwd(), tempfile.gettempdir(), str(run_dir.resolve().parent),
+             local_model(run_dir) or ""}
+    roots = sorted({r.rstrip("/\\") for r in roots if len(r.rstrip("/\\")) > 1}, key=len, reverse=True)
+    pattern = re.compile("|".join([re.escape(r) + r"(?:[/\\\"]|$)" for r in roots]
+                                  + [r"(?<![\w.:/-])" + re.escape(r) for r in LOCAL_ROOTS]
+                                  + [r"(?<![\w])~/", r"\b[A-Za-z]:\\\\?Users"]))
+    found = []
+    for name in names:
+        if not name.endswith(TEXT_SUFFIXES):
+            continue
+        text = (run_dir / name).read_text(encoding="utf-8", errors="replace")
+        match = pattern.search(text) or pattern.search(text.replace("\\/", "/"))
+        if match:
+            end = re.search(r"[\s\"'`|,)]", text[match.start():])
+            found.append((name, text[match.start():match.start() + (end.start() if end else 80)][:120]))
+    return found
+
+
+def check_no_local_paths(run_dir: pathlib.Path, names: list[str]) -> None:
+    """Refuse, in one line, a run whose files to publish name a local path."""
+    found = local_paths(run_dir, names)
+    if found:
+        name, path = found[0]
+        more = f" (and {len(found) - 1} more files)" if len(found) > 1 else ""
+        raise PlantainError(f"{run_dir / name} names the local path {path!r}{more}: nothing was uploaded; a run made "
+                            "by this plantain records none (rerun it, or `plantain report` it to rewrite the card), "
+                            "or remove the path and publish again")
+
+
 @click.command("publish")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=pathlib.Path))
 @click.argument("repo_id")
@@ -47,6 +90,7 @@ def cli(run_dir, repo_id, private, with_captures, dry_run):
     except HFValidationError as exc:
         raise PlantainError(f"REPO_ID {repo_id!r} is not a hub repository id (user/name): {exc}") from None
     names = files_to_publish(run_dir, with_captures)
+    check_no_local_paths(run_dir, names)  # --dry-run says so too: it lists what publishing would do
     total = sum((run_dir / n).stat().st_size for n in names)
     if dry_run:
         for name in names:

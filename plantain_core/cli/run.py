@@ -21,7 +21,8 @@ CONFIG_OPTIONS = {"model": "model", "revision": "revision", "device": "device", 
                   "token_scope": "token_scope", "batch_size": "batch_size", "height": "height", "width": "width",
                   "flips": "flips", "splits": "splits", "thresholds": "thresholds", "seed": "seed",
                   "cpu_offload": "offload", "length_control": "length_control", "steps": "steps",
-                  "capture_steps": "capture_steps", "guidance": "guidance"}
+                  "capture_steps": "capture_steps", "guidance": "guidance",
+                  "allow_outside_images": "allow_outside_images"}
 
 
 @click.command("run")
@@ -56,6 +57,8 @@ CONFIG_OPTIONS = {"model": "model", "revision": "revision", "device": "device", 
 @click.option("--cpu-offload", is_flag=True, help="Offload model parts to CPU between uses (small GPUs).")
 @click.option("--length-control", is_flag=True,
               help="Also run the length placebo: pairs in which only the prompt length differs (RUN_DIR/placebo).")
+@click.option("--allow-outside-images", is_flag=True,
+              help="Read image files from outside the spec's folder (absolute, ~ or .. paths); refused by default.")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--causal", is_flag=True,

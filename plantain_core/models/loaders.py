@@ -46,10 +46,27 @@ class LoadedModel:
         return self.id.split("/", 1)[-1] if self.is_tiny else self.id
 
     def describe(self) -> dict[str, Any]:
+        """What a manifest records: a local folder by its name only, marked ``local`` (a
+        published run carries no local path; the image cache keys on the full ``id``)."""
         from .lookup import family_of
 
-        return {"name": self.name, "id": self.id, "revision": self.revision, "family": family_of(self).name,
-                "tiny": self.is_tiny}
+        local = is_local_model(self.id)
+        return {"name": self.name, "id": local_model_name(self.id) if local else self.id, "revision": self.revision,
+                "family": family_of(self).name, "tiny": self.is_tiny, **({"local": True} if local else {})}
+
+
+def is_local_model(value) -> bool:
+    """Does a ``--model`` value (or a loaded model's id) name a local folder rather than a
+    hub id or a registered name?"""
+    value = str(value or "")
+    return value.startswith(("/", ".", "~", "\\")) or os.path.isabs(value) or bool(re.match(r"[A-Za-z]:[\\/]", value))
+
+
+def local_model_name(value) -> str:
+    """A local folder as a manifest or card may name it: its last path component."""
+    import pathlib
+
+    return pathlib.Path(os.path.expanduser(str(value))).resolve().name or "local-model"
 
 
 def is_tiny_record(model) -> bool:

@@ -8,10 +8,12 @@ numbers, then the interpreter's sections. Nothing here computes statistics.
 from __future__ import annotations
 
 import math
+import pathlib
 from typing import Any, Mapping
 
-from ..models.loaders import is_tiny_record
+from ..models.loaders import is_local_model, is_tiny_record
 from .checks_section import checks_section, length_sentence
+from .markup import md_code, md_prose, md_text
 from .reproduce import reproduce_section
 from .trajectory_section import trajectory_section
 
@@ -44,15 +46,15 @@ def ratio_text(row: Mapping[str, Any]) -> str:
     return f"{r:,.0f}×" if r >= 100 else f"{r:.1f}×"
 
 
-def md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def model_info(manifest: Mapping[str, Any]) -> dict[str, Any]:
     model = manifest.get("model") or {}
     mid = model.get("id") or "unknown"
+    # a local folder is named by its last component (runs made before manifests did so hold the path)
+    local = model.get("local") is True or is_local_model(mid)
+    if local:
+        mid = pathlib.PurePath(str(mid).replace("\\", "/")).name or "local-model"
     return {"id": mid, "revision": model.get("revision"), "name": model.get("name") or mid,
-            "tiny": is_tiny_record(model) or mid == "tiny", "family": model.get("family")}
+            "tiny": is_tiny_record(model) or mid == "tiny", "family": model.get("family"), "local": local}
 
 
 def front_matter(summary, manifest, spec_data) -> str:
@@ -66,8 +68,9 @@ def front_matter(summary, manifest, spec_data) -> str:
     if "heads" in summary.get("layouts", {}):
         tags.insert(1, "per-head-attention")
     tags += [str(t) for t in spec_data.get("tags", []) if t not in tags]
-    data = ModelCardData(language="en", license="apache-2.0", base_model=str(m["id"]), library_name="diffusers",
-                         tags=tags)
+    # a local folder is no hub model: no base_model (the hub would link a stranger's repository of that name)
+    data = ModelCardData(language="en", license="apache-2.0", base_model=None if m["local"] else str(m["id"]),
+                         library_name="diffusers", tags=tags)
     return f"---\n{data.to_yaml()}\n---\n"
 
 
@@ -93,7 +96,7 @@ def stimulus_text(manifest, spec_data) -> list[str]:
     """What A and B differ in, read from the recorded pairs rather than assumed."""
     pairs = manifest.get("pairs") or []
     gen = spec_data.get("generator", "?")
-    lines = [f"Stimuli: {len(pairs) or '?'} matched pairs from generator `{gen}`."]
+    lines = [f"Stimuli: {len(pairs) or '?'} matched pairs from generator {md_code(gen)}."]
     if not pairs:
         return lines
     prompts_differ = sum(1 for p in pairs if (p.get("a") or {}).get("prompt") != (p.get("b") or {}).get("prompt"))
@@ -109,10 +112,12 @@ def stimulus_text(manifest, spec_data) -> list[str]:
         img = next(i for i in images if i)
         if len(distinct) == 1 and img.get("prompt"):
             lines.append(f"Every pass is conditioned on one fixed reference image generated once from the prompt "
-                         f"\"{img['prompt']}\" at {img.get('steps', manifest.get('image_steps', 14))} steps, guidance "
-                         f"{img.get('guidance', manifest.get('image_guidance', 4.0))}, seed {img.get('seed', '?')}.")
+                         f"\"{md_text(img['prompt'])}\" at "
+                         f"{md_text(img.get('steps', manifest.get('image_steps', 14)))} steps, guidance "
+                         f"{md_text(img.get('guidance', manifest.get('image_guidance', 4.0)))}, seed "
+                         f"{md_text(img.get('seed', '?'))}.")
         elif len(distinct) == 1:
-            lines.append(f"Every pass is conditioned on one fixed reference image read from `{img.get('path')}`.")
+            lines.append(f"Every pass is conditioned on one fixed reference image read from {md_code(img.get('path'))}.")
     generated = any(i and i.get("prompt") for i in images)
     if images_differ and generated:
         lines.append(f"Images given by prompt were generated once at {manifest.get('image_steps', 14)} steps, guidance "
@@ -133,8 +138,8 @@ def pairs_table(manifest) -> list[str]:
             s = p.get(side) or {}
             img = s.get("image") or {}
             extra = f" [image: {img.get('path') or img.get('prompt')}]" if img and show_images else ""
-            return md_escape(f"{s.get('prompt', '')}{extra}")
-        out.append(f"| {md_escape(p.get('id', ''))} | {cell('a')} | {cell('b')} |")
+            return md_text(f"{s.get('prompt', '')}{extra}")
+        out.append(f"| {md_text(p.get('id', ''))} | {cell('a')} | {cell('b')} |")
     return out + ["", "</details>", ""]
 
 
@@ -159,7 +164,8 @@ def method_section(summary, manifest, spec_data, sheet: str | None = None) -> li
     a_name, b_name = summary.get("direction", ["A", "B"])
     st = summary.get("stats", {})
     size = f"{manifest.get('height', '?')}×{manifest.get('width', '?')}" if manifest.get("height") else "the model default size"
-    rev = f" at revision `{m['revision']}`" if m["revision"] else ""
+    rev = f" at revision {md_code(m['revision'])}" if m["revision"] else ""
+    rev += " (a local diffusers folder)" if m["local"] else ""
     embedded = " (embedded: a guidance-distilled model)" if manifest.get("guidance_embedded") is True else ""
     # runs made before families recorded "cfg" ran CFG at guidance > 1 (FLUX.2 Klein base)
     cfg = manifest["cfg"] if isinstance(manifest.get("cfg"), bool) else (manifest.get("guidance") or 1) > 1
@@ -169,7 +175,8 @@ def method_section(summary, manifest, spec_data, sheet: str | None = None) -> li
         out += [f"![the conditioning images, as thumbnails]({sheet})", ""]
     out += pairs_table(manifest)
     out += [
-        f"Each stimulus runs once through `{m['id']}`{rev} ({manifest.get('dtype', '?')} on {manifest.get('device', '?')}) "
+        f"Each stimulus runs once through {md_code(m['id'])}{rev} ({md_text(manifest.get('dtype', '?'))} on "
+        f"{md_text(manifest.get('device', '?'))}) "
         + (f"at 1 inference step with guidance {manifest.get('guidance', 1.0)}{embedded} (no CFG)"
            if manifest.get("steps", 1) == 1
            else f"through the pipeline's denoising loop of {manifest['steps']} steps, guidance "
@@ -185,14 +192,14 @@ def method_section(summary, manifest, spec_data, sheet: str | None = None) -> li
     out += [f"- {describe_layout(n, s)}" for n, s in summary["layouts"].items()]
     notes = family_notes(m["family"])
     if notes:
-        out.append(f"- Model family `{m['family']}`: " + "; ".join(notes) + ".")
+        out.append(f"- Model family {md_code(m['family'])}: " + "; ".join(md_text(n) for n in notes) + ".")
     elif isinstance(m["family"], str) and recorded_family(m["family"]) is None:
-        shown = md_escape(m["family"]).replace("`", "'")[:60]
-        out.append(f"- Model family `{shown}` (as recorded; not installed where this card was written, so what its "
-                   "units are is not described here).")
+        out.append(f"- Model family {md_code(m['family'], 60)} (as recorded; not installed where this card was "
+                   "written, so what its units are is not described here).")
     out += [
         "",
-        f"Per unit, with D = A − B over the N = {summary.get('n_pairs')} pairs (A = \"{a_name}\", B = \"{b_name}\"): "
+        f"Per unit, with D = A − B over the N = {summary.get('n_pairs')} pairs (A = \"{md_text(a_name)}\", "
+        f"B = \"{md_text(b_name)}\"): "
         "paired t = mean(D) / (sd(D)/√N), Cohen's d_z = mean(D)/sd(D), a parametric two-sided p (t, N−1 df), "
         "Benjamini–Hochberg q, and a max-|t| sign-flip permutation p that controls the family-wise error. "
         "Positive t means a larger RMS under A.",
@@ -225,7 +232,7 @@ def results_section(name, s, figs) -> list[str]:
                    f"{sh['q75']:.3f}] | — | — | — |")
     else:
         out.append(f"| split-half r | — ({sh.get('note') or 'undefined'}) | — | — | — |")
-    where = f" (`{s['max_abs_t_unit']}`)" if s.get("max_abs_t_unit") else ""
+    where = f" ({md_code(s['max_abs_t_unit'])})" if s.get("max_abs_t_unit") else ""
     mx = f"{s['max_abs_t']:.2f}" if s["max_abs_t"] is not None else "—"
     out.append(f"| max \\|t\\| | {mx}{where} | — | — | — |")
     sig = s["significant"]
@@ -241,7 +248,7 @@ def results_section(name, s, figs) -> list[str]:
         out += ["**Top blocks by max |t|:**", ""]
         for b in s["top_blocks"]:
             key = next(k for k in b if k.startswith("n_abs_t_gt_"))
-            out.append(f"- {b['block']}: max|t|={b['max_abs_t']:.2f}, {b[key]:,}/{b['units']:,} units at "
+            out.append(f"- {md_text(b['block'])}: max|t|={b['max_abs_t']:.2f}, {b[key]:,}/{b['units']:,} units at "
                        f"|t|>{key.rsplit('_', 1)[1]}, median |d|={b['median_abs_d']:.2f}")
         out.append("")
     f = figs.get(name) or {}
@@ -275,7 +282,8 @@ def default_interpretation(name, s, direction) -> str:
     text = "; ".join(parts) + "."
     if first["observed"]:
         text += (f" Of the units above |t| > {first['threshold']:g}, {first['positive']:,} are larger under "
-                 f"\"{direction[0]}\" and {first['observed'] - first['positive']:,} under \"{direction[1]}\".")
+                 f"\"{md_text(direction[0])}\" and {first['observed'] - first['positive']:,} under "
+                 f"\"{md_text(direction[1])}\".")
     sig = s["significant"]
     text += (f" {_units(sig['p_fwer_lt_0.05'])} the max-|t| family-wise test at 0.05 and "
              f"{sig['q_lt_0.05']:,} {_have(sig['q_lt_0.05'])} BH q < 0.05.")
@@ -326,14 +334,14 @@ def render_card(run_name: str, summary: Mapping[str, Any], manifest: Mapping[str
     title = spec_data.get("title") or spec_data.get("name") or "plantain probe"
     m = model_info(manifest)
     direction = summary.get("direction") or ["A", "B"]
-    lines = [front_matter(summary, manifest, spec_data), f"# {title}", ""]
+    lines = [front_matter(summary, manifest, spec_data), f"# {md_text(title) or 'plantain probe'}", ""]
     if m["tiny"]:  # before any number, so no reader takes them for a trained model's
         lines += [tiny_warning(m), ""]
-    lines += [f"A paired-stimulus, per-unit attention probe of `{m['name'] if m['tiny'] else m['id']}` made with plantain. "
-              f"{spec_data.get('description', '').strip()}".strip(), ""]
+    lines += [f"A paired-stimulus, per-unit attention probe of {md_code(m['name'] if m['tiny'] else m['id'])} made with "
+              f"plantain. {md_text(spec_data.get('description') or '')}".strip(), ""]
     lines += ["## Question", "",
-              f"Do the model's attention units respond differently to \"{direction[0]}\" (A) than to "
-              f"\"{direction[1]}\" (B) when everything else in a pair is held fixed? t = mean(A − B).", ""]
+              f"Do the model's attention units respond differently to \"{md_text(direction[0])}\" (A) than to "
+              f"\"{md_text(direction[1])}\" (B) when everything else in a pair is held fixed? t = mean(A − B).", ""]
     lines += method_section(summary, manifest, spec_data, (figs.get("_stimuli") or {}).get("sheet"))
     lines += ["## Results", ""]
     for name, s in summary["layouts"].items():
@@ -344,9 +352,10 @@ def render_card(run_name: str, summary: Mapping[str, Any], manifest: Mapping[str
         lines += [default_interpretation(n, s, direction), ""]
     if interpretation is not None:
         for sec in interpretation.sections:
-            lines += [f"### {sec.title}", "", sec.markdown.strip(), ""]
+            # a plugin's section: its text and emphasis, no HTML, link, image or block structure
+            lines += [f"### {md_text(sec.title)}", "", md_prose(sec.markdown), ""]
     for note in summary.get("notes", []):
-        lines += [f"_Note: {note}._", ""]
+        lines += [f"_Note: {md_text(note)}._", ""]
     lines += causal
     lines += confounds_section(summary, m)
     lines += checks_section(summary)
@@ -371,7 +380,7 @@ def confounds_section(summary, m) -> list[str]:
                        "statistic here can tell the condition from the length; match the prompts' lengths, or see "
                        "the length placebo below (`--length-control`).")
         if tc.get("pairs_truncated"):
-            limit = getattr(recorded_family(m["family"]), "prompt_limit", 512)
+            limit = md_text(getattr(recorded_family(m["family"]), "prompt_limit", 512))
             out.append(f"**{tc['pairs_truncated']} pairs have a prompt longer than {limit} tokens**: the text encoder "
                        f"saw only the first {limit}, so any difference after that is not in these numbers.")
         for name, r in (c.get("token_diff_vs_score_r") or {}).items():
@@ -379,7 +388,7 @@ def confounds_section(summary, m) -> list[str]:
                        + (f"{r:.2f}" if r is not None else "— (no variation or no units above the first threshold)"))
     for key, value in c.items():
         if key not in ("token_counts", "token_diff_vs_score_r"):
-            out.append(f"- {key}: {value}")
+            out.append(f"- {md_text(key)}: {md_text(value)}")
     return out + [""]
 
 
@@ -393,7 +402,7 @@ def tiny_warning(m) -> str:
 def limitations_section(summary, manifest, m, causal: bool = False) -> list[str]:
     n = summary.get("n_pairs")
     family = recorded_family(m["family"])
-    padding = family.padding_note() if family else "The text stream is padded to 512 tokens with no attention mask"
+    padding = md_text(family.padding_note()) if family else "The text stream is padded to 512 tokens with no attention mask"
     out = ["## Limitations", ""]
     out += [
         "- The probe is correlational: a unit whose RMS differs between A and B is not shown to cause anything"

@@ -14,6 +14,7 @@ import pathlib
 from typing import Any, Mapping
 
 from ..models.loaders import is_tiny_record
+from .markup import md_code, md_text
 
 CAUSAL_JSON = "causal.json"
 FIGURE = "figures/causal_dose.png"
@@ -71,7 +72,7 @@ def _band(c: Mapping[str, Any]) -> str:
 
 def _what(data: Mapping[str, Any]) -> list[str]:
     n = data.get("n_pairs")
-    a, b = (data.get("direction") or ["A", "B"])[:2]
+    a, b = (md_text(d) for d in (list(data.get("direction") or ["A", "B"]) + ["A", "B"])[:2])
     if data.get("mode") == "patch":
         return [
             f"Intervention (**patch**): the A pass (\"{a}\") of each pair ran with the selected units' slices of the "
@@ -176,7 +177,7 @@ def _sets_agreement(s: Mapping[str, Any]) -> str:
 
 
 def _listed(units, ts) -> str:
-    listed = ", ".join(f"`{u}` ({t:+.2f})" if t is not None else f"`{u}`" for u, t in zip(units[:32], ts[:32]))
+    listed = ", ".join(f"{md_code(u)} ({t:+.2f})" if t is not None else md_code(u) for u, t in zip(units[:32], ts[:32]))
     return listed + (f" and {len(units) - 32} more" if len(units) > 32 else "")
 
 
@@ -324,7 +325,7 @@ def causal_section(run_dir, layouts) -> list[str]:
 
 
 def md_safe(text: str) -> str:
-    return text.replace("\n", " ").replace("`", "'")
+    return md_text(text)
 
 
 def write_causal_figure(run_dir, data: Mapping[str, Any]) -> pathlib.Path | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from .markup import md_code
+
 
 def _pct(x) -> str:
     if x is None:
@@ -32,7 +34,7 @@ def length_sentence(tc: Mapping[str, Any]) -> str:
 def _placebo_text(lp: Mapping[str, Any]) -> str:
     if not lp.get("pairs"):
         return f"Length placebo: {lp.get('note', 'not run')}."
-    top = ", ".join(f"`{u['unit']}` {_pct(u['placebo_share'])}" for u in lp.get("top_units", [])[:10])
+    top = ", ".join(f"{md_code(u['unit'])} {_pct(u['placebo_share'])}" for u in lp.get("top_units", [])[:10])
     return (f"Length placebo ({lp['pairs']} pairs in which only the prompt length differs, in the probe's direction): "
             f"of the {lp['significant']:,} units with p_fwer < 0.05, {lp['mostly_length']:,} show at least half their "
             f"probe effect under length alone. Share of the probe effect the placebo reproduces (negative: length alone "

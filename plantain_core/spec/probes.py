@@ -51,6 +51,46 @@ class Probe:
         return f"Probe({self.name!r}, {len(self.pairs)} pairs, generator {self.spec.generator!r})"
 
 
+def outside_images(probe: Probe) -> list[str]:
+    """``FILE: key: ...`` for every image file of ``probe`` that lies outside its spec's
+    folder (an absolute, ``~`` or ``..`` path, or a link leading out). Pairs made in code,
+    with no spec file, have no folder to be held to."""
+    spec = probe.spec
+    if spec.spec_dir is None:
+        return []
+    base = os.path.realpath(spec.spec_dir)
+    st = spec.stimuli if isinstance(spec.stimuli, dict) else {}
+    out: list[str] = []
+    for i, pair in enumerate(probe.pairs):
+        for side, stim in zip("ab", pair.stimuli()):
+            path = stim.image.path if stim.image is not None else None
+            if path is None or pathlib.Path(os.path.realpath(path)).is_relative_to(base):
+                continue
+            if "reference_image" in st:
+                key = "stimuli.reference_image"
+            elif "pairs_file" in st:
+                key = f"stimuli.pairs_file {str(st['pairs_file'])!r}: pair {pair.id!r}: {side}_image"
+            elif "pairs" in st:
+                key = f"stimuli.pairs[{i}].{side}_image"
+            else:
+                key = f"stimuli: pair {pair.id!r}: {side} image"
+            line = f"{spec.path}: {key}: image {path} is outside the spec's folder"
+            if line not in out:
+                out.append(line)
+    return out
+
+
+def check_images_inside(probe: Probe, allow_outside: bool) -> None:
+    """Refuse, in one line, a probe that would read an image file from outside its spec's
+    folder, unless ``allow_outside`` (``--allow-outside-images``): a spec from someone else
+    must not pick files of yours to put into a run, its figures or what you publish."""
+    lines = [] if allow_outside else outside_images(probe)
+    if lines:
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise PlantainError(f"{lines[0]}{more}; move it next to the spec, or pass --allow-outside-images "
+                            "(allow_outside_images=True) to read it there")
+
+
 def load_probe(name_or_path: str | os.PathLike, spec_dirs: Iterable[str | os.PathLike] = (),
                registry: Registry | None = None) -> Probe:
     """Resolve, validate and build a probe; every failure is one PlantainError that says why."""

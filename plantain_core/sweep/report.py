@@ -23,12 +23,14 @@ import math
 import pathlib
 from collections import defaultdict
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 import numpy as np
 
 from ..causal.effects import _f
 from ..errors import PlantainError
+from ..report.markup import md_code, md_text
 from ..rundir.folder import check_run_folder, inside, locked, staged
 from ..rundir.manifest import check_unit_rows
 from .state import SWEEP_JSON
@@ -293,7 +295,9 @@ def render(name: str, summary: dict, figs: dict[str, str]) -> str:
     lines = [f"# Sweep {name}", "", "## Cells", "", f"{len(cells)} complete cells. Each is an ordinary plantain run "
              "folder in this folder, with its own card.", "", "| cell | probe | model | seed | steps | pairs |",
              "|---|---|---|---:|---:|---:|"]
-    lines += [f"| [{c['name']}]({c['name']}/README.md) | {c['probe']} | {c['model']} | {c['seed']} | {c['steps']} | "
+    # probe and model names come from spec files and options: text on the card, never markup
+    lines += [f"| [{md_text(c['name'])}]({quote(c['name'])}/README.md) | {md_text(c['probe'])} | {md_text(c['model'])} | "
+              f"{c['seed']} | {c['steps']} | "
               f"{c['n_pairs']} |" for c in cells]
     lines += ["", "## Replication over noise seeds (the same pairs)", "",
               "Per probe, model and layout, over cells whose conditions are equal in everything but the noise seed "
@@ -310,15 +314,16 @@ def render(name: str, summary: dict, figs: dict[str, str]) -> str:
         dist = ", ".join(f"{k} of {len(r['seeds'])} seeds: {v}" for k, v in r["units_by_seeds_significant"].items())
         pairs = f"; {r['n_pairs']} pairs" if "n_pairs" in r else ""
         size = f"; {r['height']}×{r['width']}" if r.get("height") else ""
-        lines += [f"**{r['probe']} on {r['model']}**, `{r['layout']}` (seeds {', '.join(map(str, r['seeds']))}{pairs}"
-                  f"{size}): FWER hits per seed {r['hits_per_seed']}; units by seeds significant: {dist}.", ""]
+        lines += [f"**{md_text(r['probe'])} on {md_text(r['model'])}**, `{r['layout']}` (seeds "
+                  f"{', '.join(map(str, r['seeds']))}{pairs}{size}): FWER hits per seed {r['hits_per_seed']}; units by "
+                  f"seeds significant: {dist}.", ""]
         if r.get("not_combined"):
-            lines += [f"_{r['not_combined'][0].upper()}{r['not_combined'][1:]}._", ""]
+            lines += [f"_{md_text(r['not_combined'][0].upper() + r['not_combined'][1:])}._", ""]
         if r.get("combined_note"):
             lines += [f"Combined over seeds: none ({r['combined_note']}).", ""]
         comb = r.get("combined")
         if comb:
-            top = ", ".join(f"`{u['unit']}` (t {u['t']:+.2f}, p_fwer {u['p_fwer']:.3g}, {u['seeds_significant']}/"
+            top = ", ".join(f"{md_code(u['unit'])} (t {u['t']:+.2f}, p_fwer {u['p_fwer']:.3g}, {u['seeds_significant']}/"
                             f"{len(r['seeds'])})" for u in comb["top"][:5] if u["t"] is not None)
             floor = comb.get("p_floor")
             how = (f"all {comb.get('flips_used')} sign patterns (exact)" if comb.get("exact")
@@ -335,10 +340,10 @@ def render(name: str, summary: dict, figs: dict[str, str]) -> str:
             lines += [f"Fewer than two {what} share a {other} and layout here: nothing to correlate.", ""]
         for k, corr in enumerate(rows):
             names = corr[what]
-            where = ", ".join(f"{f} {corr[f]}" for f in ("model", "probe", "layout", "steps") if f in corr)
+            where = ", ".join(f"{f} {md_text(corr[f])}" for f in ("model", "probe", "layout", "steps") if f in corr)
             lines += [f"Pearson r of the combined t maps ({where}); blank: unit layouts that do not match unit for "
-                      "unit.", "", "| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-            lines += [f"| {n} | " + " | ".join("" if v is None else f"{v:.2f}" for v in row) + " |"
+                      "unit.", "", "| | " + " | ".join(map(md_text, names)) + " |", "|---|" + "---:|" * len(names)]
+            lines += [f"| {md_text(n)} | " + " | ".join("" if v is None else f"{v:.2f}" for v in row) + " |"
                       for n, row in zip(names, corr["r"])]
             lines.append("")
     lines += ["## Steps", ""]
@@ -348,11 +353,11 @@ def render(name: str, summary: dict, figs: dict[str, str]) -> str:
     else:
         lines += ["| probe | model | layout | mean FWER hits over seeds | units significant in every seed |",
                   "|---|---|---|---:|---:|"]
-        lines += [f"| {r['probe']} | {r['model']} | `{r['layout']}` | {np.mean(r['hits_per_seed']):.1f} | "
+        lines += [f"| {md_text(r['probe'])} | {md_text(r['model'])} | `{r['layout']}` | {np.mean(r['hits_per_seed']):.1f} | "
                   f"{r['units_by_seeds_significant'][str(len(r['seeds']))]} |" for r in stepped]
         lines.append("")
     if figs:
-        lines += ["## Figures", ""] + [f"![{k}]({v})" for k, v in figs.items()] + [""]
+        lines += ["## Figures", ""] + [f"![{md_text(k)}]({v})" for k, v in figs.items()] + [""]
     tiny = sorted({_imitated(c["model"]) for c in cells if str(c["model"]).split("/")[-1].startswith("tiny")})
     if tiny:
         lines += [f"**Cells on embedded tiny models have random weights: their numbers say nothing about "
