@@ -11,6 +11,7 @@ import math
 from typing import Any, Mapping
 
 from ..models.loaders import is_tiny_record
+from .blocks_section import block_lines
 from .checks_section import checks_section, length_sentence
 from .reproduce import reproduce_section
 from .trajectory_section import trajectory_section
@@ -242,6 +243,7 @@ def results_section(name, s, figs) -> list[str]:
             out.append(f"- {b['block']}: max|t|={b['max_abs_t']:.2f}, {b[key]:,}/{b['units']:,} units at "
                        f"|t|>{key.rsplit('_', 1)[1]}, median |d|={b['median_abs_d']:.2f}")
         out.append("")
+    out += block_lines(s)
     f = figs.get(name) or {}
     for kind, alt in (("heatmap", "per-unit t by block"), ("null", "null counts and observed count"),
                       ("split_half", "split-half t scatter")):
