@@ -30,6 +30,7 @@ import numpy as np
 from ..causal.effects import _f
 from ..errors import PlantainError
 from ..rundir.folder import check_run_folder, inside, locked, staged
+from .prevalence import prevalence_entry, prevalence_lines
 from .state import SWEEP_JSON
 
 CARD = "README.md"
@@ -137,7 +138,8 @@ def summarize(cells: list[dict]) -> dict[str, Any]:
                      "seeds": [m["config"].seed for m in members], "n_pairs": len(pair_ids), "n_units": len(units),
                      "hits_per_seed": [int(np.sum(m["units"][layout]["p_fwer"] < ALPHA)) for m in members],
                      "units_by_seeds_significant": {str(k): int(np.sum(hits == k)) for k in range(len(members) + 1)},
-                     "in_every_seed": [units[i] for i in np.flatnonzero(hits == len(members))][:50]}
+                     "in_every_seed": [units[i] for i in np.flatnonzero(hits == len(members))][:50],
+                     "prevalence": prevalence_entry(members, layout)}
             combined = combined_test(members, layout) if "@" not in layout else None
             if combined is None and "@" not in layout:
                 entry["combined_note"] = "the cells' captures disagree on units or pair ids: not combined"
@@ -276,6 +278,7 @@ def render(name: str, summary: dict, figs: dict[str, str]) -> str:
             floor_note = f"; p_fwer cannot go below {floor:.3g} with {how}" if floor else ""
             lines += [f"Combined over seeds ({comb['n_pairs']} pairs{floor_note}): {comb['fwer_hits']} FWER hits; "
                       f"top: {top}.", ""]
+        lines += prevalence_lines(r)
     for title, key, what in (("Probe × probe", "probe_correlations", "probes"),
                              ("Model × model", "model_correlations", "models")):
         lines += [f"## {title}", ""]
