@@ -86,3 +86,34 @@ def test_a_sweep_reports_prevalence_per_unit_and_block(tmp_path):
     first = prev["blocks"][0]
     assert first["k"] == 3  # the tiny model's ray probe moves every block in every seed
     assert f"{first['block']} in 3 of 3 seeds, prevalence ≥ {every['hdi_low']:.2f}" in card
+
+
+def test_prevalence_across_models_counts_each_models_lowest_seed(tmp_path):
+    from plantain_core.config import RunConfig
+    from plantain_core.sweep.prevalence import models_lines, models_prevalence
+
+    units = ["joint[0].h00", "joint[0].h01", "single[0].h00", "single[0].h01"]
+    cells = []
+
+    def cell(model, seed, p_fwer, blocks):
+        folder = tmp_path / f"{model}-{seed}"
+        folder.mkdir()
+        rows = [{"block": b, "p_fwer": p} for b, p in blocks.items()]
+        (folder / "summary.json").write_text(json.dumps({"layouts": {"heads": {"block_tests": {"blocks": rows}}}}))
+        cells.append({"dir": folder, "probe": "ray", "config": RunConfig(probe="ray", model=model, seed=seed),
+                      "manifest": {"pair_ids": ["p0", "p1"]},
+                      "units": {"heads": {"unit": units, "p_fwer": np.asarray(p_fwer, dtype=float)}}})
+
+    cell("tiny", 1, [0.5, 0.5, 0.5, 0.5], {"joint[0]": 0.5, "single[0]": 0.5})  # a higher seed: not counted
+    cell("tiny", 0, [0.01, 0.01, 0.2, 0.01], {"joint[0]": 0.01, "single[0]": 0.3})
+    cell("tiny-weights1", 0, [0.01, 0.3, 0.2, 0.04], {"joint[0]": 0.02, "single[0]": 0.01})
+    cell("tiny-weights2", 0, [0.02, 0.01, 0.9, 0.5], {"joint[0]": 0.04, "single[0]": 0.2})
+    (entry,) = models_prevalence(cells)
+    assert entry["models"] == ["tiny", "tiny-weights1", "tiny-weights2"] and entry["seeds"] == [0, 0, 0]
+    assert entry["units_by_models_significant"] == {"0": 1, "1": 0, "2": 2, "3": 1}
+    assert entry["in_every_model"] == ["joint[0].h00"]
+    blocks = {b["block"]: b["k"] for b in entry["prevalence"]["blocks"]}
+    assert blocks == {"joint[0]": 3, "single[0]": 1}
+    text = "\n".join(models_lines([entry]))
+    assert f"1 of 4 units are FWER hits in 3 of 3 models; such a unit has prevalence ≥ " \
+           f"{prevalence(3, 3)['hdi_low']:.2f}" in text and "joint[0] in 3 of 3 models" in text

@@ -61,3 +61,55 @@ def prevalence_lines(entry: dict[str, Any]) -> list[str]:
         lines.append("Blocks that respond as a whole (block tests): " + "; ".join(
             f"{b['block']} in {b['k']} of {n} {seeds}, {prevalence_text(b)}" for b in responding) + ".")
     return lines + [""]
+
+
+def models_prevalence(cells: list[dict]) -> list[dict[str, Any]]:
+    """Prevalence across models: per probe, steps, token scope, pairs and layout, the models
+    whose layouts have the same units, each represented by its lowest-seed cell; per unit,
+    in how many of the M models it is a FWER hit, and the posterior per k (and per block)."""
+    import numpy as np
+
+    groups: dict[tuple, dict[str, dict]] = {}
+    for cell in sorted(cells, key=lambda c: c["config"].seed):
+        c = cell["config"]
+        for layout, data in cell["units"].items():
+            key = (cell["probe"], c.steps, c.token_scope, tuple(map(str, cell["manifest"].get("pair_ids") or ())),
+                   layout, tuple(data["unit"]))
+            groups.setdefault(key, {}).setdefault(str(c.model), cell)  # the lowest seed of each model
+    out = []
+    for (probe, steps, scope, _, layout, units), by_model in groups.items():
+        if len(by_model) < 2:
+            continue
+        models = sorted(by_model)
+        members = [by_model[m] for m in models]
+        hits = np.sum([m["units"][layout]["p_fwer"] < ALPHA for m in members], axis=0)
+        entry = {"probe": probe, "steps": steps, "token_scope": scope, "layout": layout, "models": models,
+                 "seeds": [m["config"].seed for m in members], "n_units": len(units),
+                 "units_by_models_significant": {str(k): int(np.sum(hits == k)) for k in range(len(models) + 1)},
+                 "in_every_model": [units[i] for i in np.flatnonzero(hits == len(models))][:50],
+                 "prevalence": prevalence_entry(members, layout)}
+        out.append(entry)
+    return out
+
+
+def models_lines(entries: list[dict[str, Any]]) -> list[str]:
+    """The sweep card's section on prevalence across models (nothing when no models share units)."""
+    if not entries:
+        return []
+    lines = ["## Prevalence across models", "",
+             "Models whose layouts have the same units, each by its lowest-seed cell: a unit's FWER decision in each "
+             "model, and the population prevalence over models (Ince et al. 2021; α = 0.05, assumed sensitivity 1). "
+             "The population is models like these (the same architecture and units), not models in general.", ""]
+    for e in entries:
+        n = len(e["models"])
+        prev = e["prevalence"]
+        k_all = e["units_by_models_significant"][str(n)]
+        lines.append(f"**{e['probe']}**, `{e['layout']}` over {', '.join(e['models'])}: {k_all:,} of {e['n_units']:,} "
+                     f"units are FWER hits in {n} of {n} models; such a unit has "
+                     f"{prevalence_text(prev['units_by_k'][str(n)])}.")
+        responding = [b for b in prev.get("blocks", []) if b["k"] > 0][:SHOWN_BLOCKS]
+        if responding:
+            lines.append("Blocks: " + "; ".join(f"{b['block']} in {b['k']} of {n} models, {prevalence_text(b)}"
+                                                for b in responding) + ".")
+        lines.append("")
+    return lines

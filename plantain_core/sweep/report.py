@@ -30,7 +30,7 @@ import numpy as np
 from ..causal.effects import _f
 from ..errors import PlantainError
 from ..rundir.folder import check_run_folder, inside, locked, staged
-from .prevalence import prevalence_entry, prevalence_lines
+from .prevalence import models_lines, models_prevalence, prevalence_entry, prevalence_lines
 from .state import SWEEP_JSON
 
 CARD = "README.md"
@@ -158,6 +158,7 @@ def summarize(cells: list[dict]) -> dict[str, Any]:
                        "steps": c["config"].steps, "token_scope": c["config"].token_scope,
                        "n_pairs": len(c["manifest"].get("pair_ids") or [])} for c in cells],
             "replication": replication,
+            "prevalence_models": models_prevalence(cells),
             "probe_correlations": _correlations({k: v for k, v in tmaps.items() if v is not None}, by="probe"),
             "model_correlations": _correlations({k: v for k, v in tmaps.items() if v is not None}, by="model")}
 
@@ -294,6 +295,7 @@ def render(name: str, summary: dict, figs: dict[str, str]) -> str:
             lines += [f"| {n} | " + " | ".join("" if v is None else f"{v:.2f}" for v in row) + " |"
                       for n, row in zip(names, corr["r"])]
             lines.append("")
+    lines += models_lines(summary.get("prevalence_models") or [])
     lines += ["## Steps", ""]
     stepped = [r for r in summary["replication"] if "@step" in r["layout"]]
     if not stepped:
