@@ -343,5 +343,6 @@ def blocks_null(datasets: int, *, shared: str, seed: int, n: int = 20, u: int = 
     hits = 0
     for k in range(datasets):
         diff = rng.standard_normal((n, u)) + shared_component(rng, n, u, shared)
-        hits += any(b["p_fwer"] is not None and b["p_fwer"] < ALPHA for b in block_tests(stats(diff, seed=k))["blocks"])
+        rows = block_tests(stats(diff, seed=k))["blocks"]
+        hits += any(b["p_fwer"] is not None and b["p_fwer"] < ALPHA for b in rows)
     return [record(f"blocks.{shared}.fwer", f"blocks, null, {shared} shared: FWER over blocks", hits, datasets)]

@@ -22,7 +22,6 @@ from ..rundir.folder import check_run_folder, inside, locked, settle, staged
 from ..rundir.manifest import check_manifest
 from ..stats.across_steps import across_steps, write_family_files
 from ..stats.checks import review
-from ..stats.clusters import TFCE_DEFAULT
 from ..stats.engine import LayoutStats, compute_layout_stats, count_mlp_units, top_by_abs_t
 from ..stats.results import json_safe, layout_summary, write_results
 from .interpretation import Interpretation, Section
@@ -359,8 +358,7 @@ def _analyze(run_dir: pathlib.Path, manifest: dict, config: RunConfig, figures: 
         summary["notes"] = notes
 
     causal = causal_section(run_dir, config.layouts)
-    tfce = TFCE_DEFAULT if config.tfce else None
-    families = {name: across_steps({s: layouts[step_layout(name, s)] for s in steps}, tfce) for name in names} \
+    families = {name: across_steps({s: layouts[step_layout(name, s)] for s in steps}, config.tfce) for name in names} \
         if steps is not None else {}
     if families:
         summary["trajectory"] = json_safe({name: fam["summary"] for name, fam in families.items()})

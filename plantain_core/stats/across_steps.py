@@ -14,16 +14,19 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .clusters import CLUSTERS_CSV, TFCE_CSV, clusters_csv, clusters_summary, tfce_csv, trajectory_clusters
+from .clusters import (CLUSTERS_CSV, TFCE_CSV, TFCE_DEFAULT, clusters_csv, clusters_summary, tfce_csv,
+                       trajectory_clusters)
 from .engine import LayoutStats, fwer_p, null_signs, sign_flip_null
 
 STEPS_CSV = "steps.csv"
 ALPHA = 0.05
 
 
-def across_steps(per_step: Mapping[int, LayoutStats], tfce: Mapping[str, float] | None = None) -> dict[str, Any]:
+def across_steps(per_step: Mapping[int, LayoutStats], tfce: bool | Mapping[str, float] | None = None
+                 ) -> dict[str, Any]:
     """The across-steps family of one layout: arrays (S × U), the summary numbers, and the
-    clusters of consecutive steps per unit (with ``tfce``: TFCE too, ``stats.clusters``)."""
+    clusters of consecutive steps per unit (with ``tfce``, True for the default parameters or
+    a mapping of them: TFCE too, ``stats.clusters``)."""
     from statsmodels.stats.multitest import multipletests
 
     steps = sorted(per_step)
@@ -42,6 +45,7 @@ def across_steps(per_step: Mapping[int, LayoutStats], tfce: Mapping[str, float] 
     q = np.full(t.shape, np.nan)
     if tested.any():
         q[tested] = multipletests(p[tested], method="fdr_bh")[1]
+    tfce = TFCE_DEFAULT if tfce is True else (tfce or None)
     clusters = trajectory_clusters(t, diff.reshape(n, len(steps), -1), signs, exact, tfce)
     summary = {**_summary(steps, t, p_fwer, q, first), **clusters_summary(clusters, steps, first.units)}
     return {"steps": steps, "t": t, "p_fwer": p_fwer, "q": q, "units": first.units, "clusters": clusters,
