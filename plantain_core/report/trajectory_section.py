@@ -45,7 +45,7 @@ def clusters_lines(name: str, s: Mapping[str, Any], figure: str | None) -> list[
     if listed:
         text += ": " + "; ".join(
             f"`{c['unit']}` steps {c['first_step']}–{c['last_step']} (mass {c['mass']:+.1f}, p = {c['p_fwer']:.3g})"
-            for c in listed[:5]) + ("; …" if len(listed) > 5 else "")
+            for c in listed[:5]) + (f"; and {len(listed) - 5:,} more" if len(listed) > 5 else "")
     text += ". A cluster says the unit responds somewhere in that run of steps, not at each of its steps."
     out = [text, ""]
     tf = s.get("tfce")
