@@ -5,8 +5,8 @@ Simulated data sets with a known truth, run through the same entry points as a r
 and 10% effects, independent or correlated noise), the same over units × steps (steps
 independent or AR(1), rho 0.8), the specificity test beyond the common mode (share of units
 with their own effect × shared component), the length-adjusted test, TOST at the bound,
-the d_z interval's coverage, the parametric p, the sequential control p and the combined
-seed test. Each rate: estimate, Monte-Carlo 95% interval (Wilson; a normal interval of the
+the d_z interval's coverage, the parametric p, the sequential control p, the combined
+seed test, clusters and TFCE along the steps, and the block-level tests. Each rate: estimate, Monte-Carlo 95% interval (Wilson; a normal interval of the
 mean for an FDR), nominal level, data sets, and ``pass`` = the interval's lower bound is at
 most the nominal level (not significantly above it). Power is recorded, never judged.
 
@@ -64,6 +64,10 @@ def plan(quick: bool) -> list[tuple[str, Any, dict[str, Any]]]:
         jobs.append(("sequential", sc.sequential_null, dict(sims=sims, controls=r)))
     jobs.append(("sequential", sc.sequential_null, dict(sims=sims, controls=39, ties=True)))
     jobs.append(("combined", sc.combined_seeds_null, dict(datasets=some)))
+    for rho in (0.0, 0.8):
+        jobs.append(("clusters", sc.clusters_null, dict(datasets=some, rho=rho)))
+    for shared in ("none", "factor", "random"):  # "shift" is a real common effect: blocks respond to it
+        jobs.append(("blocks", sc.blocks_null, dict(datasets=some, shared=shared)))
     return [(group, fn, {**kw, "seed": 1000 + i}) for i, (group, fn, kw) in enumerate(jobs)]
 
 

@@ -304,3 +304,45 @@ def combined_seeds_null(datasets: int, *, seed: int, seeds: int = 3, n: int = 16
     tag = f"combined over {seeds} seeds, null"
     return [record("combined.fwer", f"{tag}: FWER", fw, datasets),
             record("combined.unit", f"{tag}: per-unit p < 0.05", per_unit, tests)]
+
+
+# ---- 9. clusters and TFCE along the steps -----------------------------------------------------------
+def clusters_null(datasets: int, *, rho: float, seed: int, n: int = 20, u: int = 40, steps: int = 6,
+                  tfce: bool = True) -> list[dict[str, Any]]:
+    """Global null over units × steps (AR(1) over steps with ``rho``): the share of data sets
+    with any cluster at p_fwer < 0.05, and (``tfce``) any TFCE cell at p_fwer < 0.05."""
+    from plantain_core.stats.across_steps import across_steps
+    from plantain_core.stats.clusters import TFCE_DEFAULT
+
+    rng = np.random.default_rng(seed)
+    hits = tf_hits = 0
+    for k in range(datasets):
+        e = rng.standard_normal((n, u))
+        per = {}
+        for s in range(steps):
+            if s:
+                e = rho * e + math.sqrt(1 - rho * rho) * rng.standard_normal((n, u))
+            per[s] = stats(e, seed=k)
+        fam = across_steps(per, TFCE_DEFAULT if tfce else None)["clusters"]
+        hits += any(c[4] < ALPHA for c in fam["clusters"])
+        tf_hits += bool(tfce and _below(fam["tfce"]["p_fwer"]).any())
+    tag = f"clusters x{steps} steps, rho {rho:g}, null"
+    out = [record(f"clusters.rho{rho:g}.fwer", f"{tag}: cluster FWER", hits, datasets)]
+    if tfce:
+        out.append(record(f"tfce.rho{rho:g}.fwer", f"{tag}: TFCE FWER", tf_hits, datasets))
+    return out
+
+
+# ---- 10. block-level tests ---------------------------------------------------------------------------
+def blocks_null(datasets: int, *, shared: str, seed: int, n: int = 20, u: int = 60) -> list[dict[str, Any]]:
+    """No effect; blocks of 10 units (``units_named``) over a shared component: the share of
+    data sets with any block at p_fwer < 0.05 (FWER over blocks)."""
+    from plantain_core.stats.blocks import block_tests
+
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for k in range(datasets):
+        diff = rng.standard_normal((n, u)) + shared_component(rng, n, u, shared)
+        rows = block_tests(stats(diff, seed=k))["blocks"]
+        hits += any(b["p_fwer"] is not None and b["p_fwer"] < ALPHA for b in rows)
+    return [record(f"blocks.{shared}.fwer", f"blocks, null, {shared} shared: FWER over blocks", hits, datasets)]

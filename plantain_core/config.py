@@ -39,14 +39,14 @@ FLAGS = {
     "batch_size": "--batch-size", "seed": "--seed", "flips": "--flips", "splits": "--splits",
     "thresholds": "--thresholds", "stats_seed": "plantain report --seed", "offload": "--cpu-offload",
     "length_control": "--length-control", "steps": "--steps", "capture_steps": "--capture-steps",
-    "guidance": "--guidance", "allow_outside_images": "--allow-outside-images",
+    "guidance": "--guidance", "tfce": "--tfce", "allow_outside_images": "--allow-outside-images",
 }
 #: Fields that change the captured numbers: a resumed run must agree on every one.
 CAPTURE_FIELDS = ("model", "revision", "dtype", "layouts", "token_scope", "height", "width", "batch_size", "seed",
                   "steps", "capture_steps", "guidance")
 MAX_STEPS = 1000
 #: Fields that change only the statistics (recomputed by ``plantain report``).
-STATS_FIELDS = ("flips", "splits", "thresholds", "stats_seed")
+STATS_FIELDS = ("flips", "splits", "thresholds", "stats_seed", "tfce")
 
 
 class ConfigError(PlantainError):
@@ -220,6 +220,8 @@ class RunConfig:
     steps: int = attrs.field(default=1, converter=_int("steps", 1, MAX_STEPS))
     capture_steps: tuple[int, ...] | None = attrs.field(default=None, converter=_capture_steps)
     guidance: float = attrs.field(default=1.0, converter=_guidance)
+    #: also TFCE along the captured steps (plantain_core.stats.clusters), FWER p per unit × step
+    tfce: bool = attrs.field(default=False, converter=_bool("tfce"))
     #: read image files from outside the spec's folder (absolute, ``~`` or ``..`` paths in a
     #: spec or pairs file); refused by default, as a spec may come from anyone
     allow_outside_images: bool = attrs.field(default=False, converter=_bool("allow_outside_images"))
@@ -227,6 +229,8 @@ class RunConfig:
     def __attrs_post_init__(self):
         if self.length_control and self.steps > 1:
             _fail("length_control", "the length placebo runs with --steps 1 only")
+        if self.tfce and len(self.captured_steps) < 2:
+            _fail("tfce", "TFCE runs along the captured steps: use it with --steps K > 1 and two or more captured steps")
         if self.capture_steps is not None and self.capture_steps[-1] >= self.steps:
             _fail("capture_steps", f"step {self.capture_steps[-1]} does not exist with --steps {self.steps} "
                                    f"(steps are 0 to {self.steps - 1})")
@@ -319,7 +323,7 @@ class RunConfig:
                 continue
             if value == getattr(default, field) and field not in ("model", "seed"):
                 continue
-            if field in ("offload", "length_control", "allow_outside_images"):
+            if field in ("offload", "length_control", "tfce", "allow_outside_images"):
                 args.append(FLAGS[field])
             else:
                 args += [FLAGS[field], _show(value)]

@@ -180,3 +180,18 @@ def test_combined_seed_test_null():
     0.042 of the unit tests; pooling seeds × pairs as replicates would flag far more."""
     r = _by_id(sc.combined_seeds_null(40, seed=17, n=12))
     assert 0.03 <= r["unit"] <= 0.07 and r["fwer"] <= 0.15
+
+
+def test_cluster_and_tfce_fwer_along_steps_null():
+    """Global null over units × steps with AR(1) steps (rho 0.8): any cluster or TFCE cell at
+    p_fwer < 0.05 in at most 10% of the data sets (nominal 5%; a threshold-only test with no
+    permutation null flags a cluster in most of them)."""
+    r = {x["id"]: x["rate"] for x in sc.clusters_null(100, rho=0.8, seed=18, n=12, u=10, steps=4)}
+    assert r["clusters.rho0.8.fwer"] <= 0.10 and r["tfce.rho0.8.fwer"] <= 0.10
+
+
+def test_block_fwer_null_with_a_shared_factor():
+    """No effect, a zero-mean shared factor (units correlated within and across blocks): any
+    block at p_fwer < 0.05 in at most 10% of the data sets (nominal 5%)."""
+    r = _by_id(sc.blocks_null(100, shared="factor", seed=19, n=12, u=40))
+    assert r["fwer"] <= 0.10

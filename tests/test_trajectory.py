@@ -134,9 +134,13 @@ def test_cli_steps_run_writes_step_resolved_results_and_resumes(tmp_path):
     spec = write_spec(tmp_path / "specs", "probe", spec_data("probe", n_pairs=4))
     out = tmp_path / "run"
     args = ["run", str(spec), "--model", "tiny", "--units", "heads", "--flips", "20", "--splits", "5",
-            "--steps", "3", "--batch-size", "2", "--no-progress"]
+            "--steps", "3", "--batch-size", "2", "--no-progress", "--tfce"]
     res = CliRunner().invoke(main, args + ["--out", str(out)])
     assert res.exit_code == 0, res.output
+    assert json.loads((out / "manifest.json").read_text())["config"]["tfce"] is True
+    tfce_rows = (out / "tfce.csv").read_text().splitlines()
+    assert tfce_rows[0] == "layout,unit,step,tfce,p_fwer" and len(tfce_rows) == 1 + 3 * 16
+    assert (out / "clusters.csv").read_text().startswith("layout,unit,first_step,last_step,mass,p_fwer\n")
     units = (out / "units.csv").read_text()
     assert {line.split(",")[0] for line in units.splitlines()[1:]} == {"heads@step0", "heads@step1", "heads@step2"}
     steps_csv = (out / "steps.csv").read_text().splitlines()
@@ -158,6 +162,17 @@ def test_cli_steps_run_writes_step_resolved_results_and_resumes(tmp_path):
     assert refused.exit_code == 1 and "--steps: was 3, now 4" in refused.stderr
     causal = CliRunner().invoke(main, ["causal", str(out)])
     assert causal.exit_code == 1 and "is a trajectory run (--steps 3)" in causal.stderr
+
+
+def test_tfce_needs_two_captured_steps_and_is_a_flag_of_the_command():
+    from plantain_core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--tfce: TFCE runs along the captured steps"):
+        RunConfig(probe="p", tfce=True)
+    with pytest.raises(ConfigError, match="--tfce"):
+        RunConfig(probe="p", steps=4, capture_steps=(2,), tfce=True)
+    config = RunConfig(probe="p", steps=4, tfce=True)
+    assert "--tfce" in config.cli_args() and RunConfig.from_dict(config.as_dict()) == config
 
 
 def test_steps_1_is_the_single_pass_format(tmp_path):

@@ -13,8 +13,8 @@ import click
 from ..errors import PlantainError
 
 #: What a published run holds; captures only with --with-captures (they can be large).
-PUBLISHED = ("README.md", "manifest.json", "summary.json", "units.csv", "blocks.csv", "steps.csv", "causal.json",
-             "explorer.html")
+PUBLISHED = ("README.md", "manifest.json", "summary.json", "units.csv", "blocks.csv", "steps.csv", "clusters.csv",
+             "tfce.csv", "causal.json", "explorer.html")
 
 
 def files_to_publish(run_dir: pathlib.Path, with_captures: bool) -> list[str]:

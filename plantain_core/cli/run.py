@@ -21,7 +21,7 @@ CONFIG_OPTIONS = {"model": "model", "revision": "revision", "device": "device", 
                   "token_scope": "token_scope", "batch_size": "batch_size", "height": "height", "width": "width",
                   "flips": "flips", "splits": "splits", "thresholds": "thresholds", "seed": "seed",
                   "cpu_offload": "offload", "length_control": "length_control", "steps": "steps",
-                  "capture_steps": "capture_steps", "guidance": "guidance",
+                  "capture_steps": "capture_steps", "guidance": "guidance", "tfce": "tfce",
                   "allow_outside_images": "allow_outside_images"}
 
 
@@ -46,6 +46,8 @@ CONFIG_OPTIONS = {"model": "model", "revision": "revision", "device": "device", 
               help="Step indices to capture with --steps K, comma-separated, 0 to K-1 (default: all).")
 @click.option("--guidance", type=float, default=1.0, show_default=True,
               help="Guidance scale of the loop (above 1: CFG with the empty prompt, on models that are not distilled).")
+@click.option("--tfce", is_flag=True,
+              help="With --steps K: also TFCE along the captured steps (MNE's definition), a FWER p per unit and step.")
 @click.option("--flips", type=click.IntRange(min=1), default=200, show_default=True, help="Sign-flip null size.")
 @click.option("--splits", type=click.IntRange(min=1), default=100, show_default=True, help="Split-half splits.")
 @click.option("--thresholds", type=THRESHOLDS, default="3,5", show_default=True, help="|t| thresholds.")

@@ -20,7 +20,7 @@ from ..config import RunConfig, config_from_manifest
 from ..errors import PlantainError
 from ..rundir.folder import check_run_folder, inside, locked, settle, staged
 from ..rundir.manifest import check_manifest
-from ..stats.across_steps import STEPS_CSV, across_steps, steps_csv
+from ..stats.across_steps import across_steps, write_family_files
 from ..stats.checks import review
 from ..stats.engine import LayoutStats, compute_layout_stats, count_mlp_units, top_by_abs_t
 from ..stats.results import json_safe, layout_summary, write_results
@@ -358,15 +358,14 @@ def _analyze(run_dir: pathlib.Path, manifest: dict, config: RunConfig, figures: 
         summary["notes"] = notes
 
     causal = causal_section(run_dir, config.layouts)
-    families = {name: across_steps({s: layouts[step_layout(name, s)] for s in steps}) for name in names} \
+    families = {name: across_steps({s: layouts[step_layout(name, s)] for s in steps}, config.tfce) for name in names} \
         if steps is not None else {}
     if families:
         summary["trajectory"] = json_safe({name: fam["summary"] for name, fam in families.items()})
     with staged(run_dir) as stage:  # every output of this report lands together, or none does
         write_results(stage, summary, layouts)
         figs: dict[str, dict[str, str]] = {}
-        if families:
-            atomic_write_text(stage / STEPS_CSV, steps_csv(families))
+        write_family_files(stage, families)
         if figures == "keep":
             from .figures import existing_figures
 

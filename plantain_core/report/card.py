@@ -12,6 +12,7 @@ import pathlib
 from typing import Any, Mapping
 
 from ..models.loaders import is_local_model, is_tiny_record
+from .blocks_section import block_lines
 from .checks_section import checks_section, length_sentence
 from .markup import md_code, md_prose, md_text
 from .reproduce import reproduce_section
@@ -251,6 +252,7 @@ def results_section(name, s, figs) -> list[str]:
             out.append(f"- {md_text(b['block'])}: max|t|={b['max_abs_t']:.2f}, {b[key]:,}/{b['units']:,} units at "
                        f"|t|>{key.rsplit('_', 1)[1]}, median |d|={b['median_abs_d']:.2f}")
         out.append("")
+    out += block_lines(s)
     f = figs.get(name) or {}
     for kind, alt in (("heatmap", "per-unit t by block"), ("null", "null counts and observed count"),
                       ("split_half", "split-half t scatter")):

@@ -283,4 +283,38 @@ def trajectory_figures(run_dir, name: str, fam: dict) -> dict[str, str]:
     ax.set_title(f"{name}: the top units by |t| over the trajectory", fontsize=9)
     ax.legend(fontsize=6, ncol=2)
     _save(fig, run_dir / rel["steps_units"])
+    return {**rel, "clusters": cluster_figure(run_dir, name, fam)}
+
+
+CLUSTER_ROWS = 40
+
+
+def cluster_figure(run_dir: pathlib.Path, name: str, fam: dict) -> str:
+    """``figures/<layout>_clusters.png``: t of units × captured steps, each significant
+    cluster (p_fwer < 0.05) outlined. Rows: the units with a significant cluster, largest
+    |mass| first, else the top units by |t| (at most CLUSTER_ROWS)."""
+    from matplotlib.patches import Rectangle
+
+    steps, t, units = fam["steps"], fam["t"], fam["units"]
+    sig = sorted((c for c in fam["clusters"]["clusters"] if c[4] < 0.05), key=lambda c: -abs(c[3]))
+    rows = list(dict.fromkeys(c[0] for c in sig))[:CLUSTER_ROWS]
+    if not rows:
+        rows = [units.index(u["unit"]) for u in fam["summary"]["top_units"]]
+    mat = t[:, rows].T
+    lim = float(np.nanmax(np.abs(mat))) if np.isfinite(mat).any() else 1.0
+    fig = _new_figure(2.5 + 0.3 * len(steps), 1.2 + 0.18 * len(rows))
+    ax = fig.add_subplot()
+    im = ax.imshow(np.ma.masked_invalid(mat), aspect="auto", interpolation="nearest", cmap="RdBu_r",
+                   vmin=-lim, vmax=lim)
+    for u, a, b, _, _ in sig:
+        if u in rows:
+            ax.add_patch(Rectangle((a - 0.5, rows.index(u) - 0.5), b - a + 1, 1, fill=False, ec="k", lw=1.5))
+    ax.set_xticks(range(len(steps)), [str(s) for s in steps], fontsize=7)
+    ax.set_yticks(range(len(rows)), [units[u] for u in rows], fontsize=6)
+    ax.set_xlabel("captured step")
+    what = "significant clusters outlined" if sig else "no significant cluster; top units by |t|"
+    ax.set_title(f"{name}: t per unit and step ({what})", fontsize=8)
+    fig.colorbar(im, ax=ax, label="paired t", shrink=0.8)
+    rel = f"{FIGURES}/{name}_clusters.png"
+    _save(fig, run_dir / rel)
     return rel

@@ -14,14 +14,19 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .clusters import (CLUSTERS_CSV, TFCE_CSV, TFCE_DEFAULT, clusters_csv, clusters_summary, tfce_csv,
+                       trajectory_clusters)
 from .engine import LayoutStats, fwer_p, null_signs, sign_flip_null
 
 STEPS_CSV = "steps.csv"
 ALPHA = 0.05
 
 
-def across_steps(per_step: Mapping[int, LayoutStats]) -> dict[str, Any]:
-    """The across-steps family of one layout: arrays (S × U) and the summary numbers."""
+def across_steps(per_step: Mapping[int, LayoutStats], tfce: bool | Mapping[str, float] | None = None
+                 ) -> dict[str, Any]:
+    """The across-steps family of one layout: arrays (S × U), the summary numbers, and the
+    clusters of consecutive steps per unit (with ``tfce``, True for the default parameters or
+    a mapping of them: TFCE too, ``stats.clusters``)."""
     from statsmodels.stats.multitest import multipletests
 
     steps = sorted(per_step)
@@ -40,8 +45,11 @@ def across_steps(per_step: Mapping[int, LayoutStats]) -> dict[str, Any]:
     q = np.full(t.shape, np.nan)
     if tested.any():
         q[tested] = multipletests(p[tested], method="fdr_bh")[1]
-    return {"steps": steps, "t": t, "p_fwer": p_fwer, "q": q, "units": first.units,
-            "summary": _summary(steps, t, p_fwer, q, first)}
+    tfce = TFCE_DEFAULT if tfce is True else (tfce or None)
+    clusters = trajectory_clusters(t, diff.reshape(n, len(steps), -1), signs, exact, tfce)
+    summary = {**_summary(steps, t, p_fwer, q, first), **clusters_summary(clusters, steps, first.units)}
+    return {"steps": steps, "t": t, "p_fwer": p_fwer, "q": q, "units": first.units, "clusters": clusters,
+            "summary": summary}
 
 
 def _summary(steps: Sequence[int], t: np.ndarray, p_fwer: np.ndarray, q: np.ndarray, first: LayoutStats) -> dict:
@@ -104,6 +112,18 @@ def steps_csv(families: Mapping[str, Mapping[str, Any]]) -> str:
                 buf.write(",".join(fmt(v) for v in (name, unit, step, fam["t"][k, u], fam["p_fwer"][k, u],
                                                     fam["q"][k, u])) + "\n")
     return buf.getvalue()
+
+
+def write_family_files(folder, families: Mapping[str, Mapping[str, Any]]) -> None:
+    """steps.csv, clusters.csv and (with TFCE) tfce.csv of a trajectory run's families
+    (nothing without one)."""
+    from ..rundir.fsutil import atomic_write_text
+
+    if families:
+        atomic_write_text(folder / STEPS_CSV, steps_csv(families))
+        atomic_write_text(folder / CLUSTERS_CSV, clusters_csv(families))
+        if (tfce := tfce_csv(families)) is not None:
+            atomic_write_text(folder / TFCE_CSV, tfce)
 
 
 def plain_summary(name: str, s: Mapping[str, Any], sigmas: Mapping[int, float]) -> str:

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..rundir.fsutil import atomic_write_json, atomic_write_text
+from .blocks import block_tests
 from .engine import LARGE_D, TIE_RTOL, LayoutStats, json_float, top_blocks
 from .power import mde, tost_floor
 
@@ -122,6 +123,7 @@ def layout_summary(st: LayoutStats) -> dict[str, Any]:
         },
         **checks_summary(st),
         "top_blocks": [b.as_dict(thr0) for b in top_blocks(st.blocks)],
+        "block_tests": block_tests(st),
     }
 
 

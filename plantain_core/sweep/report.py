@@ -33,6 +33,7 @@ from ..errors import PlantainError
 from ..report.markup import md_code, md_text
 from ..rundir.folder import check_run_folder, inside, locked, staged
 from ..rundir.manifest import check_unit_rows
+from .prevalence import models_lines, models_prevalence, prevalence_entry, prevalence_lines
 from .state import SWEEP_JSON
 
 CARD = "README.md"
@@ -182,7 +183,8 @@ def summarize(cells: list[dict]) -> dict[str, Any]:
                      "hits_per_seed": [int(np.sum(m["units"][layout]["p_fwer"] < ALPHA)) for m in members],
                      "units_by_seeds_significant": {str(k): int(np.sum(hits == k)) for k in range(len(members) + 1)},
                      "in_every_seed": [units[i] for i in np.flatnonzero(hits == len(members))][:50],
-                     "height": config.height, "width": config.width, "cells": [m["name"] for m in members]}
+                     "height": config.height, "width": config.width, "cells": [m["name"] for m in members],
+                     "prevalence": prevalence_entry(members, layout)}
             if note:
                 entry["not_combined"] = note
             combined = combined_test(members, layout) if "@" not in layout else None
@@ -203,6 +205,7 @@ def summarize(cells: list[dict]) -> dict[str, Any]:
                        "steps": c["config"].steps, "token_scope": c["config"].token_scope,
                        "n_pairs": len(c["manifest"].get("pair_ids") or [])} for c in cells],
             "replication": replication,
+            "prevalence_models": models_prevalence(cells),
             "probe_correlations": _correlations({k: v for k, v in tmaps.items() if v is not None}, by="probe"),
             "model_correlations": _correlations({k: v for k, v in tmaps.items() if v is not None}, by="model")}
 
@@ -331,6 +334,7 @@ def render(name: str, summary: dict, figs: dict[str, str]) -> str:
             floor_note = f"; p_fwer cannot go below {floor:.3g} with {how}" if floor else ""
             lines += [f"Combined over seeds ({comb['n_pairs']} pairs{floor_note}): {comb['fwer_hits']} FWER hits; "
                       f"top: {top}.", ""]
+        lines += prevalence_lines(r)
     for title, key, what in (("Probe × probe", "probe_correlations", "probes"),
                              ("Model × model", "model_correlations", "models")):
         lines += [f"## {title}", ""]
@@ -346,6 +350,7 @@ def render(name: str, summary: dict, figs: dict[str, str]) -> str:
             lines += [f"| {md_text(n)} | " + " | ".join("" if v is None else f"{v:.2f}" for v in row) + " |"
                       for n, row in zip(names, corr["r"])]
             lines.append("")
+    lines += models_lines(summary.get("prevalence_models") or [])
     lines += ["## Steps", ""]
     stepped = [r for r in summary["replication"] if "@step" in r["layout"]]
     if not stepped:
