@@ -4,14 +4,13 @@ cell's :class:`~plantain_core.api.run_folder.Run`, and the cross-cell report."""
 from __future__ import annotations
 
 import functools
-import json
 import os
 import pathlib
 from typing import Any
 
 from ..errors import PlantainError
 from ..rundir.folder import check_run_folder
-from ..sweep.state import SWEEP_JSON, _entry_problem
+from ..sweep.state import SWEEP_JSON, read_cells
 from .run_folder import Run
 
 #: the cells table's columns, after the cell name
@@ -28,17 +27,10 @@ class Sweep:
             what = "a run folder (load it with pt.load_run)" if (self.path / "manifest.json").is_file() else \
                 "not a sweep folder"
             raise PlantainError(f"{self.path} has no {SWEEP_JSON}: {what}")
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-            cells = data["cells"]
-            if not isinstance(cells, dict):
-                raise TypeError("cells is not an object")
-        except Exception as exc:
-            raise PlantainError(f"{file} is not a plantain sweep manifest ({type(exc).__name__})") from None
-        for name, entry in cells.items():
-            problem = _entry_problem(entry)
-            if problem or (self.path / str(name)).resolve().parent != self.path.resolve():
-                raise PlantainError(f"{file}: cells.{str(name)[:80]!r}: {problem or 'not a folder name'}")
+        cells = read_cells(file)
+        for name in cells:
+            if (self.path / str(name)).resolve().parent != self.path.resolve():
+                raise PlantainError(f"{file}: cells.{str(name)[:80]!r}: not a folder name")
         self._cells: dict[str, dict[str, Any]] = cells
 
     def __repr__(self) -> str:

@@ -71,6 +71,22 @@ def _entry_problem(entry) -> str | None:
     return None
 
 
+def read_cells(path: pathlib.Path, advice: str = "") -> dict[str, dict[str, Any]]:
+    """The ``cells`` of a received ``sweep.json``, each entry checked; anything else is one
+    error naming the file (``advice`` is appended)."""
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        if not isinstance(cells, dict):
+            raise TypeError("cells is not an object")
+    except Exception as exc:
+        raise PlantainError(f"{path} is not a plantain sweep manifest ({type(exc).__name__});{advice}") from None
+    for name, entry in cells.items():
+        problem = _entry_problem(entry)
+        if problem:
+            raise PlantainError(f"{path} is not a plantain sweep manifest (cells.{str(name)[:80]!r}: {problem});{advice}")
+    return cells
+
+
 @attrs.define
 class SweepState:
     """``sweep.json`` in memory; :meth:`save` writes it whole."""
@@ -89,19 +105,7 @@ class SweepState:
         cells_data = {c.name: {"config": c.config.as_dict(), "status": "pending", "attempts": 0, "error": None,
                                "worker": None, "seconds": None} for c in cells}
         if path.is_file():
-            try:
-                old = json.loads(path.read_text(encoding="utf-8"))
-                old_cells = old["cells"]
-                if not isinstance(old_cells, dict):
-                    raise TypeError("cells is not an object")
-            except Exception as exc:
-                raise PlantainError(f"{path} is not a plantain sweep manifest ({type(exc).__name__}); use another "
-                                    "--out") from None
-            for name, before in old_cells.items():
-                problem = _entry_problem(before)
-                if problem:
-                    raise PlantainError(f"{path} is not a plantain sweep manifest (cells.{str(name)[:80]!r}: {problem});"
-                                        " use another --out")
+            old_cells = read_cells(path, " use another --out")
             for name, cell in cells_data.items():
                 before = old_cells.get(name)
                 if before is None:
