@@ -397,7 +397,7 @@ def confounds_section(summary, m) -> list[str]:
 def tiny_warning(m) -> str:
     from ..models.lookup import model_label
 
-    return ("> **This run used an embedded tiny model with random weights: its numbers say nothing about "
+    return ("**This run used an embedded tiny model with random weights: its numbers say nothing about "
             f"{model_label(m['family'])} or any trained model.** It exists to test the pipeline.")
 
 
