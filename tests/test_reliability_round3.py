@@ -1,0 +1,321 @@
+"""Reliability, round 3 (issue 26): the last tracebacks and hangs, and the guards no test
+pinned. Each file-system fault, hostile plugin value, out-of-memory and unreachable
+cluster is one ``Error:`` line with nothing half-written; each guard is pinned by a test
+that the one-line slip in it fails."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import shutil
+import uuid
+
+import attrs
+import pytest
+from click.testing import CliRunner
+
+from plantain_core.cli import main
+from plantain_core.errors import PlantainError
+from plantain_core.testing import spec_data, write_spec
+
+ARGS = ("--model", "tiny", "--units", "heads", "--flips", "20", "--splits", "5", "--seed", "2", "--batch-size", "4",
+        "--no-figures", "--no-progress")
+CAUSAL = ("--top", "1", "--controls", "1", "--doses", "1", "--no-progress")
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    root = tmp_path_factory.mktemp("round3")
+    spec = write_spec(root / "specs", "probe", spec_data("probe", n_pairs=4))
+    out = root / "good"
+    res = CliRunner().invoke(main, ["run", str(spec), *ARGS, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def copy(good: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
+    shutil.copytree(good, dest, ignore=shutil.ignore_patterns(".plantain*"))
+    return dest
+
+
+def snapshot(root: pathlib.Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in root.rglob("*")
+            if not p.name.startswith(".plantain")}
+
+
+def one_error(result) -> str:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def _replace_with_dir(name):
+    def apply(run):
+        path = run / name
+        if path.exists():
+            path.unlink()
+        path.mkdir()
+        (path / "keep").write_text("x")
+    return apply
+
+
+def _replace_with_file(name):
+    def apply(run):
+        path = run / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        path.write_text("not a folder")
+    return apply
+
+
+# --- 9. file-system faults: report and causal, as run already does -------------------------------------------------
+FAULTS = [
+    ("lock-dir", _replace_with_dir(".plantain.lock"), "cannot lock the run folder", True),
+    ("holder-dir", _replace_with_dir(".plantain.holder"), "cannot lock the run folder", True),
+    ("units-dir", _replace_with_dir("units.csv"), "units.csv is not a regular file", True),
+    ("card-dir", _replace_with_dir("README.md"), "README.md is not a regular file", True),
+    ("causal-json-dir", _replace_with_dir("causal.json"), "causal.json is not a regular file", False),
+    ("staging-file", _replace_with_file(".staging"), ".staging is not a folder", True),
+    ("figures-file", _replace_with_file("figures"), "figures is a file where plantain writes the folder", True),
+]
+
+
+@pytest.mark.parametrize("build,message,report", [f[1:] for f in FAULTS], ids=[f[0] for f in FAULTS])
+def test_report_on_a_file_system_fault_is_one_line_and_changes_nothing(good, tmp_path, build, message, report):
+    run = copy(good, tmp_path / "run")
+    build(run)
+    before = snapshot(run)
+    result = CliRunner().invoke(main, ["report", str(run)])  # figures on: the figures folder is written
+    if not report:  # causal.json is read (a note on the card when unreadable), never written, by report
+        assert result.exit_code == 0, result.output
+        return
+    assert message in one_error(result)
+    assert snapshot(run) == before  # nothing half-written: every output or none
+    assert not (run / ".staging").is_dir()
+
+
+@pytest.mark.parametrize("build,message", [f[1:3] for f in FAULTS], ids=[f[0] for f in FAULTS])
+def test_causal_on_a_file_system_fault_is_refused_before_the_work(good, tmp_path, monkeypatch, build, message):
+    import plantain_core.causal.check as check
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the folder was checked")
+
+    monkeypatch.setattr(check, "_load_run_model", no_model)
+    run = copy(good, tmp_path / "run")
+    build(run)
+    before = snapshot(run)
+    assert message in one_error(CliRunner().invoke(main, ["causal", str(run), *CAUSAL]))
+    assert snapshot(run) == before
+
+
+def test_a_read_only_run_folder_is_one_line(good, tmp_path, monkeypatch):
+    """Tests run as root, whom permissions do not stop: the refusals root would meet are
+    planted (the lock file cannot be made; the folder is not writable)."""
+    import filelock
+
+    run = copy(good, tmp_path / "run")
+
+    def refused(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", self.lock_file)
+
+    with monkeypatch.context() as m:
+        m.setattr(filelock.BaseFileLock, "acquire", refused)
+        for args in (["report", str(run)], ["causal", str(run), *CAUSAL]):
+            line = one_error(CliRunner().invoke(main, args))
+            assert line == f"Error: cannot lock the run folder {run}: Permission denied ({run / '.plantain.lock'})"
+    real_access = os.access
+    monkeypatch.setattr("os.access", lambda path, mode, **kw: not (pathlib.Path(path) == run and mode & os.W_OK)
+                        and real_access(path, mode))
+    for args in (["report", str(run)], ["causal", str(run), *CAUSAL]):
+        assert one_error(CliRunner().invoke(main, args)) == (f"Error: {run}: . is read-only; plantain cannot write its "
+                                                             "outputs there")
+
+
+# --- the run folder's guards ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("parts", [("..",), ("a", ".."), ("..", "x"), (".",), ("",), ("a/b",), ("a\\b",), ("/",),
+                                   ("a\x00",)])
+def test_inside_accepts_only_plain_names(tmp_path, parts):
+    from plantain_core.rundir.folder import RunFolderError, inside
+
+    with pytest.raises(RunFolderError, match="is not a plain file name"):
+        inside(tmp_path, *parts)
+    assert inside(tmp_path, "figures", "a.png") == tmp_path / "figures" / "a.png"
+
+
+def _hostile_commit(run: pathlib.Path, names) -> None:
+    staging = run / ".staging"
+    staging.mkdir()
+    (staging / "COMMIT").write_text(json.dumps(names))
+
+
+@pytest.mark.parametrize("name", ["../x.txt", "../../x.txt", "figures/../../x.txt"])
+def test_recovery_moves_nothing_out_of_the_folder(tmp_path, name):
+    """A hostile COMMIT naming ``..``: the file stays, nothing lands outside, and the
+    refusal is one RunFolderError."""
+    from plantain_core.rundir.folder import RunFolderError, locked
+
+    run = tmp_path / "a" / "b" / "run"
+    run.mkdir(parents=True)
+    (run / "x.txt").write_text("mine")
+    (run / "figures").mkdir()
+    _hostile_commit(run, [name])
+    with pytest.raises(RunFolderError, match="is not a plain file name"):
+        with locked(run):
+            pass
+    assert (run / "x.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.rglob("x.txt")) == ["x.txt"]
+
+
+def test_a_refused_recovery_releases_the_lock_every_time(tmp_path):
+    """recover() refusing inside locked(): the file lock and the in-process entry are let
+    go, so the next locked() recovers (and refuses) again instead of entering."""
+    import filelock
+
+    import plantain_core.rundir.folder as runfolder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "x.txt").write_text("mine")
+    _hostile_commit(run, ["../x.txt"])
+    for _ in range(2):
+        with pytest.raises(runfolder.RunFolderError):
+            with runfolder.locked(run):
+                pytest.fail("entered a folder whose recovery was refused")
+        assert run.resolve() not in runfolder._held
+        assert not (run / runfolder.HOLDER).exists()
+        other = filelock.FileLock(str(run / runfolder.LOCK), timeout=0)
+        other.acquire()  # free: an unreleased lock would time out here
+        other.release()
+    assert (run / ".staging" / "COMMIT").is_file()  # refused, not silently dropped
+
+
+def test_a_commit_into_a_folder_where_a_file_goes_moves_nothing(tmp_path):
+    """All names are checked before the first move: a refused commit moves none."""
+    from plantain_core.rundir.folder import RunFolderError, locked
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text("old")
+    _hostile_commit(run, ["summary.json", "units.csv"])
+    (run / ".staging" / "summary.json").write_text("new")
+    (run / ".staging" / "units.csv").write_text("new")
+    (run / "units.csv").mkdir()
+    with pytest.raises(RunFolderError, match="units.csv is not a regular file"):
+        with locked(run):
+            pass
+    assert (run / "summary.json").read_text() == "old"
+
+
+# --- manifest and config guards ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("field,value", [("seed", True), ("height", False), ("batch_size", True), ("guidance", True),
+                                         ("steps", False), ("token_counts", [{"id": "p", "a": True, "b": 1}])])
+def test_a_boolean_is_not_a_number_in_a_manifest(field, value):
+    from plantain_core.rundir.manifest import ManifestError, check_manifest
+
+    with pytest.raises(ManifestError, match="expected an integer|expected a number"):
+        check_manifest({field: value})
+    check_manifest({"cfg": True, "seed": 3, "guidance": 1})  # the real types pass
+
+
+@pytest.mark.parametrize("thresholds", [(0, 3), (0.0,), "0,5", (3, -1)])
+def test_a_threshold_of_zero_or_less_is_refused(thresholds):
+    from plantain_core.config import ConfigError, RunConfig
+
+    with pytest.raises(ConfigError, match="--thresholds: .* must be positive finite numbers"):
+        RunConfig(probe="p", thresholds=thresholds)
+    assert RunConfig(probe="p", thresholds=(1e-9, 3)).thresholds == (1e-9, 3.0)
+
+
+@pytest.mark.parametrize("steps,capture", [(4, (4,)), (4, (0, 4)), (1, (1,)), (3, (7,))])
+def test_a_capture_step_past_the_last_step_is_refused(steps, capture):
+    from plantain_core.config import ConfigError, RunConfig
+
+    with pytest.raises(ConfigError, match=f"--capture-steps: step {max(capture)} does not exist with --steps {steps}"):
+        RunConfig(probe="p", steps=steps, capture_steps=capture)
+    assert RunConfig(probe="p", steps=steps, capture_steps=(steps - 1,)).captured_steps == (steps - 1,)
+
+
+def test_a_resume_with_another_guidance_is_refused(good, tmp_path):
+    from plantain_core.config import RunConfig
+
+    assert RunConfig(probe="p", guidance=2.0).capture_differences(RunConfig(probe="p")) == \
+        ["--guidance: was 1, now 2"]
+    run = copy(good, tmp_path / "run")
+    m = json.loads((run / "manifest.json").read_text())
+    m["config"]["steps"] = 2  # guidance means something only with a loop
+    (run / "manifest.json").write_text(json.dumps(m))
+    result = CliRunner().invoke(main, ["run", "probe", "--spec-dir", str(good.parent / "specs"), "--out", str(run),
+                                       "--resume", "--guidance", "3", "--no-progress"])
+    assert "--guidance: was 1, now 3" in one_error(result)
+
+
+# --- model family guards -------------------------------------------------------------------------------------------
+def _klein_family_class():
+    from plantain_plugins.families.flux2 import Flux2KleinFamily
+
+    return Flux2KleinFamily
+
+
+@pytest.mark.parametrize("method", ["sites", "prompt_tokens", "encode_prompts", "noise", "text_kwargs",
+                                    "transformer_kwargs", "schedule"])
+def test_a_family_leaving_a_required_method_unimplemented_is_refused(method):
+    from plantain_core.models.family import ModelFamily, contract_problem, guarded
+
+    lazy = type("Lazy", (_klein_family_class(),), {"name": "lazy", method: getattr(ModelFamily, method)})()
+    assert contract_problem(lazy) == f"it does not implement `{method}`"
+    with pytest.raises(PlantainError, match=f"breaks the contract .*it does not implement `{method}`"):
+        guarded(lazy, "model loader 'lazy'")
+    assert contract_problem(_klein_family_class()()) is None
+
+
+@pytest.fixture(scope="module")
+def klein():
+    from plantain_core.models.loaders import TinyLoader
+    from plantain_plugins.families.builtin import TINY_KLEIN
+
+    return TinyLoader(TINY_KLEIN).load("tiny", "cpu")
+
+
+@pytest.mark.parametrize("change", [{"attn_dim": +1}, {"attn_dim": -1}, {"head_dim": +1}, {"heads": +1}])
+def test_an_attention_width_other_than_heads_times_head_dim_is_refused(klein, change):
+    from plantain_core.models.family import checked_sites
+    from plantain_core.models.lookup import family_of
+
+    family = family_of(klein)
+    sites = family.sites(klein.pipeline.transformer)
+    (key, delta), = change.items()
+    site = sites[0]
+    bad = attrs.evolve(site, block=attrs.evolve(site.block, **{key: getattr(site.block, key) + delta}))
+    wrong = type("Wrong", (_klein_family_class(),), {"name": "wrong", "sites": lambda self, tr: [bad, *sites[1:]]})()
+    with pytest.raises(PlantainError, match=r"attn_dim = heads x head_dim"):
+        checked_sites(wrong, klein.pipeline.transformer)
+    assert checked_sites(family, klein.pipeline.transformer)  # the real sites pass
+
+
+def test_early_exit_leaves_a_pipeline_reading_layer_0_as_it_is(klein):
+    """hidden_states[0] is the embedding output, which no layer hook sees: the early exit
+    must not take over (it would hand the pipeline a missing or a wrong layer)."""
+    import torch
+
+    from plantain_core.models.early_exit import early_exit
+
+    pipe = klein.pipeline
+    prompts = ["a red cube on a table"]
+
+    def encode(layers, early):
+        with torch.inference_mode():
+            if early:
+                with early_exit(pipe.text_encoder, layers):
+                    assert "forward" not in vars(pipe.text_encoder)  # left as is
+                    return pipe.encode_prompt(prompt=prompts, device="cpu", max_sequence_length=512,
+                                              text_encoder_out_layers=layers)[0]
+            return pipe.encode_prompt(prompt=prompts, device="cpu", max_sequence_length=512,
+                                      text_encoder_out_layers=layers)[0]
+
+    for layers in ((0, 1), (0,), (1, 0, 2)):
+        assert torch.equal(encode(layers, True), encode(layers, False))
