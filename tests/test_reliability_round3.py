@@ -319,3 +319,205 @@ def test_early_exit_leaves_a_pipeline_reading_layer_0_as_it_is(klein):
 
     for layers in ((0, 1), (0,), (1, 0, 2)):
         assert torch.equal(encode(layers, True), encode(layers, False))
+
+
+# --- 10. a plugin generator's pair meta, checked as JSON data where it is returned ----------------------------------
+META_PLUGIN = """
+import math
+import os
+
+from plantain_core import Pair, Stimulus, hookimpl
+
+METAS = {"nan": {"x": math.nan}, "object": {"x": object()}, "deep-inf": {"x": [1, {"y": -math.inf}]},
+         "key": {1: "one"}, "list": [1, 2], "fine": {"x": 1.5, "y": ["a", {"z": True}]}}
+
+
+class MetaGen:
+    description = "pairs whose meta is chosen by META_KIND"
+
+    def validate(self, stimuli, spec_dir):
+        return []
+
+    def pairs(self, spec):
+        meta = METAS[os.environ["META_KIND"]]
+        return [Pair(f"p{i}", Stimulus(f"a cat {i}"), Stimulus(f"a dog {i}"), meta) for i in range(3)]
+
+
+@hookimpl
+def plantain_register_generators(register):
+    register("metagen", MetaGen())
+"""
+
+
+@pytest.mark.parametrize("kind,why", [
+    ("nan", "meta.x: nan is not a finite number"), ("object", "meta.x: a object cannot be pair meta"),
+    ("deep-inf", "meta.x: -inf is not a finite number"), ("key", "meta is a dict, not a table with string keys"),
+    ("list", "meta is a list, not a table"),
+])
+def test_a_plugin_pair_meta_that_is_not_json_data_is_one_line_naming_the_plugin(tmp_path, monkeypatch, kind, why):
+    from plantain_core.testing import write_plugin_dist
+
+    site = tmp_path / "site"
+    write_plugin_dist(site, f"metagen_{uuid.uuid4().hex[:8]}", META_PLUGIN, entry_name="metagen_plug",
+                      distribution="metagen-plug", version="1.2.0")
+    monkeypatch.syspath_prepend(str(site))
+    spec = write_spec(tmp_path / "specs", "probe", spec_data("probe", generator="metagen"))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", str(spec), *ARGS, "--out", str(out)], env={"META_KIND": kind})
+    line = one_error(result)
+    assert "generator 'metagen' from plugin metagen_plug (metagen-plug 1.2.0): pair 'p0' " in line and why in line, line
+    assert not out.exists()
+    ok = CliRunner().invoke(main, ["run", str(spec), *ARGS, "--out", str(out)], env={"META_KIND": "fine"})
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((out / "manifest.json").read_text())["pairs"][0]["meta"] == {"x": 1.5, "y": ["a", {"z": True}]}
+
+
+# --- 11. a spec's reference_seed, bounded like --seed --------------------------------------------------------------
+@pytest.mark.parametrize("seed", [10**23, 2**32, 2**64])
+def test_a_reference_seed_out_of_the_seed_range_is_one_line(tmp_path, seed):
+    from plantain_core.config import MAX_SEED
+
+    data = spec_data("probe", generator="fixed-image-text-pair", n_pairs=3)
+    data["stimuli"]["reference_seed"] = seed
+    spec = write_spec(tmp_path / "specs", "probe", data)
+    why = f"the image seed {seed} is not an integer in [0, {MAX_SEED}]"
+    line = one_error(CliRunner().invoke(main, ["run", str(spec), *ARGS, "--out", str(tmp_path / "run")]))
+    assert why in line, line
+    checked = CliRunner().invoke(main, ["validate", str(spec)])  # validate lists its problems, then one Error line
+    assert checked.exit_code == 1 and why in checked.stderr and "Traceback" not in checked.output, checked.output
+    assert not (tmp_path / "run").exists()
+    assert MAX_SEED == 2**32 - 1  # the bound of --seed, whose noise seeds must fit torch's generator
+
+
+def test_the_seed_bound_is_the_one_of_seed():
+    from plantain_core.config import ConfigError, MAX_SEED, RunConfig
+    from plantain_core.spec.stimuli import MAX_SEED as IMAGE_MAX_SEED
+
+    assert MAX_SEED is IMAGE_MAX_SEED
+    with pytest.raises(ConfigError, match=f"out of range \\[0, {MAX_SEED}\\]"):
+        RunConfig(probe="p", seed=MAX_SEED + 1)
+
+
+# --- 12. out of memory: a family's method, a pass, and a pass that cannot fit --------------------------------------
+def _klein_with(method, behaviour):
+    cls = _klein_family_class()
+
+    def replaced(self, *args, **kwargs):
+        return behaviour(getattr(cls, method).__get__(self), *args, **kwargs)
+
+    return type("Hungry", (cls,), {"name": "hungry", method: replaced})()
+
+
+def _probe():
+    from plantain_core import Pair, Stimulus
+    from plantain_core.spec.probe_spec import ProbeSpec
+    from plantain_core.spec.probes import Probe
+
+    spec = ProbeSpec(name="oom", description="out of memory", generator="text-pair", stimuli={})
+    return Probe(spec, tuple(Pair(f"p{i}", Stimulus(f"a red cube {i}"), Stimulus(f"a blue ball {i}"))
+                             for i in range(3)), {})
+
+
+def _raise(exc):
+    def behaviour(*args, **kwargs):
+        raise exc
+    return behaviour
+
+
+@pytest.mark.parametrize("exc", [MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: "
+                                                             "can't allocate memory: you tried to allocate 1 bytes")])
+def test_a_family_method_out_of_memory_is_one_line_naming_family_and_method(klein, tmp_path, exc):
+    from plantain_core.config import RunConfig
+    from plantain_core.execute import execute
+
+    bundle = attrs.evolve(klein, family=_klein_with("noise", _raise(exc)))
+    with pytest.raises(PlantainError, match=r"^model family 'hungry': noise\(\) ran out of memory \("
+                                            f"{type(exc).__name__}\\); try a smaller --batch-size"):
+        execute(_probe(), RunConfig(probe="oom", layouts=("heads",)), tmp_path / "run", progress=False, figures=False,
+                model=bundle)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("batch,hint", [(4, "try --batch-size 2"), (2, "try --batch-size 1"),
+                                        (1, "one stimulus per pass does not fit: choose a smaller --height/--width")])
+def test_a_pass_out_of_memory_names_the_batch_size_to_try(klein, tmp_path, monkeypatch, batch, hint):
+    """A CPU allocator failure in the forward is the machine's, not "the family's inputs"."""
+    from plantain_core.config import RunConfig
+    from plantain_core.execute import execute
+
+    transformer = klein.pipeline.transformer
+
+    def forward(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(transformer, "forward", forward)
+    with pytest.raises(PlantainError) as err:
+        execute(_probe(), RunConfig(probe="oom", layouts=("heads",), batch_size=batch), tmp_path / "run",
+                progress=False, figures=False, model=klein)
+    assert str(err.value).startswith(f"out of memory in a transformer pass of {batch} "
+                                     f"stimul{'us' if batch == 1 else 'i'} (RuntimeError); {hint}")
+    assert "family" not in str(err.value)
+
+
+def test_a_pass_that_cannot_fit_is_refused_before_any_image_or_capture(klein, tmp_path, monkeypatch):
+    """The estimate (passes.pass_bytes: tokens x the block's widths x dtype bytes, x2)
+    against the memory available: a huge --height is one line, before any pass."""
+    import plantain_core.capture.passes as passes
+    from plantain_core.config import RunConfig
+    from plantain_core.execute import execute
+    from plantain_core.models.lookup import family_of
+
+    size = 16384
+    family = family_of(klein)
+    tokens = family.text_tokens + family.latent_tokens(klein.pipeline, (size, size))
+    one = passes.pass_bytes(klein, tokens)
+    cfg = klein.pipeline.transformer.config
+    inner = cfg.num_attention_heads * cfg.attention_head_dim
+    assert one == tokens * (8 * inner + 4 * int(inner * getattr(cfg, "mlp_ratio", 4.0))) * 4 * 2  # fp32
+    monkeypatch.setattr(passes, "free_memory", lambda device: one - 1)
+    monkeypatch.setattr(passes.PassInputs, "prepare", _raise(AssertionError("encoded before the memory check")))
+    with pytest.raises(PlantainError, match=f"^a pass at {size}x{size} \\({tokens:,} tokens\\) needs about "
+                                            f"{one / 2**30:.1f} GiB of activations on cpu, more than the "):
+        execute(_probe(), RunConfig(probe="oom", layouts=("heads",), height=size, width=size), tmp_path / "big",
+                progress=False, figures=False, model=klein)
+    assert not (tmp_path / "big").exists()
+    # a batch that cannot fit names one that can
+    monkeypatch.setattr(passes, "free_memory", lambda device: 3 * one)
+    with pytest.raises(PlantainError, match=f"^--batch-size 8: .*; try --batch-size 3$"):
+        execute(_probe(), RunConfig(probe="oom", layouts=("heads",), height=size, width=size, batch_size=8),
+                tmp_path / "big", progress=False, figures=False, model=klein)
+
+
+def test_free_memory_reads_the_host_and_an_address_space_limit(monkeypatch):
+    import resource
+
+    from plantain_core.capture.passes import free_memory
+
+    host = free_memory("cpu")
+    assert host is not None and 0 < host
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        import psutil
+
+        assert abs(host - psutil.virtual_memory().available) < 2**30
+    assert free_memory("mps") is None
+
+
+def test_an_out_of_memory_anywhere_is_one_line(good, monkeypatch):
+    import plantain_core.report.analysis as analysis
+
+    monkeypatch.setattr(analysis, "analyze_run", _raise(MemoryError()))
+    line = one_error(CliRunner().invoke(main, ["report", str(good)]))
+    assert line == "Error: out of memory (MemoryError); try a smaller --batch-size or --height/--width"
+
+
+def test_a_broken_local_model_folder_is_not_told_to_download(tmp_path):
+    folder = tmp_path / "local-model"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "Flux2KleinPipeline",
+                                                         "transformer": ["diffusers", "Flux2Transformer2DModel"]}))
+    spec = write_spec(tmp_path / "specs", "probe", spec_data("probe", n_pairs=3))
+    line = one_error(CliRunner().invoke(main, ["run", str(spec), "--model", str(folder), "--units", "heads",
+                                               "--no-progress", "--out", str(tmp_path / "run")]))
+    assert f"cannot load the local model folder {str(folder)!r}" in line and "complete `save_pretrained` folder" in line
+    assert "hf download" not in line

@@ -287,7 +287,7 @@ def transformer_forward(family, transformer, kwargs: dict):
         if not is_out_of_memory(exc):
             raise
         rows = getattr(kwargs.get("hidden_states"), "shape", (None,))[0]
-        what = f"a transformer pass of {rows} stimuli" if rows else "a transformer pass"
+        what = f"a transformer pass of {rows} stimul{'us' if rows == 1 else 'i'}" if rows else "a transformer pass"
         hint = (f"try --batch-size {max(1, rows // 2)}" if rows and rows > 1 else
                 "one stimulus per pass does not fit: choose a smaller --height/--width, or --dtype bf16, or --cpu-offload"
                 if rows == 1 else "try a smaller --batch-size")
