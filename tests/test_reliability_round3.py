@@ -521,3 +521,195 @@ def test_a_broken_local_model_folder_is_not_told_to_download(tmp_path):
                                                "--no-progress", "--out", str(tmp_path / "run")]))
     assert f"cannot load the local model folder {str(folder)!r}" in line and "complete `save_pretrained` folder" in line
     assert "hf download" not in line
+
+
+# --- 13. a Ray address nothing answers; SIGTERM on a sweep; a requeued cell's model load ---------------------------
+SWEEP_GRID = """probes = ["ray"]
+models = ["tiny"]
+seeds = [0, 1]
+
+[options]
+flips = 16
+splits = 4
+batch_size = 2
+"""
+
+
+def test_a_ray_address_nothing_answers_is_one_bounded_error(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    grid = tmp_path / "grid.toml"
+    grid.write_text(SWEEP_GRID)
+    start = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "plantain_core", "sweep", str(grid), "--out", str(tmp_path / "out"),
+                          "--executor", "ray", "--address", f"127.0.0.1:{port}"], capture_output=True, text=True,
+                         timeout=300)
+    assert time.monotonic() - start < 120  # ray.init alone retried for more than 600 s
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
+    assert lines == [f"Error: --address 127.0.0.1:{port}: no Ray cluster answers there (Connection refused within "
+                     "10 s); start one with `ray start --head` on that machine, or leave --address out to start a "
+                     "local one"], res.stderr
+    cells = json.loads((tmp_path / "out" / "sweep.json").read_text())["cells"]
+    assert {c["status"] for c in cells.values()} == {"pending"}  # nothing started, nothing marked running
+
+
+def test_check_address_takes_what_answers_and_refuses_the_rest():
+    import socket
+
+    from plantain_core.sweep.execute import check_address
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        check_address(f"127.0.0.1:{port}")
+        check_address(f"ray://127.0.0.1:{port}")
+    for address in ("auto", "local"):
+        check_address(address)
+    for address in ("nonsense", "host:", ":123", "host:99999", "host:http"):
+        with pytest.raises(PlantainError, match="expected HOST:PORT"):
+            check_address(address)
+
+
+def test_sigterm_stops_a_sweep_with_one_line_and_a_resumable_cell(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text(SWEEP_GRID)
+    out = tmp_path / "sweep"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "plantain_core", "sweep", str(grid), "--out", str(out), "--no-figures"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end, name = time.monotonic() + 300, None
+        while name is None and time.monotonic() < end:
+            assert proc.poll() is None, proc.communicate()
+            for manifest in out.glob("*/manifest.json"):
+                try:
+                    status = json.loads(manifest.read_text()).get("status")
+                except ValueError:
+                    continue
+                if status == "running" and (manifest.parent / "captures" / "heads.npz").is_file():
+                    name = manifest.parent.name
+            time.sleep(0.05)
+        assert name is not None
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    error = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and error[0].startswith("Error: interrupted: ") and \
+        error[0].endswith(f"continue with: plantain sweep {grid} --out {out}"), stderr
+    cell = json.loads((out / "sweep.json").read_text())["cells"][name]
+    assert cell["status"] == "pending" and cell["error"] == "interrupted"
+    assert json.loads((out / name / "manifest.json").read_text())["status"] == "interrupted"
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "2 of 2 cells complete" in res.stdout
+
+
+@attrs.define(eq=False)
+class _Ref:
+    handle: object
+    name: str
+    args: tuple
+
+
+class _FakeRay:
+    """Just enough of Ray for run_ray's bookkeeping: actors run cells in this process; the
+    first cell's worker dies once after loading its model."""
+
+    class exceptions:
+        class ActorDiedError(Exception):
+            pass
+
+        class RayTaskError(Exception):
+            pass
+
+    def __init__(self):
+        self.died = False
+
+    def is_initialized(self):
+        return True
+
+    def cluster_resources(self):
+        return {"CPU": 1}
+
+    def remote(self, **options):
+        fake = self
+
+        def wrap(cls):
+            class Handle:
+                def __init__(self, *args):
+                    self.obj = cls(*args)
+
+            class Method:
+                def __init__(self, handle, name):
+                    self.call = lambda *a: _Ref(handle, name, a)
+
+                def remote(self, *args):
+                    return self.call(*args)
+
+            class Actor:
+                @staticmethod
+                def remote(*args):
+                    handle = Handle(*args)
+                    handle.name = Method(handle, "name")
+                    handle.run = Method(handle, "run")
+                    return handle
+            return Actor
+
+        wrap.fake = fake
+        return wrap
+
+    def get(self, ref):
+        if isinstance(ref, list):
+            return [self.get(r) for r in ref]
+        handle, name, args = ref.handle, ref.name, ref.args
+        if name == "run" and not self.died:
+            self.died = True
+            handle.obj.cache.loads += 1  # it loaded the model, then died
+            raise self.exceptions.ActorDiedError()
+        return getattr(handle.obj, name)(*args)
+
+    def wait(self, refs, num_returns=1):
+        return refs[:1], refs[1:]
+
+
+def test_a_requeued_ray_cells_model_load_is_counted(tmp_path, monkeypatch):
+    import plantain_core.sweep.execute as execute
+    from plantain_core.sweep.grid import load_grid
+
+    class Worker:
+        def __init__(self, threads):
+            self.cache = execute.ModelCache()
+
+        def name(self):
+            return f"worker {id(self)}"
+
+        def run(self, config_data, cell_dir, figures):
+            self.cache.loads += 1  # a fresh worker loads the model for its first cell
+            return {"seconds": 0.0, "resumed": False, "loads_delta": 1}
+
+    monkeypatch.setattr(execute, "_ray", _FakeRay)
+    monkeypatch.setattr(execute, "_CellWorker", Worker)
+    grid = tmp_path / "grid.toml"
+    grid.write_text(SWEEP_GRID.replace("seeds = [0, 1]", "seeds = [0]"))
+    cells = load_grid(grid).cells()
+    tally = {"model_loads": 0}
+    outcomes = list(execute.run_ray(cells, tmp_path, execute.SweepOptions(executor="ray"), lambda c, w: None, tally))
+    assert [o.error for o in outcomes] == ["worker lost; requeued", None]
+    assert tally["model_loads"] == 2  # the dead worker's load and its replacement's
