@@ -116,11 +116,12 @@ def locked(run_dir: str | os.PathLike, create: bool = False):
 def _acquire(run_dir: pathlib.Path, FileLock, Timeout):
     lock = FileLock(str(run_dir / LOCK), timeout=0)
     try:
-        with disk_errors(run_dir, "cannot lock the run folder"):
-            lock.acquire()
-    except Timeout:
+        lock.acquire()
+    except Timeout:  # an OSError too (TimeoutError): caught first
         raise RunFolderError(f"{run_dir} is in use by {_describe_holder(run_dir)}; wait for it to finish "
                              "(two processes must not write one run folder)") from None
+    except OSError as exc:
+        raise disk_error(run_dir, exc, "cannot lock the run folder") from exc
     return lock
 
 
