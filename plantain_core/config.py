@@ -22,13 +22,13 @@ from .errors import PlantainError, suggest
 from .models.devices import DTYPE_ALIASES
 from .models.layouts import LAYOUT_NAMES, TOKEN_SCOPES
 from .models.loaders import is_tiny_record
+from .spec.stimuli import MAX_SEED
 
 DEFAULT_FLIPS = 200
 DEFAULT_SPLITS = 100
 DEFAULT_THRESHOLDS = (3.0, 5.0)
-# Bounds that keep a run's memory and seeds sane: noise seeds are seed * 1,000,003 + pair
-# index and must fit torch's 64-bit generator seed; flips and splits size dense arrays.
-MAX_SEED = 2**32 - 1
+# Bounds that keep a run's memory sane (flips and splits size dense arrays); MAX_SEED is
+# spec.stimuli's, the bound of every seed.
 MAX_FLIPS = 1_000_000
 MAX_SPLITS = 100_000
 

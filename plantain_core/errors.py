@@ -69,9 +69,16 @@ def plugin_call(where: str, fn, *args, **kwargs):
     and so does running out of memory: that is the machine's, not the plugin's."""
     try:
         return fn(*args, **kwargs)
-    except (PlantainError, MemoryError):
+    except PlantainError:
         raise
     except (Exception, SystemExit) as exc:
-        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+        if is_out_of_memory(exc):
             raise
         raise PlantainError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Python's MemoryError, torch's (CUDA) OutOfMemoryError, or torch's CPU allocator
+    failing (a RuntimeError "can't allocate memory")."""
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc)))

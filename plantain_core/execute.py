@@ -18,7 +18,7 @@ import attrs
 from .capture.distributed import current_share
 from .config import RunConfig, config_from_manifest
 from .errors import PlantainError
-from .rundir.folder import OWN_FILES, locked
+from .rundir.folder import OWN_FILES, disk_error, locked
 from .rundir.fsutil import atomic_write_json
 
 MANIFEST = "manifest.json"
@@ -148,8 +148,7 @@ def execute(probe, config: RunConfig, out=None, *, resume: bool = False, progres
                 except OSError:
                     break
         if isinstance(exc, OSError):  # the disk, not plantain: name the path and the reason
-            raise PlantainError(f"cannot write the run folder {out}: {exc.strerror or exc}"
-                                f"{f' ({exc.filename})' if exc.filename else ''}") from exc
+            raise disk_error(out, exc) from exc
         raise
     if error:
         raise InterpreterFailed(error, Outcome(out, config, summary))

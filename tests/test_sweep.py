@@ -145,7 +145,7 @@ def test_a_failing_cell_is_retried_and_reported(tmp_path):
     assert "1 of 2 cells complete, 1 failed" in res.output and "to retry the failed cells" in res.output
     (name,) = [n for n in json.loads((out / "sweep.json").read_text())["cells"] if "broken-klein" in n]
     cell = json.loads((out / "sweep.json").read_text())["cells"][name]
-    assert cell["status"] == "failed" and cell["attempts"] == 2 and "cannot load model" in cell["error"]
+    assert cell["status"] == "failed" and cell["attempts"] == 2 and "cannot load the local model folder" in cell["error"]
     assert not (out / name).exists()  # a run that captured nothing leaves no folder
 
 

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import attrs
 
-from ..errors import PlantainError, plugin_call
+from ..errors import PlantainError, is_out_of_memory, plugin_call
 from ..models.family import ModelFamily
 from ..models.lookup import family_of
 from ..spec.stimuli import Pair
@@ -62,21 +62,78 @@ def pipeline_scheduler(pipe, scheduler):
             del pipe.__dict__["scheduler"]
 
 
+def pass_bytes(bundle, tokens: int) -> int:
+    """A generous estimate of one stimulus's activation memory in a pass: the largest single
+    block's activations (tokens x (8 x attention width + 4 x MLP width) in the model's dtype,
+    doubled for the temporaries around them). Blocks run one after another and free theirs,
+    so the layers do not add up; the estimate does not count the weights (already loaded)."""
+    import torch
+
+    cfg = bundle.pipeline.transformer.config
+    inner = int(cfg.num_attention_heads) * int(cfg.attention_head_dim)
+    mlp = int(inner * getattr(cfg, "mlp_ratio", 4.0))
+    return int(tokens) * (8 * inner + 4 * mlp) * torch.finfo(bundle.dtype).bits // 8 * 2
+
+
+def free_memory(device: str) -> int | None:
+    """Bytes a pass may use on ``device``: CUDA's free memory (``torch.cuda.mem_get_info``),
+    else the host's available memory (``psutil``, else ``/proc/meminfo``'s MemAvailable),
+    capped by an address-space limit (``ulimit -v``); None where it cannot be told (mps)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    if not device.startswith("cpu"):
+        return None
+    import os
+    import resource
+
+    try:
+        import psutil
+
+        avail, used = int(psutil.virtual_memory().available), int(psutil.Process().memory_info().vms)
+    except ImportError:
+        try:
+            meminfo = dict(line.split(":", 1) for line in open("/proc/meminfo", encoding="ascii"))
+            avail = int(meminfo["MemAvailable"].split()[0]) * 1024
+            used = int(open("/proc/self/statm", encoding="ascii").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, KeyError, ValueError, IndexError):
+            return None
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return avail if limit == resource.RLIM_INFINITY else max(0, min(avail, limit - used))
+
+
+def fit_batch(bundle, size: tuple[int, int], has_images: bool, batch_size: int | None) -> int | None:
+    """Before any image is made or encoded: refuse a run whose single pass cannot fit in
+    memory (a huge --height), and a --batch-size that cannot, naming one that can; returns
+    the most stimuli per forward that fit (None where unknown)."""
+    family = family_of(bundle)
+    latent = family.latent_tokens(bundle.pipeline, size)
+    tokens = family.text_tokens + latent * (2 if has_images else 1)  # a conditioning image is about as long
+    free = free_memory(bundle.device)
+    if free is None or bundle.offload and not bundle.device.startswith("cpu"):
+        return None
+    one = pass_bytes(bundle, tokens)
+    fits = int(free // max(one, 1))
+    if fits < 1:
+        raise PlantainError(f"a pass at {size[0]}x{size[1]} ({tokens:,} tokens) needs about {one / 2**30:.1f} GiB of "
+                            f"activations on {bundle.device}, more than the {free / 2**30:.1f} GiB available; choose a "
+                            "smaller --height/--width")
+    if batch_size is not None and batch_size > fits:
+        raise PlantainError(f"--batch-size {batch_size}: {batch_size} passes at {size[0]}x{size[1]} need about "
+                            f"{batch_size * one / 2**30:.1f} GiB of activations on {bundle.device}, more than the "
+                            f"{free / 2**30:.1f} GiB available; try --batch-size {fits}")
+    return fits
+
+
 def auto_batch_size(bundle, tokens: int) -> int:
     """Stimuli per forward: all the tiny model wants on CPU; on CUDA what fits in free
-    memory by a generous per-element estimate of the largest single-block activations."""
+    memory by :func:`pass_bytes`'s estimate."""
     if bundle.is_tiny:
         return 16
     if not bundle.device.startswith("cuda") or bundle.offload:
         return 2
-    import torch
-
-    free, _ = torch.cuda.mem_get_info(torch.device(bundle.device))
-    tr = bundle.pipeline.transformer
-    inner = tr.config.num_attention_heads * tr.config.attention_head_dim
-    mlp = int(inner * getattr(tr.config, "mlp_ratio", 4.0))
-    per_elem = tokens * (8 * inner + 4 * mlp) * torch.finfo(bundle.dtype).bits // 8 * 2
-    n = int(max(0, free - 4 * 2**30) // max(per_elem, 1))
+    n = int(max(0, free_memory(bundle.device) - 4 * 2**30) // max(pass_bytes(bundle, tokens), 1))
     return max(1, min(16, n - n % 2 if n >= 2 else n))
 
 
@@ -261,9 +318,20 @@ class PassInputs:
 
 def transformer_forward(family, transformer, kwargs: dict):
     """The transformer's output for the arguments ``family`` built: a failure there (a shape
-    the transformer cannot take) is the family's, named as such, not a traceback."""
-    return plugin_call(f"the transformer forward on model family {family.name!r}'s inputs (noise, encode_prompts, "
-                       "transformer_kwargs)", transformer, **kwargs)[0]
+    the transformer cannot take) is the family's, named as such, not a traceback; running
+    out of memory is the machine's, named with the batch size to try."""
+    try:
+        return plugin_call(f"the transformer forward on model family {family.name!r}'s inputs (noise, "
+                           "encode_prompts, transformer_kwargs)", transformer, **kwargs)[0]
+    except BaseException as exc:
+        if not is_out_of_memory(exc):
+            raise
+        rows = getattr(kwargs.get("hidden_states"), "shape", (None,))[0]
+        what = f"a transformer pass of {rows} stimul{'us' if rows == 1 else 'i'}" if rows else "a transformer pass"
+        hint = (f"try --batch-size {max(1, rows // 2)}" if rows and rows > 1 else
+                "one stimulus per pass does not fit: choose a smaller --height/--width, or --dtype bf16, or --cpu-offload"
+                if rows == 1 else "try a smaller --batch-size")
+        raise PlantainError(f"out of memory in {what} ({type(exc).__name__}); {hint}") from exc
 
 
 def predict(family, transformer, kwargs: dict, n_latent: int, shape):

@@ -32,7 +32,7 @@ from ..spec.probes import check_images_inside
 from ..spec.stimuli import IMAGE_GUIDANCE, IMAGE_STEPS
 from .distributed import current_share
 from .images import get_images
-from .passes import NOISE_SEED_STRIDE, PassInputs, auto_batch_size, noise_seed
+from .passes import NOISE_SEED_STRIDE, PassInputs, auto_batch_size, fit_batch, noise_seed
 from .prepare import checked_config, load_bundle
 from .run_records import (ResumeRefused, check_images, check_inputs, check_pairs, image_record, input_files,
                           local_model_differs, pair_records, spec_record, stored_config, token_records,
@@ -318,6 +318,9 @@ class _Capture:
         passes = [(i, side) for i in pending for side in (0, 1)]
         start = time.perf_counter()
         size = (config.height, config.width)
+        # refused before any image is made or encoded; an automatic batch is cut to what fits
+        fits = fit_batch(self.bundle, size, any(s.image is not None for p in pairs for s in p.stimuli()),
+                         config.batch_size)
         if not manifest["images"] and self.writes:  # the folder reads as a run while its images are made
             atomic_write_json(self.run_dir / "manifest.json", manifest)
         images = self._images(size)  # a changed image is refused before the folder is touched
@@ -326,7 +329,7 @@ class _Capture:
         inputs = PassInputs.prepare(self.bundle, pairs, pending, config.seed, size, images, config.guidance)
         timings["prepare"] = round(time.perf_counter() - start, 4)
 
-        batch_size = config.batch_size or auto_batch_size(self.bundle, inputs.tokens)
+        batch_size = config.batch_size or min(auto_batch_size(self.bundle, inputs.tokens), fits or 16)
         manifest["batch_size"] = int(batch_size)
         manifest["config"] = config.evolve(batch_size=batch_size).as_dict()  # probe already stored
         # A batch holds whole pairs where it can (batch_size // 2 pairs), else single passes.

@@ -22,7 +22,7 @@ from ..capture.images import get_images
 from ..capture.run_records import check_images, image_record
 from ..config import config_from_manifest
 from ..errors import PlantainError
-from ..rundir.folder import locked
+from ..rundir.folder import check_writable, disk_errors, locked
 from .attribution import attribution_scores
 from .plan import halves_of, label, measured_sets, plan
 from .stats import BOOTSTRAP, SELECTIONS, screen_summary, selection_strength
@@ -143,6 +143,15 @@ def run_causal(run_dir, options: CausalOptions = CausalOptions(), *, model=None,
         return _run_causal(pathlib.Path(run_dir), options, model, (progress, figures, report, status), registry)
 
 
+def _check_outputs(run_dir: pathlib.Path, figures: bool, report: bool) -> None:
+    """Refuse a folder that cannot take the check's outputs before the passes, not after them."""
+    from ..report.card import CARD
+    from ..report.causal_section import FIGURE
+    from ..stats.results import BLOCKS_CSV, SUMMARY, UNITS_CSV
+
+    check_writable(run_dir, [CAUSAL_JSON] + [FIGURE] * figures + [SUMMARY, UNITS_CSV, BLOCKS_CSV, CARD] * report)
+
+
 def _status_line(name: str, unit_set, record: dict, controls: int) -> str:
     what = label(unit_set.by)
     eff = "n/a" if not np.isfinite(record["effect"]) else f"{record['effect']:.3f}"
@@ -171,6 +180,7 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
     if config.steps > 1:
         raise PlantainError(f"{run_dir} is a trajectory run (--steps {config.steps}); the causal check works on "
                             "single-step runs (--steps 1)")
+    _check_outputs(run_dir, figures, report)
     names = parse_layouts(options.layouts or config.layouts)
     names = tuple(sorted(names, key=lambda n: n != "heads"))  # heads first
     # every layout is screened; by default only heads (the units plantain asks about) are confirmed exactly
@@ -363,11 +373,12 @@ def _run_causal(run_dir: pathlib.Path, options: CausalOptions, model, flags, reg
                                  options.mode, seed),
         "notes": notes,
     }
-    atomic_write_json(run_dir / CAUSAL_JSON, out)
-    if figures:
-        from ..report.causal_section import write_causal_figure
+    with disk_errors(run_dir):
+        atomic_write_json(run_dir / CAUSAL_JSON, out)
+        if figures:
+            from ..report.causal_section import write_causal_figure
 
-        write_causal_figure(run_dir, out)
+            write_causal_figure(run_dir, out)
     if report:
         from ..report.analysis import analyze_run
 

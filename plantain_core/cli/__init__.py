@@ -64,9 +64,12 @@ class LazyGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except PlantainError as exc:
+        except (PlantainError, MemoryError) as exc:
             if debug_mode():
                 traceback.print_exception(exc, file=sys.stderr)
+            if isinstance(exc, MemoryError):  # the machine's, wherever it struck: no traceback either
+                raise click.ClickException(f"out of memory (MemoryError{f': {exc}' if str(exc) else ''}); try a "
+                                           "smaller --batch-size or --height/--width") from None
             raise click.ClickException(str(exc)) from None
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import threading
 
 import click
 
@@ -56,3 +59,21 @@ def warn_plugin_failures() -> None:
         click.echo(f"warning: {f.describe()}", err=True)
         if debug_mode() and f.traceback:
             click.echo(f.traceback.rstrip(), err=True)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """A scheduler's SIGTERM (preemption, ``kill``) is handled like Ctrl-C: a run (or a
+    sweep's running cell) is marked interrupted and says how to resume, instead of dying
+    with its manifest still 'running'."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import pathlib
-import signal
 import sys
-import threading
 import warnings
 
 import click
 
 from ..config import RunConfig
-from .common import given_options, spec_dir_option, warn_plugin_failures
+from .common import given_options, sigterm_as_interrupt, spec_dir_option, warn_plugin_failures
 from .options import THRESHOLDS, LayoutList, check_device, check_dtype, check_size
 from .report import echo_summary
 
@@ -72,25 +69,8 @@ def cli(**options):
 
     given = {CONFIG_OPTIONS[k]: v for k, v in given_options(options).items() if k in CONFIG_OPTIONS}
     config = build_config(options["probe"], given, options["out"], options["resume"])
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         _run(config, options)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """A scheduler's SIGTERM (preemption, ``kill``) is handled like Ctrl-C: the run is marked
-    interrupted and says how to resume, instead of dying with its manifest still 'running'."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(config: RunConfig, options: dict) -> None:

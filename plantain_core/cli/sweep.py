@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .common import debug_param
+from .common import debug_param, sigterm_as_interrupt
 
 
 class SweepGroup(click.Group):
@@ -52,7 +52,11 @@ def run_cmd(sweep_file, out, executor, address, workers, retries, no_figures):
 
     options = SweepOptions(executor=executor, address=address, workers=workers, retries=retries,
                            figures=not no_figures)
-    result = run_sweep(sweep_file, out, options, say=lambda line: click.echo(line, err=True))
+    try:
+        with sigterm_as_interrupt():
+            result = run_sweep(sweep_file, out, options, say=lambda line: click.echo(line, err=True))
+    except KeyboardInterrupt:
+        _interrupted(sweep_file, out)
     counts = result["counts"]
     click.echo(f"sweep {result['out']}: {counts['complete']} of {result['cells']} cells complete"
                + (f", {counts['failed']} failed" if counts["failed"] else "")
@@ -61,6 +65,26 @@ def run_cmd(sweep_file, out, executor, address, workers, retries, no_figures):
         click.echo(f"rerun `plantain sweep {sweep_file} --out {result['out']}` to retry the failed cells", err=True)
         sys.exit(1)
     click.echo(f"next: plantain sweep report {result['out']}")
+
+
+def _interrupted(sweep_file, out) -> None:
+    """Ctrl-C or SIGTERM: one line saying what is kept and how to continue; exit 130."""
+    import json
+    import shlex
+
+    from ..sweep.run import default_sweep_out
+    from ..sweep.state import SWEEP_JSON
+
+    folder = pathlib.Path(out) if out is not None else default_sweep_out(sweep_file)
+    try:
+        cells = json.loads((folder / SWEEP_JSON).read_text(encoding="utf-8"))["cells"]
+        done = f"{sum(c['status'] == 'complete' for c in cells.values())} of {len(cells)} cells are complete; "
+    except Exception:
+        done = ""
+    again = shlex.join(["plantain", "sweep", str(sweep_file), "--out", str(folder)])
+    click.echo(f"Error: interrupted: {done}a cell cut short keeps the pairs it captured in {folder} and resumes; "
+               f"continue with: {again}", err=True)
+    raise click.exceptions.Exit(130)
 
 
 def _rate(ctx, param, value):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Sequence
 
-from ..errors import PlantainError, plugin_call
+from ..errors import PlantainError, is_out_of_memory, plugin_call
 
 TEXT_KINDS = ("text-pair",)
 #: Kinds whose stimuli carry a conditioning image (the reference image or the pair's images).
@@ -451,7 +451,13 @@ class GuardedFamily:
 
     def _call(self, attr, method, *args, **kwargs):
         where = f"model family {self._family.name!r}: {attr}()"
-        value = plugin_call(where, method, *args, **kwargs)
+        try:
+            value = plugin_call(where, method, *args, **kwargs)
+        except BaseException as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise PlantainError(f"{where} ran out of memory ({type(exc).__name__}); try a smaller --batch-size or "
+                                "--height/--width") from exc
         check = RETURNS.get(attr)
         problem = check(value, args) if check else None
         if problem:

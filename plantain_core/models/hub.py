@@ -211,6 +211,10 @@ def load_pipeline(class_name: str, model: str, revision: str | None, dtype, tiny
         # found) are not OSErrors in every huggingface_hub version.
         if not isinstance(exc, (OSError, ValueError)) and not type(exc).__module__.startswith("huggingface_hub"):
             raise
+        if local is not None:  # nothing to download: the folder itself is incomplete or damaged
+            raise PlantainError(f"cannot load the local model folder {model!r}: {_short(exc)}; it needs "
+                                f"model_index.json and every component {class_name} lists, with its weights "
+                                "(a complete `save_pretrained` folder)") from None
         if cached:
             raise PlantainError(f"cannot load model {model!r}: {_short(exc)}; " + download_hint(model, tiny)) from None
         raise PlantainError(f"model {model!r} is not in the local Hugging Face cache and could not be downloaded "

@@ -95,15 +95,14 @@ def locked(run_dir: str | os.PathLike, create: bool = False):
     with _held_lock:
         entry = _held.get(key)
         if entry is None:
-            lock = FileLock(str(run_dir / LOCK), timeout=0)
+            entry = _held[key] = [_acquire(run_dir, FileLock, Timeout), 0]
             try:
-                lock.acquire()
-            except Timeout:
-                raise RunFolderError(f"{run_dir} is in use by {_describe_holder(run_dir)}; wait for it to finish "
-                                     "(two processes must not write one run folder)") from None
-            entry = _held[key] = [lock, 0]
-            (run_dir / HOLDER).write_text(_holder(), encoding="utf-8")
-            recover(run_dir)
+                with disk_errors(run_dir, "cannot lock the run folder"):
+                    (run_dir / HOLDER).write_text(_holder(), encoding="utf-8")
+                recover(run_dir)
+            except BaseException:  # a refused folder is not held: the next locked() recovers (or refuses) again
+                _release(key, entry)
+                raise
         entry[1] += 1
     try:
         yield run_dir
@@ -111,9 +110,67 @@ def locked(run_dir: str | os.PathLike, create: bool = False):
         with _held_lock:
             entry[1] -= 1
             if entry[1] == 0:
-                del _held[key]
-                (run_dir / HOLDER).unlink(missing_ok=True)
-                entry[0].release()
+                _release(key, entry)
+
+
+def _acquire(run_dir: pathlib.Path, FileLock, Timeout):
+    lock = FileLock(str(run_dir / LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:  # an OSError too (TimeoutError): caught first
+        raise RunFolderError(f"{run_dir} is in use by {_describe_holder(run_dir)}; wait for it to finish "
+                             "(two processes must not write one run folder)") from None
+    except OSError as exc:
+        raise disk_error(run_dir, exc, "cannot lock the run folder") from exc
+    return lock
+
+
+def _release(key: pathlib.Path, entry: list) -> None:
+    del _held[key]
+    try:
+        (key / HOLDER).unlink(missing_ok=True)
+    except OSError:  # a holder file that cannot go (a folder in its place) must not keep the lock held
+        pass
+    entry[0].release()
+
+
+@contextlib.contextmanager
+def disk_errors(run_dir: pathlib.Path, doing: str = "cannot write the run folder"):
+    """An OSError in the block (a read-only folder, a folder where a file goes) as one
+    RunFolderError naming the folder, the reason and the path: the disk's fault, not plantain's."""
+    try:
+        yield
+    except OSError as exc:
+        raise disk_error(run_dir, exc, doing) from exc
+
+
+def disk_error(run_dir, exc: OSError, doing: str = "cannot write the run folder") -> RunFolderError:
+    return RunFolderError(f"{doing} {run_dir}: {exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}")
+
+
+def check_writable(run_dir: pathlib.Path, names=()) -> None:
+    """Before the work: refuse (one line) a run folder that cannot take the outputs
+    ``names`` (paths relative to it, ``figures/x.png``): a folder where a file goes, a
+    file where a folder goes, a ``.staging`` that is not a folder, a read-only folder."""
+    staging = run_dir / STAGING
+    if staging.exists() and not staging.is_dir():
+        raise RunFolderError(f"{run_dir}: {STAGING} is not a folder; plantain stages its outputs there, so remove it")
+    folders = {run_dir}
+    for name in names:
+        parts = pathlib.PurePosixPath(name).parts
+        path = inside(run_dir, *parts)
+        for i in range(1, len(parts)):
+            parent = inside(run_dir, *parts[:i])
+            if parent.exists() and not parent.is_dir():
+                raise RunFolderError(f"{run_dir}: {'/'.join(parts[:i])} is a file where plantain writes the folder "
+                                     "of its outputs; move it away")
+            folders.add(parent)
+        if path.exists() and not path.is_file():
+            raise RunFolderError(f"{run_dir}: {name} is not a regular file, where plantain writes one; move it away")
+    for folder in sorted(folders):
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            raise RunFolderError(f"{run_dir}: {folder.relative_to(run_dir).as_posix()} is read-only; plantain "
+                                 "cannot write its outputs there")
 
 
 def settle(run_dir: pathlib.Path) -> None:
@@ -145,14 +202,18 @@ def recover(run_dir: pathlib.Path) -> None:
 
 
 def _move(staging: pathlib.Path, run_dir: pathlib.Path, names: list[str]) -> None:
-    for name in names:
-        parts = pathlib.PurePosixPath(name).parts
-        src = staging.joinpath(*parts)
-        if not src.is_file():  # moved before the kill
-            continue
-        dst = inside(run_dir, *parts)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, dst)
+    # every name is checked (inside the folder, a place a file can go) before the first
+    # move, so a refused commit moves nothing
+    check_writable(run_dir, names)
+    with disk_errors(run_dir):
+        for name in names:
+            parts = pathlib.PurePosixPath(name).parts
+            src = inside(staging, *parts)
+            if not src.is_file():  # moved before the kill
+                continue
+            dst = inside(run_dir, *parts)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
 
 
 @contextlib.contextmanager
@@ -160,16 +221,25 @@ def staged(run_dir: pathlib.Path):
     """Write a report's outputs into the yielded folder; on success they replace the
     run folder's files together (files not written this time are left as they are)."""
     staging = run_dir / STAGING
+    check_writable(run_dir)
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    with disk_errors(run_dir):
+        staging.mkdir()
     try:
-        yield staging
+        with disk_errors(run_dir):
+            yield staging
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     names = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
     from .fsutil import atomic_write_text
 
-    atomic_write_text(staging / COMMIT, json.dumps(names))  # from here on, a kill rolls forward
+    try:
+        check_writable(run_dir, names)  # refused before the commit, so nothing is rolled forward
+        with disk_errors(run_dir):
+            atomic_write_text(staging / COMMIT, json.dumps(names))  # from here on, a kill rolls forward
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     _move(staging, run_dir, names)
     shutil.rmtree(staging, ignore_errors=True)

@@ -130,6 +130,8 @@ def meta_problems(meta: dict[str, Any]) -> list[Problem]:
         if isinstance(value, float) and not math.isfinite(value):
             return f"{value} is not a finite number (pair meta is written to JSON)"
         if isinstance(value, dict):
+            if any(not isinstance(k, str) for k in value):
+                return "a table whose keys are not all strings (pair meta is written to JSON)"
             return next((b for v in value.values() if (b := bad(v, depth + 1))), None)
         if isinstance(value, list):
             return next((b for v in value if (b := bad(v, depth + 1))), None)

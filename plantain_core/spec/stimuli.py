@@ -13,6 +13,9 @@ import attrs
 #: Image generation settings the seed cards use for reference and image-pair images.
 IMAGE_STEPS = 14
 IMAGE_GUIDANCE = 4.0
+#: The bound of every seed (``--seed``, an image's seed): noise seeds are seed * 1,000,003
+#: + pair index and must fit torch's 64-bit generator seed.
+MAX_SEED = 2**32 - 1
 
 
 @attrs.frozen
@@ -79,4 +82,21 @@ def check_plugin_pairs(pairs: Any, who: str) -> list[Pair]:
         for side, stim in zip("ab", (pair.a, pair.b)):
             if not isinstance(stim, Stimulus) or not isinstance(stim.prompt, str):
                 raise PluginError(f"{who}: pair {pair.id!r} side {side} is not a Stimulus with a string prompt")
+            seed = stim.image.seed if isinstance(stim.image, ImageSource) and stim.image.prompt is not None else 0
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+                raise PluginError(f"{who}: pair {pair.id!r} side {side}: the image seed {seed!r} is not an integer "
+                                  f"in [0, {MAX_SEED}] (a spec's reference_seed is bounded like --seed)")
+        _check_meta(pair, who)
     return pairs
+
+
+def _check_meta(pair: Pair, who: str) -> None:
+    """Pair meta is written to JSON (manifest, summary): checked as a spec's meta is."""
+    from ..errors import PluginError
+    from .pairtable import meta_problems
+
+    meta = pair.meta
+    if not isinstance(meta, dict) or any(not isinstance(k, str) for k in meta):
+        raise PluginError(f"{who}: pair {pair.id!r} meta is a {type(meta).__name__}, not a table with string keys")
+    for key, why in meta_problems(meta):
+        raise PluginError(f"{who}: pair {pair.id!r} meta.{key}: {why}")

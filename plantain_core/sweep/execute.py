@@ -142,6 +142,8 @@ def run_ray(cells: list[Cell], out: pathlib.Path, options: SweepOptions, started
     import logging
 
     if not ray.is_initialized():
+        if options.address:
+            check_address(options.address)  # ray.init retries an address nothing answers for ever
         kwargs: dict[str, Any] = {"address": options.address} if options.address else \
             {"num_cpus": options.workers or os.cpu_count() or 1}
         ray.init(**kwargs, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
@@ -169,13 +171,15 @@ def run_ray(cells: list[Cell], out: pathlib.Path, options: SweepOptions, started
             started(pick, name)
             current[name] = model_key(pick.config)
             ref = actor.run.remote(pick.config.as_dict(), str(out / pick.name), options.figures)
-            running[ref] = (actor, name, pick)
+            running[ref] = (actor, name, pick, held != current[name])
         done, _ = ray.wait(list(running), num_returns=1)
         ref = done[0]
-        actor, name, cell = running.pop(ref)
+        actor, name, cell, loads = running.pop(ref)
         try:
             got = ray.get(ref)
         except ray.exceptions.ActorDiedError:
+            # the model it loaded for this cell died with it, unreported: still a load the sweep paid for
+            tally["model_loads"] = tally.get("model_loads", 0) + int(loads)
             losses[cell.name] = losses.get(cell.name, 0) + 1
             current.pop(name, None)
             if losses[cell.name] >= MAX_WORKER_LOSSES:
@@ -195,6 +199,24 @@ def run_ray(cells: list[Cell], out: pathlib.Path, options: SweepOptions, started
             tally["model_loads"] = tally.get("model_loads", 0) + got["loads_delta"]
             yield CellOutcome(cell, True, seconds=got["seconds"], worker=name)
         idle.append((actor, name))
+
+
+def check_address(address: str, timeout: float = 10.0) -> None:
+    """``--address HOST:PORT`` (or ``ray://HOST:PORT``) answers a TCP connect within
+    ``timeout`` seconds; else one error, instead of ray.init retrying without end.
+    ``auto`` and ``local`` are Ray's own and pass."""
+    if address in ("auto", "local"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise PlantainError(f"--address {address!r}: expected HOST:PORT (or ray://HOST:PORT, auto)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise PlantainError(f"--address {address}: no Ray cluster answers there ({why} within {timeout:g} s); start "
+                            "one with `ray start --head` on that machine, or leave --address out to start a local "
+                            "one") from None
 
 
 class _CellWorker:

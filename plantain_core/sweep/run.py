@@ -85,7 +85,7 @@ def run_sweep(path, out=None, options: SweepOptions = SweepOptions(), *,
 
         while todo:
             again = []
-            for outcome in run_cells(todo, out, options, started, tally):
+            for outcome in _stopped_cells_pending(state, run_cells(todo, out, options, started, tally)):
                 name = outcome.cell.name
                 if outcome.ok:
                     state.mark(name, "complete", seconds=outcome.seconds, error=None)
@@ -103,3 +103,15 @@ def run_sweep(path, out=None, options: SweepOptions = SweepOptions(), *,
             todo = again
         return {"out": out, "counts": state.counts(), "model_loads": tally["model_loads"], "cells": len(cells),
                 "skipped": len(skipped)}
+
+
+def _stopped_cells_pending(state: SweepState, outcomes):
+    """``outcomes``, and on an interruption (Ctrl-C, SIGTERM) the running cells marked
+    pending again (their folders keep the pairs they flushed and resume), not left 'running'."""
+    try:
+        yield from outcomes
+    except KeyboardInterrupt:
+        for name, entry in state.cells.items():
+            if entry["status"] == "running":
+                state.mark(name, "pending", error="interrupted")
+        raise
