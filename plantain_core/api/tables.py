@@ -53,10 +53,10 @@ def units_table(run_dir: pathlib.Path, manifest: Mapping[str, Any], config):
     steps = config.captured_steps if config.steps > 1 else None
     expected = [name if steps is None else f"{name}@step{s}" for name in config.layouts for s in (steps or [None])]
     got = table["layout"].value_counts().to_dict()
-    if set(got) != set(expected):
+    check_unit_rows(path, got, manifest, run_dir)
+    if set(got) != set(expected):  # a layout the manifest does not record
         raise PlantainError(f"{path}: holds layouts {sorted(got)}, the manifest records {sorted(expected)}; "
                             f"run plantain report {run_dir}")
-    check_unit_rows(path, got, manifest, run_dir)
     if steps is not None:
         base_step = table["layout"].str.rsplit("@step", n=1, expand=True)
         table.insert(1, "step", base_step[1].astype(int))
