@@ -209,7 +209,8 @@ def test_peak_step_counts_and_top_units_order():
     top = {r["unit"]: r for r in s["top_units"]}
     assert (top["u0"]["peak_step"], top["u1"]["peak_step"], top["u2"]["peak_step"]) == (2, 0, 0)
     assert "u3" not in top and len(s["top_units"]) == 3
-    assert s["peak_step_of_significant_units"] == {"0": 2, "2": 1}
+    assert s["steps"] == [0, 1, 2] and s["peak_step_counts"] == [2, 0, 1]
+    assert s["peak_step"] == 0 and isinstance(s["peak_step"], int)
     order = [r["unit"] for r in s["top_units"]]
     assert order == sorted(order, key=lambda name: -np.nanmax(np.abs(t[:, int(name[1:])])))
     assert top["u1"]["t"][0] < 0 and top["u1"]["sign_consistency"] == pytest.approx(1 / 3)  # t = 0 elsewhere

@@ -74,8 +74,11 @@ def _summary(steps: Sequence[int], t: np.ndarray, p_fwer: np.ndarray, q: np.ndar
         "transient_units": int((any_unit & ~stable).sum()),
         "per_step": [int(x) for x in sig.sum(axis=1)],
         "early_share": (early / (early + late)) if early + late else None,
-        "peak_step_of_significant_units": {str(steps[k]): int(c) for k, c in
-                                           zip(*np.unique(peak[any_unit], return_counts=True))},
+        # per captured step (aligned with "steps"), how many significant units peak there, and the
+        # step most of them peak at (the earliest on ties): numbers, not a histogram keyed by strings
+        "peak_step_counts": [int(c) for c in np.bincount(peak[any_unit], minlength=len(steps))],
+        "peak_step": int(steps[int(np.bincount(peak[any_unit], minlength=len(steps)).argmax())])
+        if any_unit.any() else None,
         "top_units": [{"unit": first.units[u], "t": [float(x) for x in t[:, u]], "peak_step": int(steps[peak[u]]),
                        "sign_consistency": float(consistency[u])}
                       for u in np.argsort(-abs_t.max(axis=0), kind="stable")[:8] if abs_t[:, u].max() >= 0],
