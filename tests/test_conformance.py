@@ -21,11 +21,13 @@ from plantain_core.testing import ConformanceError, plugins_registered, prove_fa
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-# (model, steps): K = 3 steps with and without CFG, each kind the family runs
-BUILTIN = ["tiny", "tiny-flux2-dev", "tiny-flux1", "tiny-flux1-kontext", "tiny-sd3"]
+# every built-in tiny model: does its pipeline run CFG at guidance 3? (Klein base, as tiny is not
+# distilled; SD3; Z-Image; PixArt-Sigma. Qwen-Image only with a negative prompt, which plantain never gives)
+BUILTIN = {"tiny": True, "tiny-flux2-dev": False, "tiny-flux1": False, "tiny-flux1-kontext": False, "tiny-sd3": True,
+           "tiny-qwen-image": False, "tiny-z-image": True, "tiny-pixart-sigma": True}
 
 
-@pytest.mark.parametrize("model", BUILTIN)
+@pytest.mark.parametrize("model", sorted(BUILTIN))
 def test_every_builtin_family_equals_its_pipeline_call(model):
     report = prove_family(model, steps=(1, 3), guidance=(1.0, 3.0))
     family = load_model(model, "cpu").family
@@ -35,8 +37,9 @@ def test_every_builtin_family_equals_its_pipeline_call(model):
     assert {c.layout for c in report.cases} == {"heads", "slices16"}
     assert all(len(c.per_step) == c.steps for c in report.cases)
     assert report.max_rel <= 1e-5
-    # CFG where the pipeline runs it: Klein base at guidance 3 (tiny is not distilled), SD3
-    assert {c.cfg for c in report.cases if c.guidance > 1} == {model in ("tiny", "tiny-sd3")}
+    assert {c.cfg for c in report.cases if c.guidance > 1} == {BUILTIN[model]}
+    assert {c.cfg for c in report.cases if c.guidance == 1} == {False}
+    print(f"\n{model}: kit max rel {report.max_rel:.2e}")
 
 
 def test_the_example_family_equals_its_pipeline_call():
@@ -257,3 +260,17 @@ def test_the_default_padding_note_claims_nothing_a_family_did_not_say():
     # the families whose pipelines have no text mask still say so
     assert FLUX1.padding_note() == "The text stream is padded to 512 tokens with no attention mask"
     assert SD3.padding_note() == "The text stream is padded to 333 tokens with no attention mask"
+
+
+def test_a_reference_step_count_that_is_no_whole_number_breaks_the_contract():
+    from plantain_core.models.family import contract_problem
+
+    class Zero(PixArtSigma):
+        reference_steps_for_one = 0
+
+    class Fraction(PixArtSigma):
+        reference_steps_for_one = 2.0
+
+    assert contract_problem(PixArtSigma()) is None
+    for bad in (Zero(), Fraction()):
+        assert contract_problem(bad) == "`reference_steps_for_one` must be a positive integer"

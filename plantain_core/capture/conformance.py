@@ -5,12 +5,16 @@ each guidance scale asked for, the same seeded stimuli twice:
 
 - through plantain (:func:`~plantain_core.capture.runner.run_probe`, batched as a run
   batches, captures written to ``captures/<layout>.npz``), and
-- through the pipeline's own ``__call__`` (``num_inference_steps=K``, ``guidance_scale``,
-  the stimulus's prompt and conditioning image, the run's per-pair generator and
-  :meth:`ModelFamily.call_kwargs`), with capture hooks on the family's capture sites,
+- through the pipeline's own ``__call__`` (``num_inference_steps=K``, the guidance as
+  :meth:`ModelFamily.pipeline_guidance` passes it, the stimulus's prompt and conditioning
+  image, the run's per-pair generator and :meth:`ModelFamily.call_kwargs`), with capture
+  hooks on the family's capture sites (which read each forward's text length through
+  :meth:`ModelFamily.text_length`),
 
-and compares every unit of every step: the report holds the maximum relative difference
-|plantain - pipeline| / |pipeline| per kind, steps, guidance, layout and step. With CFG
+and compares every unit of every step (K = 1 against step 0 of an N-step ``__call__``
+where the family's ``reference_steps_for_one`` is N > 1): the report holds the maximum
+relative difference |plantain - pipeline| / |pipeline| per kind, steps, guidance, layout
+and step. With CFG
 the pipeline's forwards carry an unconditional row per step too (batched or not): each of
 plantain's conditional rows is compared with the pipeline's row of that step it is
 nearest to, and the pipeline must run as many rows per step as the family's ``uses_cfg``
@@ -198,19 +202,21 @@ def _compare(bundle, kind: str, steps: int, guidance: float, seed: int, out: str
                        width=size, flips=50, splits=10)
     run_probe(Probe.from_pairs(spec, pairs), out, config, model=bundle, progress=False)
     cfg = bool(family.uses_cfg(bundle.pipeline, guidance))
+    # a family whose __call__ cannot run one step is compared with step 0 of the call it names
+    calls = int(getattr(family, "reference_steps_for_one", 1)) if steps == 1 else steps
     worst: dict[str, np.ndarray] = {}
     problem = ""
     for i, pair in enumerate(pairs):
         for side, stim in zip("ab", pair.stimuli()):
             image = None if stim.image is None else get_image(bundle, stim.image, size, size)[0]
-            rows = pipeline_rows(bundle, stim.prompt, image, (seed, i), steps, guidance)
+            rows = pipeline_rows(bundle, stim.prompt, image, (seed, i), calls, guidance)
             for layout, ref in rows.items():
                 with np.load(f"{out}/captures/{layout}.npz", allow_pickle=False) as z:
                     ours = z[side][i].reshape(steps, -1)
-                if ref.shape[0] % steps or ref.shape[1] != ours.shape[1]:
-                    raise PlantainError(f"conformance: the pipeline gave {ref.shape} rows for {steps} steps of "
+                if ref.shape[0] % calls or ref.shape[1] != ours.shape[1]:
+                    raise PlantainError(f"conformance: the pipeline gave {ref.shape} rows for {calls} steps of "
                                         f"{ours.shape[1]} units")
-                ref = ref.reshape(steps, -1, ref.shape[-1])  # (steps, rows per step, units)
+                ref = ref.reshape(calls, -1, ref.shape[-1])[:steps]  # (steps, rows per step, units)
                 if ref.shape[1] != 1 + cfg:
                     problem = (f"the pipeline runs {ref.shape[1]} rows per step, the family's uses_cfg "
                                f"says {1 + cfg}")
@@ -232,7 +238,7 @@ def pipeline_rows(bundle, prompt: str, image, seed_pair: tuple[int, int], steps:
 
     family, pipe, size = family_of(bundle), bundle.pipeline, int(bundle.default_size)
     kwargs: dict[str, Any] = dict(prompt=prompt, height=size, width=size, num_inference_steps=steps,
-                                  guidance_scale=guidance, output_type="latent",
+                                  output_type="latent", **family.pipeline_guidance(guidance),
                                   generator=torch.Generator("cpu").manual_seed(noise_seed(*seed_pair)))
     kwargs.update(family.call_kwargs(bundle, (size, size)))
     if image is not None:

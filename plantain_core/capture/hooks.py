@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterator
 import attrs
 import numpy as np
 
+from ..models.family import ModelFamily
 from ..models.layouts import LAYOUT_NAMES, BlockInfo, Layout, Site, block_streams, blocks_of, build_layouts, check_scope
 
 # Bound the float32 temporary of a projection input (elements): long single-block
@@ -59,9 +60,9 @@ def token_range(stream: str, scope: str, n_tokens: int, text_len: int | None) ->
     if stream != "single" or scope == "all":
         return 0, n_tokens
     if text_len is None:
-        raise RuntimeError(f"--token-scope {scope} on a single-stream site needs the text length, read from the "
-                           "transformer's encoder_hidden_states argument, which this forward did not get (Z-Image's "
-                           "transformer takes cap_feats): this model family runs --token-scope all only")
+        raise RuntimeError(f"--token-scope {scope} on a single-stream site needs the text length, which the model "
+                           "family's text_length() does not give for this forward (Z-Image's layers put the image "
+                           "first): this model family runs --token-scope all only")
     return (text_len, n_tokens) if scope == "image" else (0, text_len)
 
 
@@ -185,6 +186,7 @@ class UnitCapture:
     sites: list[Site]  # the family's capture sites of ``transformer``
     editor: Editor | None = None
     measure: bool = True  # False: apply the editor only, capture nothing (intervention passes)
+    family: Any = None  # the model family whose sites these are (None: the contract's defaults)
     _handles: list[Any] = attrs.field(factory=list)
     _text_len: int | None = None
     _sums: dict[SiteKey, Any] = attrs.field(factory=dict)
@@ -201,8 +203,10 @@ class UnitCapture:
 
     # -- hooks -------------------------------------------------------------------------
     def _on_transformer_start(self, module, args, kwargs):
-        ehs = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
-        self._text_len = None if ehs is None else int(ehs.shape[1])
+        # the family reads its own forward's arguments: a pipeline may pass the text positionally,
+        # as a list or under another name (Z-Image's cap_feats), where plantain passes keywords
+        self._text_len = (ModelFamily.text_length(None, args, kwargs) if self.family is None
+                          else self.family.text_length(args, kwargs))
         self._sums.clear()  # a forward that raised leaves partial sums behind
         self._tokens.clear()
 
@@ -301,9 +305,10 @@ def capture_units(
     from ..models.lookup import family_for_transformer
 
     check_scope(token_scope)
-    sites = checked_sites(family or family_for_transformer(transformer), transformer)
+    family = family or family_for_transformer(transformer)
+    sites = checked_sites(family, transformer)
     built = build_layouts(layouts, blocks_of(sites), token_scope)
-    cap = UnitCapture(transformer, built, token_scope, sites, editor, measure)
+    cap = UnitCapture(transformer, built, token_scope, sites, editor, measure, family)
     try:
         cap.install()
         yield cap

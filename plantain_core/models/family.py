@@ -17,7 +17,9 @@ whose ``family`` is that object. The core asks the family, never the pipeline cl
 
 docs/writing-a-model-plugin.md walks through a family; the built-in ones (FLUX.2, FLUX.1,
 SD3) are plugins like any other (``plantain_plugins.families``): this module imports none of
-them, and finding a registered family is :mod:`plantain_core.models.lookup`'s job.
+them, and finding a registered family is :mod:`plantain_core.models.lookup`'s job. What a
+family's methods return is checked in :mod:`plantain_core.models.family_checks` (its
+``checked_sites`` and ``RETURNS`` are importable from here too).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import functools
 from typing import Any, Sequence
 
 from ..errors import PlantainError, is_out_of_memory, plugin_call
+from .family_checks import RETURNS, checked_sites  # noqa: F401 (public here too)
 
 TEXT_KINDS = ("text-pair",)
 #: Kinds whose stimuli carry a conditioning image (the reference image or the pair's images).
@@ -70,6 +73,9 @@ class ModelFamily:
     unit_notes: tuple[str, ...] = ()
     #: the card's hub tag for the model (default: ``name``)
     card_tag: str = ""
+    #: N where ``__call__`` cannot run one step (Qwen-Image: its 1-step schedule is 0/0): the
+    #: probe pass is then step 0 of an N-step ``__call__``, and the conformance kit compares it so
+    reference_steps_for_one: int = 1
 
     def padding_note(self) -> str:
         """The card's sentence (no final period; the card goes on ", so prompt length and padding
@@ -119,6 +125,20 @@ class ModelFamily:
         """Extra keyword arguments of the pipeline's ``__call__`` when plantain generates
         an image of ``size`` (height, width) with it (reference images of image-conditioned probes)."""
         return {}
+
+    def pipeline_guidance(self, guidance: float) -> dict:
+        """The keyword arguments of ``__call__`` that run plantain's ``--guidance`` (``uncond +
+        guidance * (cond - uncond)`` where :meth:`uses_cfg` holds): ``guidance_scale`` by default;
+        a pipeline with another convention maps it (Z-Image's ``guidance_scale`` is ``guidance - 1``)."""
+        return {"guidance_scale": guidance}
+
+    def text_length(self, args: tuple, kwargs: dict):
+        """The text tokens of one transformer forward, from its arguments as the pipeline or
+        plantain calls it (the capture hooks read it to split single-stream sites): the length of
+        ``encoder_hidden_states`` (keyword or second positional argument) by default; None where
+        the forward has no such text-first stream (the family then runs ``--token-scope all`` only)."""
+        ehs = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
+        return None if ehs is None else int(ehs.shape[1])
 
     # -- one pass -----------------------------------------------------------------------------
     def size_multiple(self, pipe) -> int:
@@ -285,6 +305,9 @@ def contract_problem(family) -> str | None:
         return "`unit_notes` must be a tuple of strings (one line each)"
     if not isinstance(getattr(family, "card_tag", ""), str):
         return "`card_tag` must be a string"
+    steps = getattr(family, "reference_steps_for_one", 1)
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 1000:
+        return "`reference_steps_for_one` must be a positive integer"
     for method in REQUIRED:
         impl = getattr(type(family), method, None)
         if not callable(impl) or impl is getattr(ModelFamily, method, None):
@@ -293,140 +316,6 @@ def contract_problem(family) -> str | None:
         if callable(base) and not attr.startswith("_") and not callable(getattr(family, attr, None)):
             return f"`{attr}` must be a method, not {type(getattr(family, attr, None)).__name__}"
     return None
-
-
-def checked_sites(family: ModelFamily, transformer) -> list:
-    """``family.sites(transformer)``, checked: a plugin's return value is untrusted, and a
-    malformed site would otherwise fail deep inside a capture hook."""
-    import re
-
-    from .layouts import STREAMS, BlockInfo, Site
-
-    name = getattr(family, "name", "?")
-    sites = plugin_call(f"model family {name!r}: sites() on {type(transformer).__name__}", family.sites, transformer)
-    if not isinstance(sites, list) or not sites:
-        raise PlantainError(f"model family {name!r}: sites() must return a non-empty list of Site")
-    for k, site in enumerate(sites):
-        where = f"model family {name!r}: sites()[{k}]"
-        if not isinstance(site, Site) or not isinstance(site.block, BlockInfo):
-            raise PlantainError(f"{where} is {type(site).__name__}, not a plantain_core.Site of a BlockInfo")
-        b = site.block
-        if not isinstance(b.kind, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", b.kind):
-            raise PlantainError(f"{where}: block kind {b.kind!r} must be a short identifier (it names units)")
-        counts = (b.index, b.heads, b.head_dim, b.attn_dim, b.mlp_dim)
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts) or b.heads < 1 \
-                or b.head_dim < 1 or b.attn_dim != b.heads * b.head_dim:
-            raise PlantainError(f"{where}: {b.name} needs whole numbers with heads, head_dim >= 1 and "
-                                f"attn_dim = heads x head_dim (got {counts[1:]})")
-        if site.stream not in STREAMS or site.stream not in b.streams:
-            raise PlantainError(f"{where}: stream {site.stream!r} is not one of the block's {b.streams} "
-                                f"(streams are {', '.join(STREAMS)})")
-        width = getattr(site.module, "in_features", None)
-        if not callable(getattr(site.module, "register_forward_pre_hook", None)) or \
-                (isinstance(width, int) and width < b.attn_dim + b.mlp_dim):
-            raise PlantainError(f"{where}: {b.name}/{site.stream} is not a module taking {b.attn_dim + b.mlp_dim} "
-                                "input features")
-    return sites
-
-
-def _is_tensor(value) -> bool:
-    import torch
-
-    return isinstance(value, torch.Tensor)
-
-
-def _pair(value, first=None, second=None) -> bool:
-    return isinstance(value, tuple) and len(value) == 2 and (first is None or first(value[0])) \
-        and (second is None or second(value[1]))
-
-
-def _str_dict(value) -> bool:
-    return isinstance(value, dict) and all(isinstance(k, str) for k in value)
-
-
-def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _encoded(value, args) -> str | None:
-    if not _pair(value, _str_dict, _str_dict):
-        return "must return ({prompt: {kwarg: tensor}}, {kwarg: tensor})"
-    embeds, prompts = value[0], args[1]
-    for prompt in prompts:
-        one = embeds.get(prompt)
-        if not _str_dict(one) or not all(_is_tensor(v) and v.ndim >= 1 and v.shape[0] == 1 for v in one.values()):
-            return f"must give every prompt a dict of tensors with batch size 1 (not so for {prompt[:40]!r})"
-        if not _is_tensor(one.get("encoder_hidden_states")):
-            return "must give every prompt an `encoder_hidden_states` tensor (the noise dtype and the text length)"
-    return None
-
-
-@functools.lru_cache(maxsize=None)
-def _forward_params(transformer_class) -> frozenset | None:
-    """The keyword arguments ``transformer_class.forward`` takes; None where it takes any."""
-    import inspect
-
-    try:
-        params = inspect.signature(transformer_class.forward).parameters
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return None if any(p.kind is p.VAR_KEYWORD for p in params.values()) else frozenset(params)
-
-
-def _forward_kwargs(value, args) -> str | None:
-    if not _str_dict(value):
-        return "must return a dict of keyword arguments"
-    transformer = getattr(args[0], "transformer", None)
-    params = _forward_params(type(transformer)) if transformer is not None else None
-    unknown = sorted(set(value) - params) if params else []
-    if unknown:
-        return f"gives {', '.join(unknown)}, which {type(transformer).__name__}.forward does not take"
-    return None
-
-
-def _scheduled(value, args) -> str | None:
-    if not _pair(value) or not hasattr(value[0], "step"):
-        return "must return (a scheduler with .step, its timesteps)"
-    try:
-        n = len(value[1])
-    except TypeError:
-        return "must return timesteps with a length"
-    return None if n == args[1] else f"returned {n} timesteps for {args[1]} steps"
-
-
-def _check(ok, wanted: str):
-    return lambda value, args: None if ok(value) else f"must return {wanted}"
-
-
-#: How each family method's return value is checked (a plugin's return value is untrusted).
-RETURNS = {
-    "prompt_tokens": _check(lambda v: isinstance(v, (list, tuple)) and all(
-        isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 1 << 31 for t in v), "a list of token ids"),
-    "encode_prompts": _encoded,
-    "encode_image": _check(lambda v: _pair(v, _is_tensor, _is_tensor), "(latents, position ids) tensors"),
-    "noise": _check(lambda v: _pair(v, _is_tensor, lambda ids: ids is None or _is_tensor(ids)),
-                    "(latents, position ids or None) tensors"),
-    "text_encoder_out_layers": _check(lambda v: isinstance(v, tuple) and all(isinstance(i, int) for i in v),
-                                      "a tuple of layer indices"),
-    "call_kwargs": _check(_str_dict, "a dict of keyword arguments"),
-    "size_multiple": _check(_whole, "a positive integer"),
-    "latent_tokens": _check(_whole, "a positive integer"),
-    "model_input": _check(_is_tensor, "a tensor"),
-    "join_ids": _check(lambda v: v is None or _is_tensor(v), "a tensor or None"),
-    "text_kwargs": _check(_str_dict, "a dict of keyword arguments"),
-    "transformer_kwargs": _forward_kwargs,
-    "prediction": _check(_is_tensor, "a tensor"),
-    "schedule": _scheduled,
-    "uses_cfg": _check(lambda v: isinstance(v, bool), "True or False"),
-    "scale_model_input": _check(_is_tensor, "a tensor"),
-    "loop_timestep": _check(_is_tensor, "a tensor"),
-    "guide": _check(_is_tensor, "a tensor"),
-    "step_kwargs": _check(_str_dict, "a dict of keyword arguments"),
-    "step": _check(_is_tensor, "a tensor"),
-    "padding_note": _check(lambda v: isinstance(v, str), "a string"),
-    "presets": _check(lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(c, dict)
-                                                            for k, c in v.items()), "{hub id: config dict}"),
-}
 
 
 class GuardedFamily:

@@ -26,6 +26,9 @@ from plantain_core.models.layouts import BlockInfo, Site
 #: ``max_sequence_length`` of ``QwenImagePipeline.__call__``: the text stream's longest length.
 TEXT_TOKENS = 512
 
+#: the steps of the schedule whose step 0 is the one-step probe pass (__call__'s own is 0/0)
+PROBE_SCHEDULE_STEPS = 2
+
 #: bundled transformer configs (sources in docs/models.md)
 PRESETS = {"Qwen/Qwen-Image": "Qwen-Image.json"}
 
@@ -39,6 +42,7 @@ class QwenImageFamily(ModelFamily):
     kinds = TEXT_KINDS
     text_tokens = TEXT_TOKENS
     prompt_limit = TEXT_TOKENS
+    reference_steps_for_one = PROBE_SCHEDULE_STEPS  # its 1-step schedule is 0/0: see schedule()
     unit_notes = (
         "dual-stream blocks only: heads are slices of the attention output before attn.to_out[0] (image tokens) "
         "and attn.to_add_out (text tokens)",
@@ -110,6 +114,10 @@ class QwenImageFamily(ModelFamily):
                     encoder_hidden_states_mask=None, **text, img_shapes=[[shape]] * hidden.shape[0],
                     attention_kwargs={}, return_dict=False)
 
+    def pipeline_guidance(self, guidance):
+        # plantain's guidance is true CFG (true_cfg_scale), which __call__ runs only with a negative prompt
+        return {"true_cfg_scale": guidance, "guidance_scale": None}
+
     def schedule(self, pipe, steps, image_seq_len, device):
         """As ``__call__``; except at one step, where Qwen-Image's ``shift_terminal`` (0.02)
         stretches the sigmas by 0/0 and ``__call__`` runs on a NaN timestep: the probe pass
@@ -117,7 +125,7 @@ class QwenImageFamily(ModelFamily):
         import numpy as np
 
         if steps == 1:
-            scheduler, timesteps = self.schedule(pipe, 2, image_seq_len, device)
+            scheduler, timesteps = self.schedule(pipe, PROBE_SCHEDULE_STEPS, image_seq_len, device)
             return scheduler, timesteps[:1]
         from diffusers.pipelines.qwenimage.pipeline_qwenimage import calculate_shift, retrieve_timesteps
 

@@ -145,5 +145,11 @@ class ZImageFamily(ModelFamily):
     def uses_cfg(self, pipe, guidance):
         return guidance > 1.0  # G > 1 is the pipeline's guidance_scale G - 1 > 0
 
+    def pipeline_guidance(self, guidance):
+        return {"guidance_scale": guidance - 1.0}
+
+    def text_length(self, args, kwargs):
+        return None  # the layers put the image tokens first: no text-first split to read
+
 
 Z_IMAGE = ZImageFamily()
