@@ -14,7 +14,7 @@ import functools
 from ..errors import PlantainError, plugin_call
 
 
-def checked_sites(family: ModelFamily, transformer) -> list:
+def checked_sites(family, transformer) -> list:
     """``family.sites(transformer)``, checked: a plugin's return value is untrusted, and a
     malformed site would otherwise fail deep inside a capture hook."""
     import re
