@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
-import pathlib
+
 import re
 import sys
 from typing import Any, Iterable
@@ -29,7 +29,7 @@ from typing import Any, Iterable
 from ..config import FLAGS
 from ..errors import PlantainError
 from ..spec.probes import Probe, load_probe
-from .run_folder import Captures, Run
+from .run_folder import Captures, Run, open_run
 from .sweeps import Sweep
 
 #: CLI spellings in messages -> the keyword a Python caller passes
@@ -151,13 +151,7 @@ def run(probe: Probe | str | os.PathLike, *, out: str | os.PathLike | None = Non
 def load_run(path: str | os.PathLike) -> Run:
     """A finished (or interrupted) run folder, or a run published with ``plantain publish``
     (``hf://user/repo``, downloaded into the hub cache); every manifest field is checked."""
-    from ..report.analysis import CAPTURES, MANIFEST
-    from ..rundir.hub import resolve_run_path
-
-    path = resolve_run_path(path)
-    if not (path / CAPTURES).is_dir() and (path / MANIFEST).is_file() and not (path / "summary.json").is_file():
-        raise PlantainError(f"{path} has no captures/ folder: not a complete plantain run folder")
-    return Run(path)
+    return open_run(path)
 
 
 @python_errors

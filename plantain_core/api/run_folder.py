@@ -7,17 +7,15 @@ import functools
 import json
 import os
 import pathlib
-import sys
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..config import RunConfig, config_from_manifest
 from ..errors import PlantainError
 from ..report.analysis import CAPTURES, MANIFEST, load_captures, read_manifest
-from ..spec.probes import Probe, load_probe
 from ..stats.engine import top_by_abs_t
-from ..stats.results import CHECK_COLUMNS, SUMMARY, UNITS_COLUMNS, UNITS_CSV
+from ..stats.results import SUMMARY
 
 CARD = "README.md"
 
@@ -153,3 +151,14 @@ class Run:
         """The run's files, relative to its folder."""
         return sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*") if p.is_file()
                       and not p.name.startswith("."))
+
+
+def open_run(path) -> Run:
+    """:class:`Run` of a run folder or ``hf://user/repo``, its messages in the CLI's words
+    (``load_run`` is this for Python callers)."""
+    from ..rundir.hub import resolve_run_path
+
+    path = resolve_run_path(path)
+    if not (path / CAPTURES).is_dir() and (path / MANIFEST).is_file() and not (path / SUMMARY).is_file():
+        raise PlantainError(f"{path} has no captures/ folder: not a complete plantain run folder")
+    return Run(path)

@@ -14,7 +14,7 @@ from ..report.explorer import EXPLORER, MAX_VALUES
 def panels_of(path: pathlib.Path) -> tuple[list, str]:
     """The explorer's panels and page title: one run, or every complete cell of a sweep
     (one row per probe and model, seeds side by side)."""
-    from ..api import load_run
+    from ..api.run_folder import open_run as load_run
     from ..report.explorer import Panel
     from ..sweep.state import SWEEP_JSON
 
