@@ -343,17 +343,17 @@ def test_plantain_new_into_a_folder_below_a_file(tmp_path):
 
 
 @pytest.mark.parametrize("call,message", [
-    (lambda pt, p: pt.run(p, out=5), "run(): out must be a folder path, got 5"),
+    (lambda pt, p: pt.run(p, out=5), "run(): out= must be a folder path, got 5"),
     (lambda pt, p: pt.run(5), "probe(): expected a probe name or a spec path, got 5"),
     (lambda pt, p: pt.probe(None), "probe(): expected a probe name or a spec path, got None"),
-    (lambda pt, p: pt.run(p, model="tiny", resume="no"), "run(): resume must be True or False, got 'no'"),
-    (lambda pt, p: pt.run(p, model="tiny", figures="no"), "run(): figures must be True or False, got 'no'"),
-    (lambda pt, p: pt.run(p, model="tiny", seed="3"), "--seed: expected an integer, got '3'"),
-    (lambda pt, p: pt.run(p, model="tiny", layouts=5), "--units: expected layout names, got 5"),
-    (lambda pt, p: pt.run(p, model="tiny", thresholds=[True, 5]), "--thresholds: [True, 5] is not a list of numbers"),
-    (lambda pt, p: pt.run(p, model="tiny", thresholds={"3": 1}), "--thresholds: {'3': 1} is not a list of numbers"),
-    (lambda pt, p: pt.run(p, model="tiny", batch_size=0), "--batch-size: 0 is out of range"),
-    (lambda pt, p: pt.run(p, model=None, device="gpu"), "--device: 'gpu' is not a device"),
+    (lambda pt, p: pt.run(p, model="tiny", resume="no"), "run(): resume= must be True or False, got 'no'"),
+    (lambda pt, p: pt.run(p, model="tiny", figures="no"), "run(): figures= must be True or False, got 'no'"),
+    (lambda pt, p: pt.run(p, model="tiny", seed="3"), "seed=: expected an integer, got '3'"),
+    (lambda pt, p: pt.run(p, model="tiny", layouts=5), "layouts=: expected layout names, got 5"),
+    (lambda pt, p: pt.run(p, model="tiny", thresholds=[True, 5]), "thresholds=: [True, 5] is not a list of numbers"),
+    (lambda pt, p: pt.run(p, model="tiny", thresholds={"3": 1}), "thresholds=: {'3': 1} is not a list of numbers"),
+    (lambda pt, p: pt.run(p, model="tiny", batch_size=0), "batch_size=: 0 is out of range"),
+    (lambda pt, p: pt.run(p, model=None, device="gpu"), "device=: 'gpu' is not a device"),
 ])
 def test_python_api_wrong_types_are_named(tmp_path, monkeypatch, call, message):
     import plantain_core as pt
@@ -375,7 +375,7 @@ def test_python_api_top_and_spec_dirs(tmp_path):
     run = pt.run(spec, model="tiny", layouts=["heads"], flips=20, splits=5, out=tmp_path / "run", figures=False)
     assert len(run.top(3)) == 3
     for k in (-3, "x", 2.5, True):
-        with pytest.raises(pt.PlantainError, match="top\\(k\\): k must be a non-negative integer"):
+        with pytest.raises(pt.PlantainError, match="top\\(k=\\): k must be a non-negative integer"):
             run.top(k)
     (run.path / "units.csv").write_text("foo,bar\n1,2\n")
     with pytest.raises(pt.PlantainError, match="units.csv: not a plantain units table"):

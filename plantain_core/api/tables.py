@@ -16,7 +16,7 @@ from ..stats.across_steps import STEPS_CSV
 from ..stats.results import CHECK_COLUMNS, UNITS_COLUMNS, UNITS_CSV
 
 
-def _read_csv(path: pathlib.Path, dtypes: Mapping[str, Any], numeric, run_dir):
+def _read_csv(path: pathlib.Path, dtypes: Mapping[str, Any], numeric, run_dir, what: str):
     import pandas as pd
 
     if not path.is_file():
@@ -25,7 +25,7 @@ def _read_csv(path: pathlib.Path, dtypes: Mapping[str, Any], numeric, run_dir):
         return pd.read_csv(path, dtype={**dtypes, **{c: float for c in numeric}}, keep_default_na=False,
                            na_values={c: [""] for c in numeric}, encoding="utf-8")
     except (ValueError, TypeError, UnicodeDecodeError, OSError, pd.errors.ParserError) as exc:
-        raise PlantainError(f"{path}: not a plantain table ({type(exc).__name__}: {str(exc)[:200]}); "
+        raise PlantainError(f"{path}: not a plantain {what} table ({type(exc).__name__}: {str(exc)[:200]}); "
                             f"run plantain report {run_dir}") from None
 
 
@@ -46,9 +46,10 @@ def units_table(run_dir: pathlib.Path, manifest: Mapping[str, Any], config):
 
     path = run_dir / UNITS_CSV
     numeric = UNITS_COLUMNS[3:] + CHECK_COLUMNS
-    table = _read_csv(path, {"layout": str, "unit": str, "block": str}, numeric, run_dir)
+    table = _read_csv(path, {"layout": str, "unit": str, "block": str}, numeric, run_dir, "units")
     if list(table.columns) not in (list(UNITS_COLUMNS), list(UNITS_COLUMNS + CHECK_COLUMNS)):
-        raise PlantainError(f"{path}: columns {list(table.columns)[:18]}, expected {list(UNITS_COLUMNS + CHECK_COLUMNS)}; "
+        raise PlantainError(f"{path}: not a plantain units table (columns {list(table.columns)[:18]}, expected "
+                            f"{list(UNITS_COLUMNS + CHECK_COLUMNS)}); "
                             f"run plantain report {run_dir}")
     steps = config.captured_steps if config.steps > 1 else None
     expected = [name if steps is None else f"{name}@step{s}" for name in config.layouts for s in (steps or [None])]
@@ -75,7 +76,7 @@ def steps_table(run_dir: pathlib.Path, manifest: Mapping[str, Any], config):
     if config.steps == 1:
         raise PlantainError(f"{run_dir} captured one step: it has no steps.csv (run with steps=K for a trajectory)")
     path = run_dir / STEPS_CSV
-    table = _read_csv(path, {"layout": str, "unit": str, "step": int}, ("t", "p_fwer_across", "q_across"), run_dir)
+    table = _read_csv(path, {"layout": str, "unit": str, "step": int}, ("t", "p_fwer_across", "q_across"), run_dir, "steps")
     if list(table.columns) != ["layout", "unit", "step", "t", "p_fwer_across", "q_across"]:
         raise PlantainError(f"{path}: columns {list(table.columns)[:8]}, expected layout, unit, step, t, "
                             f"p_fwer_across, q_across; run plantain report {run_dir}")
