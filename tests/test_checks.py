@@ -290,3 +290,16 @@ def test_a_constant_length_probe_names_the_confound_and_runs_the_placebo(tmp_pat
     unit = list(np.load(out / "captures" / "heads.npz")["units"]).index(top["unit"])
     assert top["placebo_share"] == pytest.approx((a - b).mean(axis=0)[unit] / probe_mean[unit], rel=1e-6)
     assert "--length-control" in card  # the Reproduce command runs the placebo again
+
+
+def test_a_layout_with_no_tested_unit_summarizes_without_an_mde():
+    """Every unit with zero variance: the null is degenerate (threshold 0); the summary says
+    no detectable effect instead of crashing in the MDE's root search."""
+    from plantain_core.stats.engine import StatsOptions, compute_layout_stats
+    from plantain_core.stats.results import layout_summary
+
+    a = np.ones((8, 5))
+    st = compute_layout_stats(a, a.copy(), [f"joint[0].h0{i}" for i in range(5)], layout="heads",
+                              pair_ids=[str(i) for i in range(8)], options=StatsOptions(50, 10, 0, (3.0, 5.0)))
+    s = layout_summary(st)
+    assert s["null"]["mde_dz"] is None and s["significant"]["p_fwer_lt_0.05"] == 0

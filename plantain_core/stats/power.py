@@ -32,8 +32,8 @@ def mde(n: int, df: int, t_crit: float | None, inflation: float = 1.0, power: fl
     None when the test cannot reject at all (t_crit None or infinite)."""
     from scipy.optimize import brentq
 
-    if t_crit is None or not math.isfinite(t_crit) or not math.isfinite(inflation) or df < 1:
-        return None
+    if t_crit is None or not math.isfinite(t_crit) or not math.isfinite(inflation) or df < 1 or t_crit <= 0:
+        return None  # t_crit <= 0: a degenerate null (no unit tested), no test at any level
     scale = math.sqrt(n) / inflation
 
     def short(dz):
