@@ -43,6 +43,7 @@ import attrs
 import numpy as np
 
 from ..models.layouts import LAYOUT_NAMES, BlockInfo, Layout, Site, block_streams, blocks_of, build_layouts, check_scope
+from ..errors import PlantainError
 
 # Bound the float32 temporary of a projection input (elements): long single-block
 # sequences of the 4B model at 1024px would otherwise double activation memory.
@@ -147,6 +148,18 @@ def _sumsq(x, start: int, stop: int):
     return out
 
 
+def _normsq(x, start: int, stop: int):
+    """``norm-v2``: the same sums as one fused ``vector_norm`` reduction, squared (equal to
+    float tolerance, not bit-equal: the norm's sqrt and the square round)."""
+    import torch
+
+    return torch.linalg.vector_norm(x[:, start:stop], ord=2, dim=1, dtype=torch.float32).square()
+
+
+#: capture method name (RunConfig.capture_method) -> reduction of one projection input
+REDUCTIONS = {"sumsq-v1": _sumsq, "norm-v2": _normsq}
+
+
 class SliceMeans:
     """A ``read`` callback of :class:`SliceEditor`: the slices' sum per (site, token
     count) over every row read, in float32; ``mean(key, tokens)`` is their mean
@@ -183,6 +196,7 @@ class UnitCapture:
     sites: list[Site]  # the family's capture sites of ``transformer``
     editor: Editor | None = None
     measure: bool = True  # False: apply the editor only, capture nothing (intervention passes)
+    method: str = "sumsq-v1"  # a key of REDUCTIONS
     _handles: list[Any] = attrs.field(factory=list)
     _text_len: int | None = None
     _sums: dict[SiteKey, Any] = attrs.field(factory=dict)
@@ -199,6 +213,8 @@ class UnitCapture:
 
     # -- hooks -------------------------------------------------------------------------
     def _on_transformer_start(self, module, args, kwargs):
+        if self.editor is not None and getattr(module, "_plantain_compiled", False):
+            raise PlantainError("causal interventions (SliceEditor) run eagerly only: run them without --compile")
         ehs = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
         self._text_len = None if ehs is None else int(ehs.shape[1])
         self._sums.clear()  # a forward that raised leaves partial sums behind
@@ -222,7 +238,7 @@ class UnitCapture:
             if self.measure and self._needed(site):
                 start, stop = self._token_range(site, x.shape[1])
                 with torch.no_grad():
-                    self._sums[(site.block, site.stream)] = _sumsq(x.detach(), start, stop)
+                    self._sums[(site.block, site.stream)] = REDUCTIONS[self.method](x.detach(), start, stop)
                 self._tokens[(site.block, site.stream)] = stop - start
             return None if replaced is None else (replaced, *args[1:])
 
@@ -285,6 +301,7 @@ def capture_units(
     editor: Editor | None = None,
     measure: bool = True,
     family=None,
+    method: str = "sumsq-v1",
 ) -> Iterator[UnitCapture]:
     """Capture per-unit RMS of every attention output projection input while inside.
 
@@ -293,7 +310,8 @@ def capture_units(
     after each transformer forward. The hooks are removed on exit, also on error.
     ``editor`` (e.g. a :class:`SliceEditor`) and ``measure`` may be changed between
     forwards on the yielded object. ``family``: the model family whose capture sites
-    to hook (default: the one registered for the transformer's class).
+    to hook (default: the one registered for the transformer's class). ``method``: the
+    capture method, a key of :data:`REDUCTIONS`.
     """
     from ..models.family import checked_sites
     from ..models.lookup import family_for_transformer
@@ -301,7 +319,9 @@ def capture_units(
     check_scope(token_scope)
     sites = checked_sites(family or family_for_transformer(transformer), transformer)
     built = build_layouts(layouts, blocks_of(sites), token_scope)
-    cap = UnitCapture(transformer, built, token_scope, sites, editor, measure)
+    if method not in REDUCTIONS:
+        raise ValueError(f"unknown capture method {method!r}; choose from {', '.join(REDUCTIONS)}")
+    cap = UnitCapture(transformer, built, token_scope, sites, editor, measure, method)
     try:
         cap.install()
         yield cap

@@ -291,6 +291,7 @@ class _Capture:
         import torch
         from tqdm.auto import tqdm
 
+        from .compiled import running
         from .hooks import capture_units
 
         manifest, pairs, pipe = self.manifest, self.pairs, self.bundle.pipeline
@@ -325,8 +326,9 @@ class _Capture:
                    disable=not progress or not self.writes, dynamic_ncols=True)
         start = time.perf_counter()
         try:
-            with capture_units(pipe.transformer, list(self.built), config.token_scope, family=inputs.family) as cap, \
-                    torch.inference_mode():
+            with running(pipe.transformer, config.compile, config.attention_backend), \
+                    capture_units(pipe.transformer, list(self.built), config.token_scope, family=inputs.family,
+                                  method=config.capture_method) as cap, torch.inference_mode():
                 for batch in batches:
                     for items in inputs.groups(batch):
                         if config.steps == 1:

@@ -21,7 +21,8 @@ CONFIG_OPTIONS = {"model": "model", "revision": "revision", "device": "device", 
                   "token_scope": "token_scope", "batch_size": "batch_size", "height": "height", "width": "width",
                   "flips": "flips", "splits": "splits", "thresholds": "thresholds", "seed": "seed",
                   "cpu_offload": "offload", "length_control": "length_control", "steps": "steps",
-                  "capture_steps": "capture_steps", "guidance": "guidance"}
+                  "capture_steps": "capture_steps", "guidance": "guidance", "compile": "compile",
+                  "capture_method": "capture_method", "attention_backend": "attention_backend"}
 
 
 @click.command("run")
@@ -56,6 +57,12 @@ CONFIG_OPTIONS = {"model": "model", "revision": "revision", "device": "device", 
 @click.option("--cpu-offload", is_flag=True, help="Offload model parts to CPU between uses (small GPUs).")
 @click.option("--length-control", is_flag=True,
               help="Also run the length placebo: pairs in which only the prompt length differs (RUN_DIR/placebo).")
+@click.option("--compile", is_flag=True,
+              help="torch.compile the transformer with the capture inside the graph (first batches compile).")
+@click.option("--capture-method", type=click.Choice(["sumsq-v1", "norm-v2"]), default="sumsq-v1", show_default=True,
+              help="How the per-unit sums are reduced: sumsq-v1 (reference) or norm-v2 (fused vector_norm).")
+@click.option("--attention-backend", default=None,
+              help="diffusers' attention dispatcher backend, e.g. native, _native_math, flash (default: the model's).")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--causal", is_flag=True,
