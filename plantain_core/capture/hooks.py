@@ -156,8 +156,14 @@ def _normsq(x, start: int, stop: int):
     return torch.linalg.vector_norm(x[:, start:stop], ord=2, dim=1, dtype=torch.float32).square()
 
 
-#: capture method name (RunConfig.capture_method) -> reduction of one projection input
-REDUCTIONS = {"sumsq-v1": _sumsq, "norm-v2": _normsq}
+#: capture method name (RunConfig.capture_method) -> the function reducing one projection input,
+#: by name: looked up when called, so a benchmark may swap a function in (benchmarks/capture_bench.py)
+REDUCTIONS = {"sumsq-v1": "_sumsq", "norm-v2": "_normsq"}
+
+
+def reduction(method: str):
+    """The reduction of capture method ``method``: (x, start, stop) -> (batch, features) float32 sums of x**2."""
+    return globals()[REDUCTIONS[method]]
 
 
 class SliceMeans:
@@ -238,7 +244,7 @@ class UnitCapture:
             if self.measure and self._needed(site):
                 start, stop = self._token_range(site, x.shape[1])
                 with torch.no_grad():
-                    self._sums[(site.block, site.stream)] = REDUCTIONS[self.method](x.detach(), start, stop)
+                    self._sums[(site.block, site.stream)] = reduction(self.method)(x.detach(), start, stop)
                 self._tokens[(site.block, site.stream)] = stop - start
             return None if replaced is None else (replaced, *args[1:])
 
