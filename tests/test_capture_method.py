@@ -91,7 +91,8 @@ def test_noise_floor_is_each_units_largest_repass_difference_and_counts_effects_
     np.testing.assert_allclose(record["layouts"]["heads"], want, rtol=0, atol=1e-15)
     mean_diff = np.array([0.0, 1.0, want[2] / 2, -want[3] * 2, np.nan])
     got = noise_summary(record, "heads@step0", mean_diff)
-    assert got == {"stimuli": 2, "max_abs": want.max(), "median_abs": float(np.median(want)), "units_at_or_below": 2}
+    assert got == {"stimuli": 2, "max_abs": pytest.approx(want.max(), abs=1e-15),
+                   "median_abs": pytest.approx(float(np.median(want)), abs=1e-15), "units_at_or_below": 2}
     assert noise_summary({"layouts": {"heads": [0.0]}}, "heads", mean_diff) is None  # another unit count: not used
 
 
