@@ -80,6 +80,23 @@ def test_inductor_compiled_captures_equal_eager_on_tiny():
     assert counters["stats"]["unique_graphs"] == 2  # the first shape, then the batch dimension dynamic
 
 
+def test_hooks_installed_after_a_bare_compiled_forward_are_traced_not_skipped():
+    # dynamo's default skips guards on module hooks: the bare graph would be reused, capturing nothing
+    transformer, inputs = _inputs("tiny")
+    eager = _captures(transformer, inputs)
+    torch._dynamo.reset()
+    counters.clear()
+    counting = torch._dynamo.testing.CompileCounter()
+    with comp.compiled(transformer, True, counting), torch.inference_mode():
+        inputs.forward(BATCHES[0])  # bare: no capture installed
+        with capture_units(transformer, LAYOUTS) as cap:
+            inputs.forward(BATCHES[0])
+            got = cap.take()
+        inputs.forward(BATCHES[0])  # bare again: its graph is reused, the capture's is not run
+    _assert_close([got], eager[:1], rtol=1e-6)
+    assert counting.frame_count == 2 and comp.graph_breaks() == 0
+
+
 def test_slice_editor_under_compile_is_refused_with_one_line():
     transformer, inputs = _inputs("tiny")
     with capture_units(transformer, ["heads"]) as cap:

@@ -61,12 +61,18 @@ def compiled(transformer, enabled: bool = True, backend=None) -> Iterator[None]:
         return
     import torch
 
+    import torch._dynamo
+
     had = "forward" in vars(transformer)
     eager = transformer.forward
     transformer.forward = torch.compile(eager, backend=backend or BACKEND)
     transformer._plantain_compiled = True
+    # dynamo skips guards on module hooks by default: a graph traced without the capture's
+    # hooks (or with another capture's) would be reused silently, capturing nothing or into
+    # a stale object. With the guards, each hook state gets its own graph.
     try:
-        yield
+        with torch._dynamo.config.patch(skip_nnmodule_hook_guards=False):
+            yield
     finally:
         if had:
             transformer.forward = eager

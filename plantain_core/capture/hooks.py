@@ -156,14 +156,15 @@ def _normsq(x, start: int, stop: int):
     return torch.linalg.vector_norm(x[:, start:stop], ord=2, dim=1, dtype=torch.float32).square()
 
 
-#: capture method name (RunConfig.capture_method) -> the function reducing one projection input,
-#: by name: looked up when called, so a benchmark may swap a function in (benchmarks/capture_bench.py)
-REDUCTIONS = {"sumsq-v1": "_sumsq", "norm-v2": "_normsq"}
+#: capture method names (RunConfig.capture_method), see :func:`reduction`
+REDUCTIONS = ("sumsq-v1", "norm-v2")
 
 
 def reduction(method: str):
-    """The reduction of capture method ``method``: (x, start, stop) -> (batch, features) float32 sums of x**2."""
-    return globals()[REDUCTIONS[method]]
+    """The reduction of capture method ``method``: (x, start, stop) -> (batch, features) float32
+    sums of x**2. Module globals looked up when called: a benchmark may swap a function in
+    (benchmarks/capture_bench.py), and dynamo traces the lookup (``globals()`` would break the graph)."""
+    return _normsq if method == "norm-v2" else _sumsq
 
 
 class SliceMeans:
