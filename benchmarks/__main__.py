@@ -180,6 +180,8 @@ def table_rows(f: dict[str, Any]) -> list[dict[str, Any]]:
         cp = f["compile"]
         rows.append(_row("compile", f"wide, inductor: compiled hooked / compiled bare, {cp['graph_breaks']} graph breaks",
                          cp["ratio"], target=f"<= {cp['target_max']}, 0 breaks", met=cp["met"]))
+        if "norm_v2_ratio" in cp:
+            rows.append(_row("compile", "wide, inductor: compiled hooked (norm-v2) / compiled bare", cp["norm_v2_ratio"]))
         rows.append(_row("compile", "wide, eager: hooked / bare (same process)", cp["eager_ratio"]))
     if "trajectory" in f:
         tr = f["trajectory"]

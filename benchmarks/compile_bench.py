@@ -7,7 +7,8 @@ Arms (interleaved, same inputs, same module, ``forward`` compiled once by
 - ``bare``:   the compiled forward with no hooks installed;
 - ``hooked``: the compiled forward inside ``capture_units`` (``heads`` + ``slices16``, scope
   ``all``) followed by ``cap.take()``: the pre-hooks traced into the graph, the unit sums,
-  one host transfer, the float64 RMS.
+  one host transfer, the float64 RMS;
+- ``hooked_norm``: the same with capture method ``norm-v2`` (one fused ``vector_norm``).
 
 dynamo guards on the installed hooks, so each arm has its own graph; both are compiled in
 the warm-up (not timed) and reused after. Also recorded: the eager hooked / bare ratio of the
@@ -66,11 +67,14 @@ def run(quick: bool = False) -> dict[str, Any]:
     torch._dynamo.reset()
     counters.clear()
     with compiled(wide, True, "inductor"):
-        times = interleaved(arms(wide, kw), rounds=rounds, warmup=2)
+        both = arms(wide, kw)
+        both["hooked_norm"] = arms(wide, kw, "norm-v2")["hooked"]  # the fused capture method, compiled
+        times = interleaved(both, rounds=rounds, warmup=2)
     breaks = graph_breaks()
     result: dict[str, Any] = {
         "layouts": list(LAYOUTS), "token_scope": "all", "backend": "inductor", "target_max": TARGET,
         "ratio": ratio(times, "hooked", "bare"),
+        "norm_v2_ratio": ratio(times, "hooked_norm", "bare"),
         "eager_ratio": ratio(eager_times, "hooked", "bare"),
         "bare_s_per_forward": arm_summary(times["bare"]),
         "hooked_s_per_forward": arm_summary(times["hooked"]),
