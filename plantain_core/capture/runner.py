@@ -292,7 +292,7 @@ class _Capture:
         from tqdm.auto import tqdm
 
         from .compiled import running
-        from .noise import measure_noise_floor
+        from .noise import NOISE_STIMULI, measure_noise_floor
         from .hooks import capture_units
 
         manifest, pairs, pipe = self.manifest, self.pairs, self.bundle.pipeline
@@ -343,8 +343,12 @@ class _Capture:
                         done[i] = all(side_done[i])
                     self._flush(arrays, done)
                     bar.update(len(batch))
-                if config.steps == 1 and self.share is None and pending:  # kernel noise: a few passes again
-                    manifest["noise_floor"] = measure_noise_floor(inputs, cap, arrays, pending)
+                if config.steps == 1 and self.share is None:  # kernel noise: the first pairs' A again,
+                    # the same stimuli whether resumed or not (earlier captures are in ``arrays``)
+                    first = list(range(min(NOISE_STIMULI, len(pairs))))
+                    again = inputs if set(first) <= set(pending) else \
+                        PassInputs.prepare(self.bundle, pairs, first, config.seed, size, images, config.guidance)
+                    manifest["noise_floor"] = measure_noise_floor(again, cap, arrays, first)
         finally:
             bar.close()
         elapsed = time.perf_counter() - start
