@@ -14,6 +14,7 @@ IQR and min/max; see ``docs/performance.md``):
 - ``trajectory`` — a K = 8 step-resolved run vs the hooked pipeline loop and the model floor (``trajectory_bench``)
 - ``sweep``      — 8 tiny cells: ``plantain sweep`` on Ray (2 workers) vs in one process (``sweep_bench``)
 - ``calibration`` — error rates of every test the card reports, on simulated data sets (``calibration_bench``)
+- ``compile``    — capture overhead inside torch.compile: compiled hooked vs compiled bare, graph breaks (``compile_bench``)
 - ``full-klein`` — FLUX.2 Klein 4B on a GPU: passes/s and MFU (``klein_gpu``; opt-in)
 
 Results go to ``benchmarks/results/latest.json`` (schema in ``docs/performance.md``).
@@ -21,5 +22,5 @@ Results go to ``benchmarks/results/latest.json`` (schema in ``docs/performance.m
 
 SCHEMA = 1
 FIGURES = ("capture", "throughput", "stats", "memory", "nnsight", "encode", "causal", "specs", "trajectory",
-           "sweep", "calibration", "full-klein")
+           "sweep", "calibration", "compile", "full-klein")
 DEFAULT_FIGURES = FIGURES[:-1]

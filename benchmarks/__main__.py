@@ -34,6 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--klein-batch", type=int, default=4, help="stimuli per forward in --full-klein (default 4)")
     ap.add_argument("--klein-sizes", default="512,1024", help="image sizes of --full-klein (default 512,1024)")
     ap.add_argument("--klein-rounds", type=int, default=5, help="interleaved rounds per --full-klein case (default 5)")
+    ap.add_argument("--no-compile", action="store_true", help="--full-klein without its torch.compile arms")
     ap.add_argument("--peak-tflops", type=float, default=None,
                     help="dense bf16 peak of the GPU for MFU (default: looked up from the GPU's name)")
     ap.add_argument("--threads", type=int, default=1,
@@ -110,7 +111,8 @@ def main(argv=None) -> int:
 #: figure -> module whose ``run(quick)`` measures it (memory and full-klein take more options).
 MODULES = {"capture": "capture_bench", "throughput": "throughput_bench", "stats": "stats_bench",
            "nnsight": "nnsight_bench", "encode": "encode_bench", "causal": "causal_bench", "specs": "spec_bench",
-           "trajectory": "trajectory_bench", "sweep": "sweep_bench", "calibration": "calibration_bench"}
+           "trajectory": "trajectory_bench", "sweep": "sweep_bench", "calibration": "calibration_bench",
+           "compile": "compile_bench"}
 
 
 def run_figure(name: str, args) -> dict[str, Any]:
@@ -124,8 +126,12 @@ def run_figure(name: str, args) -> dict[str, Any]:
         from . import klein_gpu
 
         sizes = tuple(int(s) for s in args.klein_sizes.split(",") if s.strip())
-        return klein_gpu.run(device=args.klein_device, sizes=sizes, batch=args.klein_batch,
-                             rounds=args.klein_rounds, peak=args.peak_tflops)
+        from .common import write_device_json
+
+        result = klein_gpu.run(device=args.klein_device, sizes=sizes, batch=args.klein_batch,
+                               rounds=args.klein_rounds, peak=args.peak_tflops, compile=not args.no_compile)
+        result["device_json"] = write_device_json("full-klein", result)  # the figures with their machine stamp
+        return result
     return importlib.import_module(f".{MODULES[name]}", __package__).run(args.quick)
 
 
@@ -170,6 +176,13 @@ def table_rows(f: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(_row("throughput", "ceiling: naive loop / model-compute floor", p["ratio_naive_over_floor"]))
         rows.append(_row("throughput", "run_probe / model-compute floor", p["ratio_plantain_over_floor"]))
         rows.append(_row("throughput", "run_probe passes/s", p["plantain_passes_per_s"], unit="/s"))
+    if "compile" in f:
+        cp = f["compile"]
+        rows.append(_row("compile", f"wide, inductor: compiled hooked / compiled bare, {cp['graph_breaks']} graph breaks",
+                         cp["ratio"], target=f"<= {cp['target_max']}, 0 breaks", met=cp["met"]))
+        if "norm_v2_ratio" in cp:
+            rows.append(_row("compile", "wide, inductor: compiled hooked (norm-v2) / compiled bare", cp["norm_v2_ratio"]))
+        rows.append(_row("compile", "wide, eager: hooked / bare (same process)", cp["eager_ratio"]))
     if "trajectory" in f:
         tr = f["trajectory"]
         rows.append(_row("trajectory", f"tiny, K={tr['steps']}, {tr['pairs']} pairs: run_probe / model-compute floor",

@@ -10,6 +10,7 @@ machine other processes steal wall time but not CPU time.
 
 from __future__ import annotations
 
+import datetime
 import gc
 import os
 import platform
@@ -132,6 +133,40 @@ def machine_info() -> dict[str, Any]:
     except ImportError:  # pragma: no cover
         pass
     return info
+
+
+def gpu_stamp() -> dict[str, Any]:
+    """What a GPU figure was measured on: GPU name, driver, torch and CUDA versions, the command."""
+    import subprocess
+
+    import torch
+
+    driver = None
+    try:
+        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        pass
+    return {"gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "driver": driver,
+            "torch": torch.__version__, "cuda": torch.version.cuda, "command": " ".join([sys.executable, *sys.argv]),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def write_device_json(figure: str, result: dict[str, Any], folder=None) -> str | None:
+    """``benchmarks/results/<figure>-<gpu kind>.json``: a GPU figure with its machine stamp (one
+    file per device kind, so an H100's figures are not overwritten by an H200's); None without a GPU."""
+    import json
+    import pathlib
+    import re
+
+    stamp = gpu_stamp()
+    if stamp["gpu"] is None or result.get("status") != "ran":
+        return None
+    kind = re.sub(r"[^a-z0-9]+", "-", stamp["gpu"].lower()).strip("-")
+    folder = pathlib.Path(folder) if folder else pathlib.Path(__file__).resolve().parent / "results"
+    path = folder / f"{figure}-{kind}.json"
+    path.write_text(json.dumps({"machine": stamp, "figure": figure, "result": result}, indent=2) + "\n", encoding="utf-8")
+    return str(path)
 
 
 def _cpu_name() -> str | None:

@@ -48,7 +48,8 @@ def _inputs(family: str, transformer, batch: int, size: int):
                 timestep=torch.full((batch,), 1000.0, device=dev, dtype=dt), return_dict=False)
 
 
-def run_model(key: str, batch: int, size: int, rounds: int, per: int, peak: float | None) -> dict[str, Any]:
+def run_model(key: str, batch: int, size: int, rounds: int, per: int, peak: float | None,
+              compile: bool = True) -> dict[str, Any]:
     import diffusers
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -86,19 +87,28 @@ def run_model(key: str, batch: int, size: int, rounds: int, per: int, peak: floa
         torch.cuda.synchronize()
         return (time.perf_counter() - t0) / per
 
-    timed(True), timed(False)  # warm-up
-    bare, hooked = [], []
-    for _ in range(rounds):
-        bare.append(timed(False))
-        hooked.append(timed(True))
+    def arms() -> dict[str, Any]:
+        timed(True), timed(False)  # warm-up (and, compiled, the two graphs)
+        bare, hooked = [], []
+        for _ in range(rounds):
+            bare.append(timed(False))
+            hooked.append(timed(True))
+        pps = batch / quantiles(hooked)["median"]
+        return {"passes_per_s_hooked": round(pps, 2), "passes_per_s_bare": round(batch / quantiles(bare)["median"], 2),
+                "hooked_over_bare": round(quantiles(hooked)["median"] / quantiles(bare)["median"], 3),
+                "mfu_hooked": round(flops * pps / (peak_tf * 1e12), 3) if peak_tf else None,
+                "mfu_bare": round(flops * batch / quantiles(bare)["median"] / (peak_tf * 1e12), 3) if peak_tf else None}
+
     name = torch.cuda.get_device_name()
     peak_tf, peak_src = peak_tflops(name, peak)
-    pps = batch / quantiles(hooked)["median"]
     out = {"preset": source, "family": family.name, "device": name, "params_b": round(sum(p.numel() for p in tr.parameters()) / 1e9, 2),
-           "batch": batch, "size": size, "tflop_per_pass": round(flops / 1e12, 2), "passes_per_s_hooked": round(pps, 2),
-           "passes_per_s_bare": round(batch / quantiles(bare)["median"], 2),
-           "hooked_over_bare": round(quantiles(hooked)["median"] / quantiles(bare)["median"], 3),
-           "mfu_hooked": round(flops * pps / (peak_tf * 1e12), 3) if peak_tf else None, "peak_source": peak_src}
+           "batch": batch, "size": size, "tflop_per_pass": round(flops / 1e12, 2), **arms(), "peak_source": peak_src}
+    if compile:  # hooked and bare MFU, compiled, beside the eager ones
+        from plantain_core.capture.compiled import compiled, graph_breaks
+
+        with compiled(tr, True):
+            out["compiled"] = arms()
+        out["compiled"]["graph_breaks"] = graph_breaks()
     return out  # the transformer goes with this frame; the caller empties the CUDA cache
 
 
@@ -110,7 +120,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--per", type=int, default=3)
     ap.add_argument("--peak-tflops", type=float, default=None)
-    ap.add_argument("--out", default=None, help="JSON output (default: print only)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile arms")
+    ap.add_argument("--out", default=None, help="JSON output (default: print only; a GPU run also writes "
+                                                "benchmarks/results/families-gpu-<gpu>.json with its machine stamp)")
     args = ap.parse_args(argv)
     import torch
 
@@ -119,9 +131,13 @@ def main(argv=None) -> int:
     else:
         models = {}
         for m in args.models.split(","):
-            models[m.strip()] = run_model(m.strip(), args.batch, args.size, args.rounds, args.per, args.peak_tflops)
+            models[m.strip()] = run_model(m.strip(), args.batch, args.size, args.rounds, args.per, args.peak_tflops,
+                                          not args.no_compile)
             torch.cuda.empty_cache()
         result = {"status": "ran", "models": models}
+        from .common import write_device_json
+
+        result["device_json"] = write_device_json("families-gpu", result)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

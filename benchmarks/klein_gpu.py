@@ -74,7 +74,7 @@ def _sumsq_norm(x, start: int, stop: int):
 
 def run(*, device: str = "cuda", sizes=(512, 1024), batch: int = 4, rounds: int = 5, per: int = 3,
         peak: float | None = None, config_overrides: dict | None = None, variant: bool = True,
-        encoder: bool = True, encoder_overrides: dict | None = None) -> dict[str, Any]:
+        encoder: bool = True, encoder_overrides: dict | None = None, compile: bool = True) -> dict[str, Any]:
     import torch
 
     from plantain_core.capture import hooks as capture
@@ -112,13 +112,14 @@ def run(*, device: str = "cuda", sizes=(512, 1024), batch: int = 4, rounds: int 
             n_img = kw["hidden_states"].shape[1]
             flops = forward_flops(cfg, n_img)["total"]
             log(f"full Klein: {key}, batch {batch}, {512 + n_img} tokens")
-            case = _time_case(tr, kw, rounds, per, sync, capture, variant, cuda, device)
-            for arm in list(case["s_per_forward"]):
-                s = case["s_per_forward"][arm]["median"]
-                pps = batch / s if s else None
-                case.setdefault("passes_per_s", {})[arm] = round(pps, 3) if pps else None
-                if pps and peak_tf:
-                    case.setdefault("mfu", {})[arm] = round(flops * pps / (peak_tf * 1e12), 4)
+            case = _rates(_time_case(tr, kw, rounds, per, sync, capture, variant, cuda, device), batch, flops, peak_tf)
+            if compile:  # the same arms with the transformer compiled (capture traced into the graph)
+                from plantain_core.capture.compiled import compiled, graph_breaks
+
+                with compiled(tr, True):
+                    case["compiled"] = _rates(_time_case(tr, kw, rounds, per, sync, capture, False, cuda, device),
+                                              batch, flops, peak_tf)
+                case["compiled"]["graph_breaks"] = graph_breaks()
             case["tflop_per_pass"] = round(flops / 1e12, 2)
             case["tokens"] = 512 + n_img
             mfu = case.get("mfu", {}).get("hooked")
@@ -181,6 +182,17 @@ def encoder_case(device, rounds, sync, overrides=None, prompts: int = 8, real_to
         "max_abs_diff": diff,
         "analytic": {k: round(v, 3) for k, v in klein_encoder_flops(layers=layers, cfg=cfg).items()},
     }
+
+
+def _rates(case: dict[str, Any], batch: int, flops: float, peak_tf) -> dict[str, Any]:
+    """Passes/s and MFU of every timed arm of ``case`` (medians)."""
+    for arm in list(case["s_per_forward"]):
+        s = case["s_per_forward"][arm]["median"]
+        pps = batch / s if s else None
+        case.setdefault("passes_per_s", {})[arm] = round(pps, 3) if pps else None
+        if pps and peak_tf:
+            case.setdefault("mfu", {})[arm] = round(flops * pps / (peak_tf * 1e12), 4)
+    return case
 
 
 def _time_case(tr, kw, rounds, per, sync, capture, variant, cuda, device) -> dict[str, Any]:

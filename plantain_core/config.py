@@ -40,10 +40,17 @@ FLAGS = {
     "thresholds": "--thresholds", "stats_seed": "plantain report --seed", "offload": "--cpu-offload",
     "length_control": "--length-control", "steps": "--steps", "capture_steps": "--capture-steps",
     "guidance": "--guidance", "tfce": "--tfce", "allow_outside_images": "--allow-outside-images",
+    "compile": "--compile", "capture_method": "--capture-method", "attention_backend": "--attention-backend",
 }
 #: Fields that change the captured numbers: a resumed run must agree on every one.
 CAPTURE_FIELDS = ("model", "revision", "dtype", "layouts", "token_scope", "height", "width", "batch_size", "seed",
-                  "steps", "capture_steps", "guidance")
+                  "steps", "capture_steps", "guidance", "capture_method")
+# ``compile`` and ``attention_backend`` are recorded but not capture fields: they change the
+# kernels, not the arithmetic; compiled and eager captures agree to float tolerance (tests/
+# test_compile.py) and the run's measured noise floor bounds what kernels change.
+#: Capture methods (plantain_core.capture.hooks): "sumsq-v1" sums x**2 (the reference),
+#: "norm-v2" squares torch.linalg.vector_norm (fused; equal to float tolerance, not bit-equal).
+CAPTURE_METHODS = ("sumsq-v1", "norm-v2")
 MAX_STEPS = 1000
 #: Fields that change only the statistics (recomputed by ``plantain report``).
 STATS_FIELDS = ("flips", "splits", "thresholds", "stats_seed", "tfce")
@@ -180,6 +187,13 @@ def _guidance(value):
     return float(value)
 
 
+def _capture_method(value):
+    if value not in CAPTURE_METHODS:
+        _fail("capture_method", f"unknown capture method {value!r}{suggest(str(value), CAPTURE_METHODS)}; "
+                                f"choose from {', '.join(CAPTURE_METHODS)}")
+    return value
+
+
 def _bool(field: str):
     def convert(value):
         if not isinstance(value, bool):
@@ -225,6 +239,11 @@ class RunConfig:
     #: read image files from outside the spec's folder (absolute, ``~`` or ``..`` paths in a
     #: spec or pairs file); refused by default, as a spec may come from anyone
     allow_outside_images: bool = attrs.field(default=False, converter=_bool("allow_outside_images"))
+    #: torch.compile the transformer, capture inside the graph (plantain_core.capture.compiled)
+    compile: bool = attrs.field(default=False, converter=_bool("compile"))
+    capture_method: str = attrs.field(default=CAPTURE_METHODS[0], converter=_capture_method)
+    #: diffusers' attention dispatcher backend (None: the model's own)
+    attention_backend: str | None = attrs.field(default=None, converter=_optional_str("attention_backend"))
 
     def __attrs_post_init__(self):
         if self.length_control and self.steps > 1:
@@ -323,7 +342,7 @@ class RunConfig:
                 continue
             if value == getattr(default, field) and field not in ("model", "seed"):
                 continue
-            if field in ("offload", "length_control", "tfce", "allow_outside_images"):
+            if field in ("offload", "length_control", "tfce", "allow_outside_images", "compile"):
                 args.append(FLAGS[field])
             else:
                 args += [FLAGS[field], _show(value)]

@@ -2,7 +2,8 @@
 capture hooks on the attention projections (``hooks``; named so they are not confused
 with pluggy hooks), the transformer inputs of one stimulus (``passes``), conditioning
 images (``images``), the checks and the one model load before a run (``prepare``), the run loop that writes ``captures/*.npz`` and the manifest
-(``runner``), its records (``run_records``), trajectory steps (``trajectory``), the
+(``runner``), how the transformer runs (``compiled``: torch.compile, attention backend,
+no step caches), the kernel noise floor (``noise``), its records (``run_records``), trajectory steps (``trajectory``), the
 length placebo's pairs (``placebo``) and a run split across processes (``distributed``).
 
 May import: ``spec``, ``models``, ``rundir``, ``config``, ``plugins``, ``errors``; the

@@ -44,6 +44,7 @@ import numpy as np
 
 from ..models.family import ModelFamily
 from ..models.layouts import LAYOUT_NAMES, BlockInfo, Layout, Site, block_streams, blocks_of, build_layouts, check_scope
+from ..errors import PlantainError
 
 # Bound the float32 temporary of a projection input (elements): long single-block
 # sequences of the 4B model at 1024px would otherwise double activation memory.
@@ -150,6 +151,25 @@ def _sumsq(x, start: int, stop: int):
     return out
 
 
+def _normsq(x, start: int, stop: int):
+    """``norm-v2``: the same sums as one fused ``vector_norm`` reduction, squared (equal to
+    float tolerance, not bit-equal: the norm's sqrt and the square round)."""
+    import torch
+
+    return torch.linalg.vector_norm(x[:, start:stop], ord=2, dim=1, dtype=torch.float32).square()
+
+
+#: capture method names (RunConfig.capture_method), see :func:`reduction`
+REDUCTIONS = ("sumsq-v1", "norm-v2")
+
+
+def reduction(method: str):
+    """The reduction of capture method ``method``: (x, start, stop) -> (batch, features) float32
+    sums of x**2. Module globals looked up when called: a benchmark may swap a function in
+    (benchmarks/capture_bench.py), and dynamo traces the lookup (``globals()`` would break the graph)."""
+    return _normsq if method == "norm-v2" else _sumsq
+
+
 class SliceMeans:
     """A ``read`` callback of :class:`SliceEditor`: the slices' sum per (site, token
     count) over every row read, in float32; ``mean(key, tokens)`` is their mean
@@ -187,6 +207,7 @@ class UnitCapture:
     editor: Editor | None = None
     measure: bool = True  # False: apply the editor only, capture nothing (intervention passes)
     family: Any = None  # the model family whose sites these are (None: the contract's defaults)
+    method: str = "sumsq-v1"  # a key of REDUCTIONS
     _handles: list[Any] = attrs.field(factory=list)
     _text_len: int | None = None
     _sums: dict[SiteKey, Any] = attrs.field(factory=dict)
@@ -203,6 +224,8 @@ class UnitCapture:
 
     # -- hooks -------------------------------------------------------------------------
     def _on_transformer_start(self, module, args, kwargs):
+        if self.editor is not None and getattr(module, "_plantain_compiled", False):
+            raise PlantainError("causal interventions (SliceEditor) run eagerly only: run them without --compile")
         # the family reads its own forward's arguments: a pipeline may pass the text positionally,
         # as a list or under another name (Z-Image's cap_feats), where plantain passes keywords
         self._text_len = (ModelFamily.text_length(None, args, kwargs) if self.family is None
@@ -228,7 +251,7 @@ class UnitCapture:
             if self.measure and self._needed(site):
                 start, stop = self._token_range(site, x.shape[1])
                 with torch.no_grad():
-                    self._sums[(site.block, site.stream)] = _sumsq(x.detach(), start, stop)
+                    self._sums[(site.block, site.stream)] = reduction(self.method)(x.detach(), start, stop)
                 self._tokens[(site.block, site.stream)] = stop - start
             return None if replaced is None else (replaced, *args[1:])
 
@@ -291,6 +314,7 @@ def capture_units(
     editor: Editor | None = None,
     measure: bool = True,
     family=None,
+    method: str = "sumsq-v1",
 ) -> Iterator[UnitCapture]:
     """Capture per-unit RMS of every attention output projection input while inside.
 
@@ -299,7 +323,8 @@ def capture_units(
     after each transformer forward. The hooks are removed on exit, also on error.
     ``editor`` (e.g. a :class:`SliceEditor`) and ``measure`` may be changed between
     forwards on the yielded object. ``family``: the model family whose capture sites
-    to hook (default: the one registered for the transformer's class).
+    to hook (default: the one registered for the transformer's class). ``method``: the
+    capture method, a key of :data:`REDUCTIONS`.
     """
     from ..models.family import checked_sites
     from ..models.lookup import family_for_transformer
@@ -308,7 +333,9 @@ def capture_units(
     family = family or family_for_transformer(transformer)
     sites = checked_sites(family, transformer)
     built = build_layouts(layouts, blocks_of(sites), token_scope)
-    cap = UnitCapture(transformer, built, token_scope, sites, editor, measure, family)
+    if method not in REDUCTIONS:
+        raise ValueError(f"unknown capture method {method!r}; choose from {', '.join(REDUCTIONS)}")
+    cap = UnitCapture(transformer, built, token_scope, sites, editor, measure, family, method)
     try:
         cap.install()
         yield cap

@@ -305,6 +305,8 @@ class _Capture:
         import torch
         from tqdm.auto import tqdm
 
+        from .compiled import running
+        from .noise import NOISE_STIMULI, measure_noise_floor
         from .hooks import capture_units
 
         manifest, pairs, pipe = self.manifest, self.pairs, self.bundle.pipeline
@@ -340,8 +342,9 @@ class _Capture:
                    disable=not progress or not self.writes, dynamic_ncols=True)
         start = time.perf_counter()
         try:
-            with capture_units(pipe.transformer, list(self.built), config.token_scope, family=inputs.family) as cap, \
-                    torch.inference_mode():
+            with running(pipe.transformer, config.compile, config.attention_backend), \
+                    capture_units(pipe.transformer, list(self.built), config.token_scope, family=inputs.family,
+                                  method=config.capture_method) as cap, torch.inference_mode():
                 for batch in batches:
                     for items in inputs.groups(batch):
                         if config.steps == 1:
@@ -355,6 +358,12 @@ class _Capture:
                         done[i] = all(side_done[i])
                     self._flush(arrays, done)
                     bar.update(len(batch))
+                if config.steps == 1 and self.share is None:  # kernel noise: the first pairs' A again,
+                    # the same stimuli whether resumed or not (earlier captures are in ``arrays``)
+                    first = list(range(min(NOISE_STIMULI, len(pairs))))
+                    again = inputs if set(first) <= set(pending) else \
+                        PassInputs.prepare(self.bundle, pairs, first, config.seed, size, images, config.guidance)
+                    manifest["noise_floor"] = measure_noise_floor(again, cap, arrays, first)
         finally:
             bar.close()
         elapsed = time.perf_counter() - start

@@ -19,7 +19,8 @@ CONFIG_OPTIONS = {"model": "model", "revision": "revision", "device": "device", 
                   "flips": "flips", "splits": "splits", "thresholds": "thresholds", "seed": "seed",
                   "cpu_offload": "offload", "length_control": "length_control", "steps": "steps",
                   "capture_steps": "capture_steps", "guidance": "guidance", "tfce": "tfce",
-                  "allow_outside_images": "allow_outside_images"}
+                  "allow_outside_images": "allow_outside_images", "compile": "compile",
+                  "capture_method": "capture_method", "attention_backend": "attention_backend"}
 
 
 @click.command("run")
@@ -58,6 +59,12 @@ CONFIG_OPTIONS = {"model": "model", "revision": "revision", "device": "device", 
               help="Also run the length placebo: pairs in which only the prompt length differs (RUN_DIR/placebo).")
 @click.option("--allow-outside-images", is_flag=True,
               help="Read image files from outside the spec's folder (absolute, ~ or .. paths); refused by default.")
+@click.option("--compile", is_flag=True,
+              help="torch.compile the transformer with the capture inside the graph (first batches compile).")
+@click.option("--capture-method", type=click.Choice(["sumsq-v1", "norm-v2"]), default="sumsq-v1", show_default=True,
+              help="How the per-unit sums are reduced: sumsq-v1 (reference) or norm-v2 (fused vector_norm).")
+@click.option("--attention-backend", default=None,
+              help="diffusers' attention dispatcher backend, e.g. native, _native_math, flash (default: the model's).")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--causal", is_flag=True,

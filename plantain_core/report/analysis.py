@@ -15,6 +15,7 @@ import attrs
 import numpy as np
 
 from .. import __version__
+from ..capture.noise import noise_summary
 from ..capture.placebo import PLACEBO
 from ..config import RunConfig, config_from_manifest
 from ..errors import PlantainError
@@ -325,6 +326,9 @@ def _analyze(run_dir: pathlib.Path, manifest: dict, config: RunConfig, figures: 
             mlp = count_mlp_units(st.units)
         if mlp is not None:
             s["mlp_units"] = int(mlp)
+        floor = noise_summary(manifest.get("noise_floor"), name, st.mean_diff)
+        if floor is not None:
+            s["noise_floor"] = floor
         layout_summaries[name] = s
 
     spec_data = manifest.get("spec") or {}

@@ -186,7 +186,8 @@ def method_section(summary, manifest, spec_data, sheet: str | None = None) -> li
         + f", at {size}; the initial noise is seeded per pair (run seed {manifest.get('seed', '?')}) so A and B share it.",
         "",
         "A forward pre-hook on every attention output projection takes the RMS of its input over tokens and the "
-        f"unit's features (token scope: {manifest.get('token_scope', 'all')}), one number per unit per pass. "
+        f"unit's features (token scope: {manifest.get('token_scope', 'all')}; {_capture_text(manifest)}), one number "
+        "per unit per pass. "
         "Unit layouts:",
         "",
     ]
@@ -209,6 +210,23 @@ def method_section(summary, manifest, spec_data, sheet: str | None = None) -> li
         "",
     ]
     return out
+
+
+def _capture_text(manifest) -> str:
+    """The capture method and how the transformer ran (compiled, attention backend), as recorded."""
+    config = manifest.get("config") if isinstance(manifest.get("config"), Mapping) else {}
+    text = f"capture method {md_escape(str(config.get('capture_method', 'sumsq-v1')))}"
+    if config.get("compile") is True:
+        text += ", transformer compiled with torch.compile"
+    if config.get("attention_backend"):
+        text += f", attention backend {md_escape(str(config['attention_backend']))}"
+    return text
+
+
+def _noise_text(nf, units: int) -> str:
+    return (f"Kernel noise floor: {nf['stimuli']} stimuli passed twice changed a unit's RMS by at most "
+            f"{num(nf['max_abs'])} (median {num(nf['median_abs'])}); {nf['units_at_or_below']:,} of {units:,} units "
+            "have a \\|mean D\\| at or below their own floor (an effect kernels alone could make).")
 
 
 def _null_text(summary) -> str:
@@ -240,6 +258,8 @@ def results_section(name, s, figs) -> list[str]:
     out.append(f"| units with BH q < 0.05 | {sig['q_lt_0.05']:,} | — | — | — |")
     out.append(f"| units with FWER p < 0.05 (max-\\|t\\|) | {sig['p_fwer_lt_0.05']:,} | — | — | — |")
     out.append("")
+    if s.get("noise_floor"):
+        out += [_noise_text(s["noise_floor"], u), ""]
     untested = s["n_zero_variance"] + s["n_nonfinite"]
     if untested:
         out += [f"{untested:,} {'unit was' if untested == 1 else 'units were'} not tested ({s['n_zero_variance']:,} with zero variance of D, "

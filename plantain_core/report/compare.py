@@ -58,9 +58,10 @@ def read_run(run_dir: pathlib.Path) -> dict[str, Any]:
 
     manifest = read_manifest(run_dir)
     check_unit_rows(units_path, {k: len(v) for k, v in layouts.items()}, manifest, run_dir)
-    scope = config_from_manifest(manifest, str(run_dir / "manifest.json")).token_scope
+    config = config_from_manifest(manifest, str(run_dir / "manifest.json"))
     return {"dir": str(run_dir), "probe": str(summary.get("probe")), "model": str(model.get("id") or model.get("name")),
-            "revision": model.get("revision"), "token_scope": str(scope), "layouts": layouts}
+            "revision": model.get("revision"), "token_scope": str(config.token_scope),
+            "capture_method": config.capture_method, "layouts": layouts}
 
 
 def _split(name: str) -> tuple[str, int | None]:
@@ -115,6 +116,9 @@ def compare_runs(run_dirs: Sequence[str | pathlib.Path], q_level: float = Q_LEVE
     if len(scopes) > 1:  # a unit's RMS over image tokens is another number than over all tokens
         listing = "; ".join(f"{r['dir']}: --token-scope {r['token_scope']}" for r in runs)
         raise PlantainError(f"runs measured different token scopes, their units are not comparable: {listing}")
+    if len({r["capture_method"] for r in runs}) > 1:  # another reduction: equal only to float tolerance
+        listing = "; ".join(f"{r['dir']}: --capture-method {r['capture_method']}" for r in runs)
+        raise PlantainError(f"runs used different capture methods, a change of settings: {listing}")
     matches = _matches(runs, step)
     if not matches:
         raise PlantainError("the runs share no unit layout")
