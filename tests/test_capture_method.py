@@ -48,11 +48,11 @@ def test_norm_v2_run_equals_sumsq_v1_and_is_recorded_and_named_on_the_card(runs)
     for method, run in runs.items():
         manifest = json.loads((run.path / "manifest.json").read_text())
         assert manifest["config"]["capture_method"] == method and manifest["config"]["compile"] is False
-        assert f"capture method {method}" in run.card_path.read_text()
+        assert f"capture method `{method}`" in run.card_path.read_text()
 
 
 def test_resume_with_another_method_is_refused_as_a_change_of_settings(runs):
-    with pytest.raises(PlantainError, match=r"other settings \(--capture-method: was sumsq-v1, now norm-v2\)"):
+    with pytest.raises(PlantainError, match=r"other settings \(capture_method: was sumsq-v1, now norm-v2\)"):
         run_on_tiny("ray", runs["sumsq-v1"].path, layouts=["heads"], seed=1, capture_method="norm-v2", resume=True)
 
 

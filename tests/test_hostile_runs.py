@@ -348,12 +348,12 @@ def test_plantain_new_into_a_folder_below_a_file(tmp_path):
     (lambda pt, p: pt.probe(None), "probe(): expected a probe name or a spec path, got None"),
     (lambda pt, p: pt.run(p, model="tiny", resume="no"), "run(): resume= must be True or False, got 'no'"),
     (lambda pt, p: pt.run(p, model="tiny", figures="no"), "run(): figures= must be True or False, got 'no'"),
-    (lambda pt, p: pt.run(p, model="tiny", seed="3"), "seed=: expected an integer, got '3'"),
-    (lambda pt, p: pt.run(p, model="tiny", layouts=5), "layouts=: expected layout names, got 5"),
-    (lambda pt, p: pt.run(p, model="tiny", thresholds=[True, 5]), "thresholds=: [True, 5] is not a list of numbers"),
-    (lambda pt, p: pt.run(p, model="tiny", thresholds={"3": 1}), "thresholds=: {'3': 1} is not a list of numbers"),
-    (lambda pt, p: pt.run(p, model="tiny", batch_size=0), "batch_size=: 0 is out of range"),
-    (lambda pt, p: pt.run(p, model=None, device="gpu"), "device=: 'gpu' is not a device"),
+    (lambda pt, p: pt.run(p, model="tiny", seed="3"), "seed: expected an integer, got '3'"),
+    (lambda pt, p: pt.run(p, model="tiny", layouts=5), "layouts: expected layout names, got 5"),
+    (lambda pt, p: pt.run(p, model="tiny", thresholds=[True, 5]), "thresholds: [True, 5] is not a list of numbers"),
+    (lambda pt, p: pt.run(p, model="tiny", thresholds={"3": 1}), "thresholds: {'3': 1} is not a list of numbers"),
+    (lambda pt, p: pt.run(p, model="tiny", batch_size=0), "batch_size: 0 is out of range"),
+    (lambda pt, p: pt.run(p, model=None, device="gpu"), "device: 'gpu' is not a device"),
 ])
 def test_python_api_wrong_types_are_named(tmp_path, monkeypatch, call, message):
     import plantain_core as pt

@@ -150,7 +150,7 @@ def test_a_sweep_runs_from_a_dict_and_loads_back(tmp_path, monkeypatch):
     assert run.config.probe == "dense" and run.config.seed == 1
     assert again.report() == pathlib.Path("sw") / "README.md" and (tmp_path / "sw" / "README.md").is_file()
     assert pt.sweep(grid, out="sw").cells.equals(sweep.cells)  # complete cells skipped
-    with pytest.raises(pt.PlantainError, match=r"grid=: seeds: required key is missing"):
+    with pytest.raises(pt.PlantainError, match=r"grid: seeds: required key is missing"):
         pt.sweep({"probes": ["ray"], "models": ["tiny"]}, out="other")
     with pytest.raises(pt.PlantainError, match="needs out="):
         pt.sweep(grid)
@@ -199,7 +199,7 @@ def test_the_runs_warnings_reach_python_as_plantain_warnings(model, tmp_path):
     with pytest.warns(pt.ConfoundWarning, match="prompt length are confounded"):
         pt.run("ray", model=model, out=tmp_path / "ray", layouts=["heads"], **FAST)
     assert issubclass(pt.SpecificityWarning, pt.PlantainWarning) and issubclass(pt.PlantainWarning, UserWarning)
-    with pytest.raises(pt.PlantainError, match=r"^height=: 100 is not a multiple of 16"):
+    with pytest.raises(pt.PlantainError, match=r"^height: 100 is not a multiple of 16"):
         pt.run("ray", model="tiny", out=tmp_path / "never", height=100)
     assert [n for n in dir(pt) if n.startswith("_") and n != "__version__"] == []
     assert {"load_model", "compare", "sweep", "load_sweep", "Sweep", "ConfoundWarning"} <= set(dir(pt))

@@ -107,7 +107,10 @@ def test_compare_two_probes(seed_runs):
     assert row["t_correlation"] == pytest.approx(np.corrcoef(t["ray"], t["dense"])[0, 1], abs=1e-6)
     assert heads["units"] == len(t["ray"])
     text = CliRunner().invoke(main, ["compare", str(ray), str(dense)]).output
-    assert "ray vs dense: r(t) =" in text
+    header, line = [ln.split() for ln in text.splitlines()[1:3]]
+    assert header[:7] == ["layout", "step", "a", "b", "units", "pearson_r", "spearman_r"]
+    assert line[:5] == ["heads", "-", "ray", "dense", str(len(t["ray"]))]
+    assert float(line[5]) == pytest.approx(row["t_correlation"], abs=5e-4)
 
 
 def test_compare_refuses_runs_on_different_models(seed_runs, tmp_path):

@@ -34,19 +34,30 @@ from .sweeps import Sweep
 #: CLI spellings in messages -> the keyword a Python caller passes
 _KEYWORDS = {**{flag: f"{field}=" for field, flag in FLAGS.items() if flag.startswith("--")},
              "--out": "out=", "--resume": "resume=True", "--no-figures": "figures=False"}
-_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+_FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)(:)?( (?=[\w'\"./~-]))?")
+
+
+def _keyword(match) -> str:
+    """``--height: 100 …`` → ``height: 100 …``; ``--device cpu`` → ``device=cpu``."""
+    flag, colon, space = match.groups()
+    keyword = _KEYWORDS.get(flag)
+    if keyword is None:
+        return match.group(0)
+    if colon:
+        return keyword.rstrip("=") + colon + (space or "")
+    return keyword + ("" if keyword.endswith("=") else space or "")
 
 
 def python_errors(fn):
-    """Errors of ``fn`` name the Python keyword (``height=``) where the message names the
-    CLI flag (``--height``); the exception keeps its class."""
+    """Errors of ``fn`` name the Python keyword (``height``, ``out=``) where the message
+    names the CLI flag (``--height``, ``--out``); the exception keeps its class."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except PlantainError as exc:
             if len(exc.args) == 1 and isinstance(exc.args[0], str):
-                exc.args = (_FLAG.sub(lambda m: _KEYWORDS.get(m.group(0), m.group(0)), exc.args[0]),)
+                exc.args = (_FLAG.sub(_keyword, exc.args[0]),)
             raise
     return wrapper
 

@@ -215,11 +215,11 @@ def method_section(summary, manifest, spec_data, sheet: str | None = None) -> li
 def _capture_text(manifest) -> str:
     """The capture method and how the transformer ran (compiled, attention backend), as recorded."""
     config = manifest.get("config") if isinstance(manifest.get("config"), Mapping) else {}
-    text = f"capture method {md_escape(str(config.get('capture_method', 'sumsq-v1')))}"
+    text = f"capture method {md_code(config.get('capture_method', 'sumsq-v1'))}"
     if config.get("compile") is True:
         text += ", transformer compiled with torch.compile"
     if config.get("attention_backend"):
-        text += f", attention backend {md_escape(str(config['attention_backend']))}"
+        text += f", attention backend {md_code(config['attention_backend'])}"
     return text
 
 

@@ -18,7 +18,10 @@ from __future__ import annotations
 import re
 
 #: Characters with a meaning in CommonMark/GFM inline or table syntax; escaped with a backslash.
-_TEXT_SPECIAL = re.compile(r"([\\`*_\[\]<>#!|~&$])")
+_TEXT_SPECIAL = re.compile(r"([\\`*\[\]<>#!|~&$])")
+#: An underscore that could open or close emphasis: one not between two letters or digits
+#: (``proj_out`` renders as written, so it stays readable in the raw card and in a search).
+_LOOSE_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
 #: What interpreter prose may not use: HTML, entities, links and images, tables.
 _PROSE_SPECIAL = re.compile(r"([\\<>&\[\]!|$])")
 _SPACES = re.compile(r"\s+")
@@ -49,7 +52,7 @@ def md_text(text, limit: int | None = None) -> str:
     line = _one_line(text)
     if limit is not None and len(line) > limit:
         line = line[:limit].rstrip() + "…"
-    return _guard_start(_TEXT_SPECIAL.sub(r"\\\1", line))
+    return _guard_start(_LOOSE_UNDERSCORE.sub(r"\\_", _TEXT_SPECIAL.sub(r"\\\1", line)))
 
 
 def md_code(text, limit: int | None = None) -> str:

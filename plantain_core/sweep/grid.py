@@ -98,7 +98,7 @@ def _describe(config: RunConfig) -> str:
 
 
 #: what a grid given as a Python dict is called in messages and in sweep.json
-DICT_GRID = "grid="
+DICT_GRID = "grid"
 
 
 def load_grid(path, *, check_probes: bool = True, registry=None) -> SweepGrid:
@@ -112,7 +112,7 @@ def load_grid(path, *, check_probes: bool = True, registry=None) -> SweepGrid:
         try:
             raw = toml.dumps(data).encode("utf-8")
         except (TypeError, ValueError) as exc:
-            raise PlantainError(f"grid=: not a table of sweep keys ({type(exc).__name__}: {exc})") from None
+            raise PlantainError(f"grid: not a table of sweep keys ({type(exc).__name__}: {exc})") from None
         path = base / DICT_GRID
     else:
         path = pathlib.Path(path)
