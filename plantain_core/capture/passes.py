@@ -69,9 +69,13 @@ def pass_bytes(bundle, tokens: int) -> int:
     so the layers do not add up; the estimate does not count the weights (already loaded)."""
     import torch
 
-    cfg = bundle.pipeline.transformer.config
-    inner = int(cfg.num_attention_heads) * int(cfg.attention_head_dim)
-    mlp = int(inner * getattr(cfg, "mlp_ratio", 4.0))
+    from ..models.family import checked_sites
+    from ..models.layouts import blocks_of
+
+    # the widths from the family's own capture sites: transformer configs name them differently
+    blocks = blocks_of(checked_sites(family_of(bundle), bundle.pipeline.transformer))
+    inner = max((b.attn_dim for b in blocks), default=0)
+    mlp = max((b.mlp_dim for b in blocks), default=0) or 4 * inner
     return int(tokens) * (8 * inner + 4 * mlp) * torch.finfo(bundle.dtype).bits // 8 * 2
 
 
