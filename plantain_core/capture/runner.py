@@ -358,17 +358,20 @@ class _Capture:
                         done[i] = all(side_done[i])
                     self._flush(arrays, done)
                     bar.update(len(batch))
-                if config.steps == 1 and self.share is None:  # kernel noise: the first pairs' A again,
-                    # the same stimuli whether resumed or not (earlier captures are in ``arrays``)
-                    first = list(range(min(NOISE_STIMULI, len(pairs))))
-                    again = inputs if set(first) <= set(pending) else \
-                        PassInputs.prepare(self.bundle, pairs, first, config.seed, size, images, config.guidance)
-                    manifest["noise_floor"] = measure_noise_floor(again, cap, arrays, first)
         finally:
             bar.close()
         elapsed = time.perf_counter() - start
         if self.share is not None:
             self._gather(arrays, done, pending)
+        if config.steps == 1 and self.writes:  # kernel noise: the first pairs' A again, under the run's
+            # kernels, the same stimuli whether resumed, split or not (every capture is in ``arrays`` now)
+            first = list(range(min(NOISE_STIMULI, len(pairs))))
+            again = inputs if set(first) <= set(pending) else \
+                PassInputs.prepare(self.bundle, pairs, first, config.seed, size, images, config.guidance)
+            with running(pipe.transformer, config.compile, config.attention_backend), \
+                    capture_units(pipe.transformer, list(self.built), config.token_scope, family=again.family,
+                                  method=config.capture_method) as cap, torch.inference_mode():
+                manifest["noise_floor"] = measure_noise_floor(again, cap, arrays, first)
         timings["passes"] = round(elapsed, 4)
         timings["passes_per_second"] = round(len(passes) / elapsed, 3) if passes and elapsed > 0 else None
         if not passes:
