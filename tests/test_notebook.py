@@ -88,7 +88,9 @@ def test_a_one_step_run_compares_with_each_step_of_a_trajectory(runs):
         pt.compare(runs["ray"], runs["traj"], step=7)
     result = CliRunner().invoke(main, ["compare", str(runs["ray"].path), str(runs["traj"].path), "--step", "2"])
     assert result.exit_code == 0, result.output
-    assert "pearson_r" in result.output and f"{one['pearson_r'].iloc[0]:.3f}" not in ("",)
+    two = pt.compare(runs["ray"], runs["traj"], step=2)
+    row = [line.split() for line in result.output.splitlines() if line.startswith("heads")]
+    assert len(row) == 1 and row[0][1] == "2" and row[0][5] == f"{two['pearson_r'].iloc[0]:.3f}"  # the CLI's table
 
 
 def test_units_are_tidy_over_layouts_and_steps(runs):

@@ -12,28 +12,15 @@ import re
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from markdown_it import MarkdownIt
 
-from plantain_core.cli import main
 from plantain_core.report.markup import md_code, md_prose, md_text
 from plantain_core.testing import spec_data, write_plugin_dist, write_spec
+from test_hostile_runs import invoke, one_error
 
 FAST = ("--model", "tiny", "--units", "heads", "--flips", "20", "--splits", "5", "--no-progress")
 BEACON = "http://evil.example/beacon.png"
 HOSTILE = f"x\n---\nlicense: other\n---\n<script>alert(1)</script> ![b]({BEACON}) <img src={BEACON}> [l](javascript:x)"
-
-
-def invoke(*args, **kw):
-    return CliRunner().invoke(main, [str(a) for a in args], **kw)
-
-
-def one_error(result) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def render(markdown: str) -> str:

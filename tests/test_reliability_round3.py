@@ -6,7 +6,6 @@ that the one-line slip in it fails."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import pathlib
 import shutil
@@ -19,25 +18,9 @@ from click.testing import CliRunner
 from plantain_core.cli import main
 from plantain_core.errors import PlantainError
 from plantain_core.testing import spec_data, write_spec
+from test_hostile_folders import ARGS, copy, good  # noqa: F401 (good: the finished run every fault starts from)
 
-ARGS = ("--model", "tiny", "--units", "heads", "--flips", "20", "--splits", "5", "--seed", "2", "--batch-size", "4",
-        "--no-figures", "--no-progress")
 CAUSAL = ("--top", "1", "--controls", "1", "--doses", "1", "--no-progress")
-
-
-@pytest.fixture(scope="module")
-def good(tmp_path_factory):
-    root = tmp_path_factory.mktemp("round3")
-    spec = write_spec(root / "specs", "probe", spec_data("probe", n_pairs=4))
-    out = root / "good"
-    res = CliRunner().invoke(main, ["run", str(spec), *ARGS, "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    return out
-
-
-def copy(good: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
-    shutil.copytree(good, dest, ignore=shutil.ignore_patterns(".plantain*"))
-    return dest
 
 
 def snapshot(root: pathlib.Path) -> dict[str, tuple[int, int]]:

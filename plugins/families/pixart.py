@@ -23,6 +23,8 @@ from plantain_core.errors import PlantainError
 from plantain_core.models.family import TEXT_KINDS, ModelFamily, encode_in_chunks, fresh_schedule
 from plantain_core.models.layouts import BlockInfo, Site
 
+from .sd3 import UnpackedLatents
+
 #: ``max_sequence_length`` of ``PixArtSigmaPipeline.__call__``
 T5_TOKENS = 300
 #: PixArt's latents: 4 channels; a learned-sigma transformer outputs twice as many
@@ -40,7 +42,7 @@ def clean_caption() -> bool:
 PRESETS = {"PixArt-alpha/PixArt-Sigma-XL-2-1024-MS": "PixArt-Sigma-XL-2-1024-MS.json"}
 
 
-class PixArtSigmaFamily(ModelFamily):
+class PixArtSigmaFamily(UnpackedLatents, ModelFamily):
     name = "pixart-sigma"
     description = "PixArt-Sigma (PixArtSigmaPipeline; T5 text encoder, self- and cross-attention per block)"
     pipeline_class = "PixArtSigmaPipeline"
@@ -103,19 +105,6 @@ class PixArtSigmaFamily(ModelFamily):
 
     def call_kwargs(self, bundle, size) -> dict:
         return {"use_resolution_binning": False}  # keep the size asked for
-
-    def noise(self, pipe, generator, size, dtype, device):
-        latents = pipe.prepare_latents(1, pipe.transformer.config.in_channels, size[0], size[1], dtype, device,
-                                       generator)
-        return latents, None
-
-    def model_input(self, latents, cond):
-        if cond is not None:
-            raise PlantainError("PixArt-Sigma takes no conditioning image")
-        return latents
-
-    def join_ids(self, latent_ids, image_ids):
-        return None
 
     def text_kwargs(self, text, shared, n):
         return {"encoder_hidden_states": text["encoder_hidden_states"],

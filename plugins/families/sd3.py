@@ -27,7 +27,26 @@ CLIP_TOKENS = 77
 T5_TOKENS = 256
 
 
-class SD3Family(ModelFamily):
+class UnpackedLatents:
+    """The passes of a text-to-image family whose latents stay 4-D (``prepare_latents``
+    unpacked; the transformer patchifies) with no position ids and no conditioning image:
+    SD3 and PixArt-Sigma."""
+
+    def noise(self, pipe, generator, size, dtype, device):
+        latents = pipe.prepare_latents(1, pipe.transformer.config.in_channels, size[0], size[1], dtype, device,
+                                       generator)
+        return latents, None
+
+    def model_input(self, latents, cond):
+        if cond is not None:
+            raise PlantainError(f"model family {self.name} takes no conditioning image")
+        return latents
+
+    def join_ids(self, latent_ids, image_ids):
+        return None
+
+
+class SD3Family(UnpackedLatents, ModelFamily):
     name = "sd3"
     description = "Stable Diffusion 3 / 3.5 (StableDiffusion3Pipeline; CLIP-L, CLIP-G and T5 text encoders)"
     pipeline_class = "StableDiffusion3Pipeline"
@@ -85,19 +104,6 @@ class SD3Family(ModelFamily):
 
         with torch.inference_mode():
             return encode_in_chunks(prompts, encode), {}
-
-    def noise(self, pipe, generator, size, dtype, device):
-        latents = pipe.prepare_latents(1, pipe.transformer.config.in_channels, size[0], size[1], dtype, device,
-                                       generator)
-        return latents, None
-
-    def model_input(self, latents, cond):
-        if cond is not None:
-            raise PlantainError("SD3 takes no conditioning image")
-        return latents
-
-    def join_ids(self, latent_ids, image_ids):
-        return None
 
     def text_kwargs(self, text, shared, n):
         return {"encoder_hidden_states": text["encoder_hidden_states"], "pooled_projections": text["pooled_projections"]}
